@@ -1,0 +1,3 @@
+from gpuimg.cli import main
+
+raise SystemExit(main())

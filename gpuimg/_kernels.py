@@ -1,0 +1,165 @@
+"""CUDA kernel loader: finds ``kernels/*.cu``, compiles each specialisation once per device.
+
+A :class:`KernelFamily` is one ``.cu`` file plus the finite list of template
+specialisations gpuimg may request from it (``"window_moments<float, 0>"``). Declaring the
+list up front lets CI compile every specialisation with NVRTC on a machine without a GPU
+(:func:`compile_all`), and :meth:`KernelFamily.get` refuses a specialisation nobody declared,
+so the library cannot ask for code that CI never compiled.
+
+Sizes, window widths and fill values are kernel *arguments*, never template parameters or
+macros: a new image size never recompiles. Local ``#include "x.cuh"`` lines are inlined by
+the loader so that CuPy's on-disk cache keys on the complete source.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from gpuimg import _backend
+
+__all__ = ["KernelFamily", "compile_all", "families", "kernel_dir", "launch_1d", "source"]
+
+DEFAULT_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
+
+_FAMILIES: list["KernelFamily"] = []
+_cache: dict[tuple[int, str, str, tuple[str, ...]], Any] = {}
+_lock = threading.Lock()
+
+
+def kernel_dir() -> Path:
+    """Folder holding the CUDA sources (inside the wheel, or the checkout's ``kernels/``)."""
+    try:
+        packaged = Path(str(resources.files("gpuimg") / "kernels"))
+        if packaged.is_dir() and any(packaged.glob("*.cu")):
+            return packaged
+    except Exception:  # pragma: no cover - exotic importers
+        pass
+    checkout = Path(__file__).resolve().parent.parent / "kernels"
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError("gpuimg's CUDA sources (kernels/*.cu) were not found")
+
+
+def source(filename: str, _seen: frozenset[str] = frozenset()) -> str:
+    """Text of ``kernels/<filename>`` with local includes inlined (each header once)."""
+    path = kernel_dir() / filename
+    text = path.read_text()
+    seen = set(_seen) | {filename}
+
+    def inline(m: re.Match[str]) -> str:
+        inc = m.group(1)
+        if inc in seen:
+            return f"// {inc} already included"
+        seen.add(inc)
+        return f"// ---- {inc} ----\n{source(inc, frozenset(seen))}\n// ---- end {inc} ----"
+
+    return _INCLUDE.sub(inline, text)
+
+
+class KernelFamily:
+    """A ``.cu`` source and the specialisations (C++ name expressions) drawn from it.
+
+    Parameters
+    ----------
+    filename : str
+        File name inside ``kernels/``.
+    specialisations : iterable of str
+        Every name expression the library may request, e.g. ``"resize_area<float>"``.
+    options : sequence of str
+        Extra NVRTC options.
+    """
+
+    def __init__(self, filename: str, specialisations: Iterable[str], options: Sequence[str] = ()) -> None:
+        self.filename = filename
+        self.specialisations: tuple[str, ...] = tuple(dict.fromkeys(specialisations))
+        self.options = DEFAULT_OPTIONS + tuple(options)
+        if not self.specialisations:
+            raise ValueError(f"kernel family {filename!r} declares no specialisations")
+        _FAMILIES.append(self)
+
+    def __repr__(self) -> str:
+        return f"KernelFamily({self.filename!r}, {len(self.specialisations)} specialisations)"
+
+    def get(self, name_expression: str) -> Any:
+        """The compiled kernel for ``name_expression`` on the current device (memoised)."""
+        if name_expression not in self.specialisations:
+            raise KeyError(
+                f"{name_expression!r} is not a declared specialisation of {self.filename}; "
+                f"declared: {self.specialisations}"
+            )
+        cupy = _backend.cupy_module()
+        if cupy is None:
+            raise RuntimeError("CUDA kernels need a usable CuPy device")
+        dev = cupy.cuda.Device().id
+        key = (dev, self.filename, name_expression, self.options)
+        fn = _cache.get(key)
+        if fn is None:
+            with _lock:
+                fn = _cache.get(key)
+                if fn is None:
+                    module = cupy.RawModule(
+                        code=source(self.filename),
+                        options=self.options,
+                        name_expressions=[name_expression],
+                    )
+                    fn = module.get_function(name_expression)
+                    _cache[key] = fn
+        return fn
+
+
+def families() -> list[KernelFamily]:
+    """Every kernel family the library declares (imports all primitive modules first)."""
+    _backend._load_primitive_modules()
+    return list(_FAMILIES)
+
+
+def compile_all(arch: str = "compute_80", families_: Iterable[KernelFamily] | None = None) -> list[tuple[str, str, int]]:
+    """Compile every declared specialisation to PTX with NVRTC; no GPU is needed.
+
+    Returns ``(filename, name_expression, ptx_bytes)`` per specialisation and raises
+    ``RuntimeError`` with NVRTC's log on the first failure.
+    """
+    from cupy_backends.cuda.libs import nvrtc  # noqa: PLC0415  (loader may touch CUDA libs)
+
+    out = []
+    for fam in families_ if families_ is not None else families():
+        code = source(fam.filename)
+        for ne in fam.specialisations:
+            prog = nvrtc.createProgram(code, fam.filename, [], [])
+            try:
+                nvrtc.addNameExpression(prog, ne)
+                try:
+                    nvrtc.compileProgram(prog, [f"-arch={arch}", *fam.options])
+                except Exception as exc:
+                    log = nvrtc.getProgramLog(prog)
+                    raise RuntimeError(f"NVRTC failed on {fam.filename} [{ne}]: {exc}\n{log}") from exc
+                nvrtc.getLoweredName(prog, ne)
+                out.append((fam.filename, ne, len(nvrtc.getPTX(prog))))
+            finally:
+                nvrtc.destroyProgram(prog)
+    return out
+
+
+def launch_1d(kernel: Any, n: int, args: tuple[Any, ...], *, block: int = 256, shared_mem: int = 0) -> None:
+    """Launch ``kernel`` over ``n`` work items with a grid-stride friendly 1-D grid."""
+    if n <= 0:
+        return
+    grid = min((n + block - 1) // block, 65535 * 16)
+    kernel((grid,), (block,), args, shared_mem=shared_mem)
+
+
+def type_name(dtype: Any) -> str:
+    """C type for a NumPy dtype: ``float`` or ``double`` (the compiled float types)."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    if dt == np.float32:
+        return "float"
+    if dt == np.float64:
+        return "double"
+    raise TypeError(f"kernels are compiled for float32 and float64, not {dt}")
