@@ -128,20 +128,22 @@ def compile_all(arch: str = "compute_80", families_: Iterable[KernelFamily] | No
 
     out = []
     for fam in families_ if families_ is not None else families():
-        code = source(fam.filename)
-        for ne in fam.specialisations:
-            prog = nvrtc.createProgram(code, fam.filename, [], [])
-            try:
+        # one NVRTC program per family: every declared name expression instantiated at once
+        prog = nvrtc.createProgram(source(fam.filename), fam.filename, [], [])
+        try:
+            for ne in fam.specialisations:
                 nvrtc.addNameExpression(prog, ne)
-                try:
-                    nvrtc.compileProgram(prog, [f"-arch={arch}", *fam.options])
-                except Exception as exc:
-                    log = nvrtc.getProgramLog(prog)
-                    raise RuntimeError(f"NVRTC failed on {fam.filename} [{ne}]: {exc}\n{log}") from exc
+            try:
+                nvrtc.compileProgram(prog, [f"-arch={arch}", *fam.options])
+            except Exception as exc:
+                log = nvrtc.getProgramLog(prog)
+                raise RuntimeError(f"NVRTC failed on {fam.filename}: {exc}\n{log}") from exc
+            ptx = len(nvrtc.getPTX(prog))
+            for ne in fam.specialisations:
                 nvrtc.getLoweredName(prog, ne)
-                out.append((fam.filename, ne, len(nvrtc.getPTX(prog))))
-            finally:
-                nvrtc.destroyProgram(prog)
+                out.append((fam.filename, ne, ptx))
+        finally:
+            nvrtc.destroyProgram(prog)
     return out
 
 
