@@ -1,0 +1,194 @@
+"""The batch engine: input expansion, batching, fault isolation, resume, interruption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from PIL import Image
+
+from gpuimg import io as gio
+from gpuimg.batch import expand_inputs, run_batch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _make_folder(folder: Path, rng, n=10, shape=(24, 32), dtype=np.uint8, ext=".png"):
+    folder.mkdir(parents=True, exist_ok=True)
+    hi = np.iinfo(dtype).max
+    imgs = {}
+    for i in range(n):
+        img = (rng.random(shape) * hi).astype(dtype)
+        p = folder / f"img{i:02d}{ext}"
+        Image.fromarray(img).save(p)
+        imgs[p.name] = img
+    return imgs
+
+
+def _blur(stack, _items):
+    return list(ndi.gaussian_filter(stack.astype(np.float32), (0, 1.5, 1.5)).astype(stack.dtype))
+
+
+def _writer(out: Path):
+    def sink(it, res):
+        gio.write_image(out / it.rel, res)
+    return sink
+
+
+def test_expand_inputs_matches_os_walk(tmp_path, rng):
+    root = tmp_path / "in"
+    _make_folder(root / "a", rng, n=3)
+    _make_folder(root / "a" / "deep", rng, n=2, ext=".tif")
+    (root / "notes.txt").write_text("not an image")
+    (root / ".hidden.png").write_bytes(b"")
+    expected = sorted(
+        os.path.relpath(os.path.join(d, f), root)
+        for d, _, files in os.walk(root) for f in files
+        if f.endswith((".png", ".tif")) and not f.startswith(".")
+    )
+    items, missing = expand_inputs([root])
+    assert [str(it.rel) for it in items] == expected and not missing
+    items, missing = expand_inputs([str(root / "a" / "*.png"), root / "a" / "img00.png", tmp_path / "nope.png",
+                                    str(tmp_path / "none*.png")])
+    assert sorted(it.rel.name for it in items) == ["img00.png", "img01.png", "img02.png"]
+    assert [m.path for m in missing] == [str(tmp_path / "nope.png"), str(tmp_path / "none*.png")]
+    items, _ = expand_inputs([str(root / "**" / "*.tif")])
+    assert len(items) == 2
+    _make_folder(tmp_path / "other", rng, n=1)
+    with pytest.raises(ValueError, match="img00.png"):
+        expand_inputs([root / "a" / "img00.png", tmp_path / "other" / "img00.png"])
+
+
+def test_batches_equal_per_file_scipy(tmp_path, rng):
+    imgs = {Path(k): v for k, v in _make_folder(tmp_path / "in", rng, n=7).items()}
+    imgs.update({Path("big", k): v for k, v in _make_folder(tmp_path / "in" / "big", rng, n=3, shape=(40, 20)).items()})
+    out = tmp_path / "out"
+    items, _ = expand_inputs([tmp_path / "in"])
+    sizes = []
+
+    def compute(stack, its):
+        sizes.append(len(its))
+        return _blur(stack, its)
+
+    report = run_batch(items, compute, _writer(out), batch_size=4, progress=False)
+    assert report.done == 10 and report.exit_code == 0
+    assert sum(sizes) == 10 and max(sizes) == 4 and len(sizes) == 3  # 3 of (40, 20) first, then 4 + 3
+    for it in items:
+        src = imgs[it.rel]
+        ref = ndi.gaussian_filter(src.astype(np.float32), 1.5).astype(np.uint8)
+        np.testing.assert_array_equal(np.array(Image.open(out / it.rel)), ref)
+
+
+def test_corrupt_file_is_isolated(tmp_path, rng):
+    _make_folder(tmp_path / "in", rng, n=10)
+    (tmp_path / "in" / "img03.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    items, missing = expand_inputs([tmp_path / "in"])
+    report = run_batch(items, _blur, _writer(tmp_path / "out"), batch_size=4, progress=False, failures=missing)
+    assert report.done == 9 and report.exit_code == 1
+    assert len(os.listdir(tmp_path / "out")) == 9
+    assert [(f.stage, Path(f.path).name) for f in report.failures] == [("read", "img03.png")]
+    assert "img03.png" in report.summary()
+
+
+def test_processing_error_retried_per_image(tmp_path, rng):
+    _make_folder(tmp_path / "in", rng, n=6)
+    items, _ = expand_inputs([tmp_path / "in"])
+    bad = items[2].path
+
+    def compute(stack, its):
+        if any(it.path == bad for it in its):
+            raise FloatingPointError("diverged")
+        return _blur(stack, its)
+
+    report = run_batch(items, compute, _writer(tmp_path / "out"), batch_size=6, progress=False)
+    assert report.done == 5
+    assert [(f.stage, f.path) for f in report.failures] == [("process", str(bad))]
+    assert "diverged" in report.failures[0].reason
+
+
+def test_resume_does_no_work(tmp_path, rng):
+    _make_folder(tmp_path / "in", rng, n=5)
+    items, _ = expand_inputs([tmp_path / "in"])
+    out = tmp_path / "out"
+    calls = []
+
+    def compute(stack, its):
+        calls.append(len(its))
+        return _blur(stack, its)
+
+    def reader(path):
+        calls.append(path)
+        return gio.read_image(path)
+
+    first = run_batch(items, compute, _writer(out), output_for=lambda it: out / it.rel, resume=True,
+                      read=reader, progress=False)
+    assert first.done == 5 and calls
+    calls.clear()
+    second = run_batch(items, compute, _writer(out), output_for=lambda it: out / it.rel, resume=True,
+                       read=reader, progress=False)
+    assert calls == [] and second.done == 0 and second.skipped == 5 and second.exit_code == 0
+
+
+def test_bad_options(tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        run_batch([], _blur, _writer(tmp_path), batch_size=0)
+    with pytest.raises(ValueError, match="workers"):
+        run_batch([], _blur, _writer(tmp_path), workers=0)
+
+
+_SLOW_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import numpy as np
+    from gpuimg import io as gio
+    from gpuimg.batch import expand_inputs, run_batch
+
+    src, out = Path(sys.argv[1]), Path(sys.argv[2])
+    def compute(stack, its):
+        time.sleep(0.15)
+        return list(stack[:, ::-1])
+    def sink(it, res):
+        gio.write_image(out / it.rel, res)
+    items, _ = expand_inputs([src])
+    print("ready", flush=True)
+    try:
+        run_batch(items, compute, sink, batch_size=1, progress=False)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupt_leaves_no_partial_file(tmp_path, rng, sig):
+    # large 16-bit TIFFs so a kill is likely to land during a write
+    imgs = {}
+    (tmp_path / "in").mkdir()
+    for i in range(40):
+        img = (rng.random((256, 256, 3)) * 65535).astype(np.uint16)
+        gio.write_image(tmp_path / "in" / f"f{i:02d}.tif", img)
+        imgs[f"f{i:02d}.tif"] = img
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUN, str(tmp_path / "in"), str(out)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.time() + 30
+    while time.time() < deadline and not (out.exists() and len(os.listdir(out)) >= 3):
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    names = os.listdir(out)
+    assert 3 <= len(names) < 40
+    assert all(not n.startswith(".") for n in names), names
+    for n in names:
+        np.testing.assert_array_equal(gio.read_image(out / n), imgs[n][::-1])
