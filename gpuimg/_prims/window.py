@@ -1,0 +1,284 @@
+"""Primitive ``window_moments``: sliding-window moments of two images, fused with a formula.
+
+Contract (both twins)::
+
+    map, means = be.window_moments(a, b, kind, taps, mode="reflect", *, cov_norm=1.0,
+                                   c1=0.0, c2=0.0, eps=0.0, crop=None, want_map=True)
+
+``a`` and ``b`` are float32 or float64 arrays of one shape and dtype. The last ``len(taps)``
+axes (1 to 3) are spatial, leading axes are a batch. ``taps[k]`` is the odd-length, symmetric,
+normalised 1-D window along spatial axis ``k``; the window is their outer product. Samples
+outside the image come from boundary ``mode`` (SciPy names, ``cval`` 0). With weighted local
+means ``mu_a = W * a`` and so on, the per-pixel value is
+
+- ``"ssim"``: ``(2 mu_a mu_b + c1)(2 s_ab + c2) / ((mu_a^2 + mu_b^2 + c1)(s_a + s_b + c2))``
+- ``"cs"``:   ``(2 s_ab + c2) / (s_a + s_b + c2)`` (the contrast-structure term of MS-SSIM)
+- ``"mse"``:  ``W * (a - b)^2``
+- ``"ncc"``:  ``s_ab / sqrt(s_a s_b)`` clipped to [-1, 1]; 0 where ``s_a <= eps W*a^2`` or
+  ``s_b <= eps W*b^2`` (flat windows)
+
+with ``s_a = cov_norm (W*a^2 - mu_a^2)``, ``s_b`` likewise, ``s_ab = cov_norm (W*(ab) - mu_a mu_b)``.
+``map`` (``None`` unless ``want_map``) has the input's shape and dtype. ``means`` (``None``
+unless ``crop`` is given) is a float64 array of the batch shape: the mean of the map over the
+spatial region that leaves out ``crop`` samples at both ends of every spatial axis, summed in
+float64.
+
+The CUDA twin does everything in one kernel launch: each block loads a shared-memory tile of
+``a`` and ``b`` with its halo, filters the products along x into shared memory, then along y
+(and z, looping over the window's slices) into registers, applies the formula, writes the map
+and adds its cropped part into a per-block float64 partial sum; a small second reduction sums
+the partials per image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpuimg import _boundary
+from gpuimg._backend import primitive
+from gpuimg._kernels import KernelFamily, type_name
+
+KINDS = {"ssim": 0, "cs": 1, "mse": 2, "ncc": 3}
+_NQ = {"ssim": 4, "cs": 4, "mse": 1, "ncc": 5}
+# kernel mode codes: grid-wrap/grid-constant read like wrap/constant at integer positions
+_KMODE = {"reflect": 0, "mirror": 1, "nearest": 2, "constant": 3, "wrap": 4, "grid-wrap": 4, "grid-constant": 3}
+
+_FAMILY = KernelFamily(
+    "window_moments.cu",
+    [f"window_moments<{t}, {m}>" for t in ("float", "double") for m in sorted(set(_KMODE.values()))],
+)
+
+_BX, _BY = 32, 8
+_SMEM_DEFAULT = 48 * 1024
+
+
+# --------------------------------------------------------------------------------------
+# NumPy twin
+# --------------------------------------------------------------------------------------
+
+def _is_uniform(t: np.ndarray) -> bool:
+    return bool(np.all(t == t[0]))
+
+
+def _filter_axis(x, out, taps, axis, mode, ndi):
+    """Correlate ``x`` with symmetric ``taps`` along ``axis`` into ``out`` (a new buffer)."""
+    r = taps.size // 2
+    if axis == x.ndim - 1:
+        if _is_uniform(taps):
+            ndi.uniform_filter1d(x, taps.size, axis=axis, output=out, mode=mode, cval=0.0)
+        else:
+            ndi.correlate1d(x, taps, axis=axis, output=out, mode=mode, cval=0.0)
+        return out
+    if r == 0:
+        np.multiply(x, x.dtype.type(taps[0]), out=out)
+        return out
+    # Strided axes: shifted whole-row slices of a padded copy (contiguous, vectorised rows)
+    # are several times faster than ndimage's line buffers on a non-last axis.
+    width = [(0, 0)] * x.ndim
+    width[axis] = (r, r)
+    pm = _boundary.pad_mode(mode)
+    p = np.pad(x, width, mode=pm, **({"constant_values": 0} if pm == "constant" else {}))
+    n = x.shape[axis]
+
+    def sl(k):
+        idx = [slice(None)] * x.ndim
+        idx[axis] = slice(k, k + n)
+        return p[tuple(idx)]
+
+    dt = x.dtype.type
+    if _is_uniform(taps):
+        np.add(sl(0), sl(1), out=out)
+        for k in range(2, taps.size):
+            out += sl(k)
+        out *= dt(taps[0])
+        return out
+    np.multiply(sl(r), dt(taps[r]), out=out)
+    tmp = np.empty_like(out)
+    for k in range(r):
+        np.add(sl(k), sl(2 * r - k), out=tmp)
+        tmp *= dt(taps[k])
+        out += tmp
+    return out
+
+
+def _separable(q, taps, mode, ndi):
+    """Filter the stacked quantities ``q`` (..., *spatial) along every spatial axis."""
+    nsp = len(taps)
+    order = [q.ndim - 1] + [q.ndim - nsp + k for k in range(nsp - 1)]
+    buf = np.empty_like(q)
+    for ax in order:
+        _filter_axis(q, buf, np.asarray(taps[ax - (q.ndim - nsp)], dtype=np.float64), ax, mode, ndi)
+        q, buf = buf, q
+    return q
+
+
+def _crop_index(nsp, crop, full_ndim):
+    if not crop:
+        return (Ellipsis,)
+    return (Ellipsis,) + tuple(slice(crop, -crop) for _ in range(nsp))
+
+
+@primitive("window_moments", "numpy")
+def _window_moments_numpy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, c1=0.0, c2=0.0,
+                          eps=0.0, crop=None, want_map=True):
+    """NumPy twin of ``window_moments`` (see the module docstring for the contract)."""
+    ndi = be.ndimage
+    a = np.asarray(a)
+    b = np.asarray(b)
+    dt = a.dtype.type
+    shape = a.shape
+    nq = _NQ[kind]
+    q = np.empty((nq,) + shape, dtype=a.dtype)
+    if kind == "mse":
+        np.subtract(a, b, out=q[0])
+        q[0] *= q[0]
+    elif kind == "ncc":
+        q[0] = a
+        q[1] = b
+        np.multiply(a, a, out=q[2])
+        np.multiply(b, b, out=q[3])
+        np.multiply(a, b, out=q[4])
+    else:
+        q[0] = a
+        q[1] = b
+        np.multiply(a, a, out=q[2])
+        np.multiply(b, b, out=q[3])
+        q[2] += q[3]
+        np.multiply(a, b, out=q[3])
+    q = _separable(q, taps, mode, ndi)
+
+    nsp = len(taps)
+    # without a map, the formula only runs on the cropped region that the mean needs
+    view = (Ellipsis,) if want_map else _crop_index(nsp, crop, a.ndim)
+    q = q[(slice(None),) + view]
+    s = _formula(q, kind, dt(cov_norm), dt(c1), dt(c2), dt(eps))
+    means = None
+    if crop is not None:
+        region = s if not want_map else s[_crop_index(nsp, crop, a.ndim)]
+        axes = tuple(range(region.ndim - nsp, region.ndim))
+        means = np.asarray(region.mean(axis=axes, dtype=np.float64))
+    return (s if want_map else None), means
+
+
+def _formula(q, kind, cn, c1, c2, eps):
+    """Per-pixel formula on filtered moments ``q`` (overwritten); returns the map."""
+    if kind == "mse":
+        return q[0]
+    if kind == "ncc":
+        ma, mb, maa, mbb, mab = q
+        va = maa - ma * ma
+        vb = mbb - mb * mb
+        flat = va <= eps * maa
+        flat |= vb <= eps * mbb
+        mab -= ma * mb
+        va *= vb
+        np.maximum(va, np.finfo(va.dtype).tiny, out=va)
+        np.sqrt(va, out=va)
+        mab /= va
+        np.clip(mab, -1, 1, out=mab)
+        mab[flat] = 0
+        return mab
+    mx, my, s2, sxy = q
+    mxy = mx * my
+    sxy -= mxy
+    sxy *= 2 * cn
+    sxy += c2  # A2 = 2 s_ab + c2
+    mx *= mx
+    my *= my
+    mx += my  # mu_a^2 + mu_b^2
+    s2 -= mx
+    s2 *= cn
+    s2 += c2  # B2 = s_a + s_b + c2
+    if kind == "cs":
+        sxy /= s2
+        return sxy
+    mxy *= 2
+    mxy += c1  # A1
+    mxy *= sxy
+    mx += c1  # B1
+    mx *= s2
+    mxy /= mx
+    return mxy
+
+
+# --------------------------------------------------------------------------------------
+# CUDA twin
+# --------------------------------------------------------------------------------------
+
+def _tile_height(nq, rx, ry, itemsize, ntaps, limit):
+    """Largest output tile height (rows per block) whose shared memory fits ``limit``."""
+    for th in (32, 16, 8):
+        nbytes = _smem_bytes(th, nq, rx, ry, itemsize, ntaps)
+        if nbytes <= limit:
+            return th, nbytes
+    return 8, _smem_bytes(8, nq, rx, ry, itemsize, ntaps)
+
+
+def _smem_bytes(th, nq, rx, ry, itemsize, ntaps):
+    rows = th + 2 * ry
+    taps = ntaps * itemsize
+    taps += (-taps) % 8
+    tiles = 2 * rows * (_BX + 2 * rx) * itemsize
+    hsum = nq * rows * _BX * itemsize
+    red = (_BX * _BY // 32) * 8
+    return taps + tiles + hsum + red
+
+
+@primitive("window_moments", "cupy")
+def _window_moments_cupy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, c1=0.0, c2=0.0,
+                         eps=0.0, crop=None, want_map=True):
+    """CUDA twin of ``window_moments``: one fused launch plus a per-image sum of partials."""
+    xp = be.xp
+    a = xp.ascontiguousarray(a)
+    b = xp.ascontiguousarray(b, dtype=a.dtype)
+    dt = a.dtype
+    nsp = len(taps)
+    spatial = (1,) * (3 - nsp) + tuple(int(n) for n in a.shape[a.ndim - nsp:])
+    nz, ny, nx = spatial
+    batch_shape = a.shape[: a.ndim - nsp]
+    nbatch = int(np.prod(batch_shape, dtype=np.int64))
+    full = [np.ones(1)] * (3 - nsp) + [np.asarray(t, dtype=np.float64) for t in taps]
+    rz, ry, rx = (t.size // 2 for t in full)
+    taps_dev = xp.asarray(np.concatenate(full))
+
+    nq = _NQ[kind]
+    kern = _FAMILY.get(f"window_moments<{type_name(dt)}, {_KMODE[mode]}>")
+    th, smem = _tile_height(nq, rx, ry, dt.itemsize, int(taps_dev.size), _SMEM_DEFAULT)
+    if smem > _SMEM_DEFAULT:
+        optin = int(xp.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"])
+        if smem > optin:
+            raise ValueError(
+                f"taps: a window of {2 * ry + 1}x{2 * rx + 1} needs {smem} bytes of shared memory "
+                f"per block, more than this device's {optin}"
+            )
+        kern.max_dynamic_shared_size_bytes = smem
+
+    gx = (nx + _BX - 1) // _BX
+    gy = (ny + th - 1) // th
+    slices = nbatch * nz
+    gz = min(slices, 65535)
+    # unused outputs get a one-element placeholder; the flags tell the kernel to skip them
+    out = xp.empty(a.shape if want_map else (1,), dtype=dt)
+    partial = xp.empty(slices * gy * gx if crop is not None else 1, dtype=xp.float64)
+    c = int(crop or 0)
+    crops = (c if nsp == 3 else 0, c if nsp >= 2 else 0, c)
+    kern(
+        (gx, gy, gz),
+        (_BX, _BY, 1),
+        (
+            a, b, out, partial, taps_dev,
+            np.int64(slices), np.int64(nz), np.int64(ny), np.int64(nx),
+            np.int32(rz), np.int32(ry), np.int32(rx), np.int32(th), np.int32(KINDS[kind]),
+            np.int32(bool(want_map)), np.int32(crop is not None),
+            dt.type(cov_norm), dt.type(c1), dt.type(c2), dt.type(eps),
+            np.int64(crops[0]), np.int64(crops[1]), np.int64(crops[2]),
+        ),
+        shared_mem=smem,
+    )
+    means = None
+    if crop is not None:
+        count = 1
+        for n, cc in zip(spatial, crops):
+            count *= n - 2 * cc
+        means = partial.reshape(nbatch, -1).sum(axis=1).reshape(batch_shape) / count
+    return (out if want_map else None), means

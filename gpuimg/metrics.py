@@ -1,0 +1,338 @@
+"""Image comparison: MSE, MAE, PSNR, SNR, SSIM, MS-SSIM and local similarity maps.
+
+Every function takes NumPy or CuPy arrays and returns results on the same backend. Scalars
+are 0-d float64 arrays (on the device for CuPy, no host synchronisation); maps keep the
+input's float dtype (float32 stays float32, integers become float64). Sums are accumulated in
+float64.
+
+The windowed measures (``ssim``, ``ms_ssim``, ``local_mse``, ``local_ssim``, ``local_ncc``) run
+on one primitive, ``window_moments``: on the GPU a single fused CUDA kernel computes the local
+moments with shared-memory tiles, applies the per-pixel formula and the cropped mean, without
+writing intermediate moment images; on the CPU the same work is done with separable
+SciPy/NumPy filters on float32 where the input is float32.
+
+NaN in the input propagates to the result (``check_finite=True`` raises instead, at the cost of
+a scan and, on the GPU, a host synchronisation).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from gpuimg import _validate
+from gpuimg._backend import get_backend
+
+__all__ = ["local_mse", "local_ncc", "local_ssim", "mae", "ms_ssim", "mse", "psnr", "snr", "ssim"]
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+_MAX_SPATIAL = 3
+
+
+# --------------------------------------------------------------------------------------
+# validation helpers
+# --------------------------------------------------------------------------------------
+
+def _pair(be, a, b, names=("a", "b"), check_finite=False):
+    """Validate two same-shape real images; return them as float arrays of one dtype."""
+    _validate.check_array(names[0], a)
+    _validate.check_array(names[1], b)
+    _validate.check_same_shape(names[0], a, names[1], b)
+    dt = _validate.float_dtype(a.dtype, b.dtype)
+    if check_finite:
+        _validate.check_finite(names[0], a, be.xp)
+        _validate.check_finite(names[1], b, be.xp)
+    return _validate.to_float(a, be.xp, dt), _validate.to_float(b, be.xp, dt)
+
+
+def _data_range(data_range, a, b, names=("a", "b")):
+    """``data_range`` as a float: given, or the integer dtype's range; required for floats."""
+    if data_range is not None:
+        _validate.check_positive("data_range", data_range)
+        return float(data_range)
+    kinds = {np.dtype(a.dtype).kind, np.dtype(b.dtype).kind}
+    if "f" in kinds:
+        raise ValueError(
+            "data_range must be given for floating-point input (the distance between the "
+            f"smallest and largest possible value, e.g. 1.0 or 255.0), got {data_range!r} "
+            f"with dtypes {np.dtype(a.dtype)} and {np.dtype(b.dtype)}"
+        )
+    dt = np.dtype(a.dtype)
+    if dt.kind == "b":
+        return 1.0
+    info = np.iinfo(dt)
+    return float(info.max) - float(info.min)
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_nonneg(name, value):
+    return _validate.check_positive(name, value, strict=False)
+
+
+def _spatial_ndim(spatial_ndim, nd, name="spatial_ndim"):
+    """Number of trailing spatial axes among ``nd`` (non-channel) axes; 1 to 3."""
+    if spatial_ndim is None:
+        if nd > _MAX_SPATIAL:
+            raise ValueError(
+                f"spatial_ndim: the images have {nd} non-channel axes, more than the {_MAX_SPATIAL} "
+                "spatial axes supported; pass spatial_ndim=2 (or 3) to treat leading axes as a batch"
+            )
+        return nd
+    if isinstance(spatial_ndim, bool) or not isinstance(spatial_ndim, numbers.Integral):
+        raise TypeError(f"{name} must be an integer or None, got {spatial_ndim!r}")
+    if not 1 <= spatial_ndim <= min(nd, _MAX_SPATIAL):
+        raise ValueError(f"{name} must be in [1, {min(nd, _MAX_SPATIAL)}] for {nd} non-channel axes, got {spatial_ndim}")
+    return int(spatial_ndim)
+
+
+def _check_window(win_size, spatial_shape, name="win_size"):
+    _validate.check_odd_window(name, win_size, minimum=1)
+    if win_size > min(spatial_shape):
+        raise ValueError(
+            f"{name} must be <= the smallest spatial side {min(spatial_shape)} (spatial shape "
+            f"{tuple(spatial_shape)}), got {win_size}; with colour images set channel_axis"
+        )
+    return int(win_size)
+
+
+def _gaussian_taps(sigma, radius):
+    """Normalised Gaussian taps exactly as ``scipy.ndimage`` builds them."""
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return phi / phi.sum()
+
+
+def _uniform_taps(size):
+    return np.full(size, 1.0 / size)
+
+
+# --------------------------------------------------------------------------------------
+# global measures
+# --------------------------------------------------------------------------------------
+
+def _sq_err_sum(be, a, b):
+    d = be.xp.subtract(a, b, dtype=be.xp.float64)
+    return be.xp.vdot(d.ravel(), d.ravel())
+
+
+def mse(a, b, *, check_finite=False):
+    """Mean squared error ``mean((a - b)^2)`` over all elements.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Images of one shape (NumPy or CuPy), any real dtype.
+    check_finite : bool
+        Raise ``ValueError`` if an input holds NaN or Inf (otherwise NaN propagates).
+
+    Returns
+    -------
+    0-d float64 array on the input backend; the differences are formed and summed in float64.
+    """
+    be = get_backend(a, b, names=("a", "b"))
+    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    return _sq_err_sum(be, a, b) / a.size
+
+
+def mae(a, b, *, check_finite=False):
+    """Mean absolute error ``mean(|a - b|)`` over all elements (float64, 0-d array)."""
+    be = get_backend(a, b, names=("a", "b"))
+    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    xp = be.xp
+    return xp.abs(xp.subtract(a, b, dtype=xp.float64)).mean()
+
+
+def psnr(reference, test, *, data_range=None, check_finite=False):
+    """Peak signal-to-noise ratio ``10 log10(data_range^2 / mse)`` in dB.
+
+    Parameters
+    ----------
+    reference, test : ndarray
+        Images of one shape.
+    data_range : float, optional
+        Distance between the smallest and largest possible pixel value. Inferred from the
+        dtype for integer input (255 for uint8, 65535 for uint16, 255 for int8, ...);
+        **required** for floating-point input (``ValueError`` otherwise), unlike
+        scikit-image, which guesses 2.0 from the float dtype's [-1, 1] range.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or Inf input.
+
+    Returns
+    -------
+    0-d float64 array; ``+inf`` for identical images (without a division warning).
+
+    References
+    ----------
+    ``skimage.metrics.peak_signal_noise_ratio`` (same definition).
+    """
+    be = get_backend(reference, test, names=("reference", "test"))
+    dr = _data_range(data_range, reference, test, names=("reference", "test"))
+    ref, tst = _pair(be, reference, test, ("reference", "test"), _check_bool("check_finite", check_finite))
+    err = _sq_err_sum(be, ref, tst) / ref.size
+    return _db(be, dr * dr, err)
+
+
+def snr(reference, test, *, check_finite=False):
+    """Signal-to-noise ratio ``10 log10(sum(reference^2) / sum((reference - test)^2))`` in dB.
+
+    Returns a 0-d float64 array: ``+inf`` for identical images, ``-inf`` for an all-zero
+    reference that differs from ``test``; sums are accumulated in float64.
+    """
+    be = get_backend(reference, test, names=("reference", "test"))
+    ref, tst = _pair(be, reference, test, ("reference", "test"), _check_bool("check_finite", check_finite))
+    xp = be.xp
+    r = ref.astype(xp.float64, copy=False).ravel()
+    sig = xp.vdot(r, r)
+    return _db(be, sig, _sq_err_sum(be, ref, tst))
+
+
+def _db(be, num, den):
+    """``10 log10(num / den)``: +inf where ``den == 0``, -inf where only ``num == 0``."""
+    xp = be.xp
+    num = xp.asarray(num, dtype=xp.float64)
+    den = xp.asarray(den, dtype=xp.float64)
+    ok = (den > 0) & (num > 0)
+    ratio = xp.where(ok, num, 1.0) / xp.where(ok, den, 1.0)
+    val = 10.0 * xp.log10(ratio)
+    val = xp.where(den > 0, val, xp.inf)
+    val = xp.where((num > 0) | (den == 0) | xp.isnan(den) | xp.isnan(num), val, -xp.inf)
+    val = xp.where(xp.isnan(den) | xp.isnan(num), xp.nan, val)
+    return be.scalar(val)
+
+
+# --------------------------------------------------------------------------------------
+# SSIM
+# --------------------------------------------------------------------------------------
+
+def _channels_to_batch(be, x, channel_axis):
+    """Move the channel axis to the front (a batch axis)."""
+    return be.xp.moveaxis(x, channel_axis, 0)
+
+
+def ssim(a, b, *, data_range=None, win_size=None, gaussian_weights=False, sigma=1.5, K1=0.01, K2=0.03,
+         use_sample_covariance=True, full=False, channel_axis=None, spatial_ndim=None, check_finite=False):
+    r"""Mean structural similarity (SSIM) of two images, with the semantics of scikit-image.
+
+    With local (windowed) means :math:`\mu`, variances :math:`\sigma^2` and covariance
+    :math:`\sigma_{ab}`, the SSIM map is
+
+    .. math::
+
+        S = \frac{(2\mu_a\mu_b + C_1)(2\sigma_{ab} + C_2)}
+                 {(\mu_a^2 + \mu_b^2 + C_1)(\sigma_a^2 + \sigma_b^2 + C_2)},
+        \quad C_1 = (K_1 L)^2,\ C_2 = (K_2 L)^2,
+
+    with :math:`L` = ``data_range``. The returned value is the mean of the map after leaving
+    out ``(win_size - 1) // 2`` samples at both ends of every spatial axis, as
+    ``skimage.metrics.structural_similarity`` does (identical defaults, window, border and full
+    map). Samples outside the image are reflected (``mode="reflect"``, ``d c b a | a b c d``).
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Images of one shape, NumPy or CuPy.
+    data_range : float, optional
+        Distance between the smallest and largest possible value. Inferred for integer dtypes;
+        required for floating-point input (``ValueError``), where scikit-image would guess.
+    win_size : int, optional
+        Odd side of the window; default 7 for the uniform window. For Gaussian windows the
+        filter radius is ``int(3.5 * sigma + 0.5)`` (11 taps for sigma 1.5) and ``win_size``,
+        default ``2 * radius + 1``, only sets the border crop and the sample-covariance factor,
+        exactly as in scikit-image.
+    gaussian_weights : bool
+        Gaussian window of standard deviation ``sigma`` instead of a uniform one.
+    sigma : float
+        Standard deviation of the Gaussian window (> 0).
+    K1, K2 : float
+        Stabilising constants (>= 0).
+    use_sample_covariance : bool
+        Normalise (co)variances by ``N - 1`` instead of ``N`` (``N = win_size ** ndim``).
+    full : bool
+        Also return the SSIM map (same shape and float dtype as the input).
+    channel_axis : int, optional
+        Axis of colour channels: each channel is compared separately and the means are
+        averaged (the map keeps the channel axis).
+    spatial_ndim : int, optional
+        Number of trailing (non-channel) axes that are spatial (1 to 3). Default: every
+        non-channel axis, like scikit-image. ``spatial_ndim=2`` on an ``(N, H, W)`` stack
+        returns ``N`` values from one kernel launch.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or Inf input (NaN propagates otherwise).
+
+    Returns
+    -------
+    mssim : 0-d float64 array, or float64 array of the batch shape
+    S : ndarray, only with ``full=True``
+
+    Notes
+    -----
+    Wang et al.'s reference implementation ``ssim_index.m`` (11x11 Gaussian window,
+    sigma 1.5, population covariance, K = (0.01, 0.03), L = 255, mean over the "valid" region)
+    is reproduced by ``ssim(a, b, data_range=255, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False)``: its ``filter2(..., 'valid')`` keeps exactly the samples
+    that the border crop keeps.
+
+    Backend notes: on the GPU, float32 input is filtered with float32 arithmetic (SciPy uses
+    float64 accumulators per output sample); the mean is summed in float64 on both.
+
+    References
+    ----------
+    Z. Wang, A. C. Bovik, H. R. Sheikh and E. P. Simoncelli, "Image quality assessment: from
+    error visibility to structural similarity", IEEE Trans. Image Process. 13(4), 600-612,
+    2004. DOI:10.1109/TIP.2003.819861
+    """
+    be = get_backend(a, b, names=("a", "b"))
+    _validate.check_array("a", a)
+    _validate.check_array("b", b)
+    _validate.check_same_shape("a", a, "b", b)
+    dr = _data_range(data_range, a, b)
+    full = _check_bool("full", full)
+    gaussian_weights = _check_bool("gaussian_weights", gaussian_weights)
+    use_sample_covariance = _check_bool("use_sample_covariance", use_sample_covariance)
+    _check_nonneg("K1", K1)
+    _check_nonneg("K2", K2)
+    _validate.check_positive("sigma", sigma)
+    nd = a.ndim
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
+            raise TypeError(f"channel_axis must be an integer or None, got {channel_axis!r}")
+        if not -nd <= channel_axis < nd:
+            raise ValueError(f"channel_axis must be in [{-nd}, {nd - 1}] for shape {tuple(a.shape)}, got {channel_axis}")
+        channel_axis = int(channel_axis) % nd
+    nsp = _spatial_ndim(spatial_ndim, nd - (channel_axis is not None))
+    shape_wo = tuple(n for i, n in enumerate(a.shape) if i != channel_axis)
+    spatial_shape = shape_wo[len(shape_wo) - nsp:]
+    if gaussian_weights:
+        radius = int(3.5 * sigma + 0.5)
+        taps = _gaussian_taps(float(sigma), radius)
+        if win_size is None:
+            win_size = 2 * radius + 1
+    else:
+        if win_size is None:
+            win_size = 7
+    win_size = _check_window(win_size, spatial_shape)
+    if not gaussian_weights:
+        taps = _uniform_taps(win_size)
+    npix = win_size**nsp
+    cov_norm = npix / (npix - 1) if use_sample_covariance and npix > 1 else 1.0
+    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    if channel_axis is not None:
+        a = _channels_to_batch(be, a, channel_axis)
+        b = _channels_to_batch(be, b, channel_axis)
+    smap, means = be.window_moments(
+        a, b, "ssim", (taps,) * nsp, "reflect",
+        cov_norm=cov_norm, c1=(K1 * dr) ** 2, c2=(K2 * dr) ** 2,
+        crop=(win_size - 1) // 2, want_map=full,
+    )
+    if channel_axis is not None:
+        means = means.mean(axis=0)
+        if full:
+            smap = be.xp.moveaxis(smap, 0, channel_axis)
+    means = be.scalar(means) if means.ndim == 0 else means
+    return (means, smap) if full else means
