@@ -1,0 +1,164 @@
+"""Correlation primitives behind :mod:`gpuimg.filters`.
+
+``correlate1d(x, w, axis, mode, cval, center)``
+    One 1-D pass along ``axis``: ``out[..., i, ...] = sum_j w[j] x_ext[..., i + j - center, ...]``.
+``correlate_direct(x, w, mode, cval, centers)``
+    Direct 2-D or 3-D correlation over the last ``w.ndim`` axes of ``x``, leading axes a batch:
+    ``out[..., i] = sum_j w[j] x_ext[..., i + j - centers]`` (multi-indices).
+``fft_correlate(xpad, w)``
+    "Valid" correlation of an already boundary-padded array with ``w`` over its last
+    ``w.ndim`` axes through real FFTs of length ``next_fast_len``; the output is shorter than
+    ``xpad`` by ``w.shape[k] - 1`` along each of those axes.
+``correlate_crossover()``
+    The measured kernel sizes at which the FFT path overtakes direct evaluation on this backend.
+
+``x_ext`` is ``x`` extended by the boundary ``mode`` (SciPy's names; ``cval`` for the constant
+modes). ``x`` is float32 or float64 and results keep its dtype; ``w`` is a host NumPy array
+(kernels are small) and is cast to that dtype, except on the SciPy path, which accumulates in
+float64 as SciPy does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+import scipy.ndimage
+
+from gpuimg import _boundary
+from gpuimg._backend import primitive
+from gpuimg._kernels import KernelFamily, launch_1d, type_name
+
+_TYPES = ("float", "double")
+_FAMILY = KernelFamily(
+    "convolve.cu",
+    [
+        f"{name}<{t}, {c}>"
+        for name in ("correlate1d_axis", "correlate_tiled", "correlate_gather")
+        for t in _TYPES
+        for c in _boundary.MODE_CODES.values()
+    ],
+)
+
+# Threads and tile of correlate_tiled (gpuimg::CONV_* in kernels/convolve.cu).
+_BLOCK = (32, 8, 1)
+_TILE_X, _TILE_Y = 32, 32
+_SHARED_LIMIT = 48 * 1024
+_MAX_GRID_Z = 65535
+_MAX_GRID_Y = 65535
+
+
+# --------------------------------------------------------------------------------------
+# 1-D pass
+# --------------------------------------------------------------------------------------
+
+@primitive("correlate1d", "numpy")
+def _correlate1d_numpy(be, x, w, axis, mode, cval, center):
+    origin = int(center) - len(w) // 2
+    return scipy.ndimage.correlate1d(x, np.asarray(w, dtype=np.float64), axis=axis, mode=mode,
+                                     cval=cval, origin=origin)
+
+
+@primitive("correlate1d", "cupy")
+def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
+    xp = be.xp
+    x = xp.ascontiguousarray(x)
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    wd = xp.asarray(np.ascontiguousarray(w), dtype=x.dtype)
+    out = xp.empty_like(x)
+    kern = _FAMILY.get(f"correlate1d_axis<{type_name(x.dtype)}, {_boundary.MODE_CODES[mode]}>")
+    launch_1d(
+        kern,
+        x.size,
+        (x, wd, out, np.int64(outer), np.int64(n), np.int64(inner), np.int32(len(w)),
+         np.int32(center), x.dtype.type(cval)),
+        shared_mem=len(w) * x.dtype.itemsize,
+    )
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Direct 2-D / 3-D correlation
+# --------------------------------------------------------------------------------------
+
+@primitive("correlate_direct", "numpy")
+def _correlate_direct_numpy(be, x, w, mode, cval, centers):
+    nd = w.ndim
+    origin = [int(c) - s // 2 for c, s in zip(centers, w.shape)]
+    return scipy.ndimage.correlate(x, np.asarray(w, dtype=np.float64), mode=mode, cval=cval,
+                                   origin=origin, axes=tuple(range(x.ndim - nd, x.ndim)))
+
+
+@primitive("correlate_direct", "cupy")
+def _correlate_direct_cupy(be, x, w, mode, cval, centers):
+    xp = be.xp
+    x = xp.ascontiguousarray(x)
+    w3 = np.asarray(w).reshape((1,) * (3 - w.ndim) + w.shape)
+    c3 = (0,) * (3 - w.ndim) + tuple(int(c) for c in centers)
+    height, width = x.shape[-2:]
+    depth = x.shape[-3] if w.ndim == 3 else 1
+    items = x.size // (depth * height * width)
+    wd = xp.asarray(np.ascontiguousarray(w3), dtype=x.dtype)
+    out = xp.empty_like(x)
+    kd, kh, kw = w3.shape
+    t = type_name(x.dtype)
+    code = _boundary.MODE_CODES[mode]
+    args = (x, wd, out, np.int64(items), np.int64(depth), np.int64(height), np.int64(width),
+            np.int32(kd), np.int32(kh), np.int32(kw), np.int32(c3[0]), np.int32(c3[1]),
+            np.int32(c3[2]), x.dtype.type(cval))
+    shared = (_TILE_Y + kh - 1) * (_TILE_X + kw - 1) * x.dtype.itemsize
+    if shared <= _SHARED_LIMIT:
+        grid = (
+            (width + _TILE_X - 1) // _TILE_X,
+            min((height + _TILE_Y - 1) // _TILE_Y, _MAX_GRID_Y),
+            min(items * depth, _MAX_GRID_Z),
+        )
+        _FAMILY.get(f"correlate_tiled<{t}, {code}>")(grid, _BLOCK, args, shared_mem=shared)
+    else:
+        launch_1d(_FAMILY.get(f"correlate_gather<{t}, {code}>"), x.size, args)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# FFT correlation of a padded array
+# --------------------------------------------------------------------------------------
+
+def _fft_valid(be, xpad, w, fft_kwargs):
+    nd = w.ndim
+    axes = tuple(range(xpad.ndim - nd, xpad.ndim))
+    shape = xpad.shape[-nd:]
+    fshape = tuple(be.fft.next_fast_len(int(s), True) for s in shape)
+    # correlation with w is convolution with w reversed
+    wf = be.asarray(np.ascontiguousarray(np.asarray(w)[(slice(None, None, -1),) * nd]), dtype=xpad.dtype)
+    spec = be.fft.rfftn(xpad, s=fshape, axes=axes, **fft_kwargs)
+    spec *= be.fft.rfftn(wf, s=fshape, axes=tuple(range(nd)), **fft_kwargs)
+    full = be.fft.irfftn(spec, s=fshape, axes=axes, **fft_kwargs)
+    crop = tuple(slice(k - 1, s) for k, s in zip(w.shape, shape))
+    return be.xp.ascontiguousarray(full[(Ellipsis,) + crop])
+
+
+@primitive("fft_correlate", "numpy")
+def _fft_correlate_numpy(be, xpad, w):
+    return _fft_valid(be, xpad, w, {"workers": -1})
+
+
+@primitive("fft_correlate", "cupy")
+def _fft_correlate_cupy(be, xpad, w):
+    # cuFFT plans are cached by cupyx.scipy.fft per shape
+    return _fft_valid(be, xpad, w, {})
+
+
+# --------------------------------------------------------------------------------------
+# Measured crossovers (see gpuimg.filters, "Method selection")
+# --------------------------------------------------------------------------------------
+
+@primitive("correlate_crossover", "numpy")
+def _crossover_numpy(be):
+    return {"direct_max_taps": 25, "separable_max_taps": 200}
+
+
+@primitive("correlate_crossover", "cupy")
+def _crossover_cupy(be):
+    return {"direct_max_taps": 121, "separable_max_taps": 400}

@@ -1,0 +1,150 @@
+// Direct correlation kernels for gpuimg.filters (twins of gpuimg/_prims/convolve.py).
+//
+// correlate1d_axis: one 1-D pass along the middle axis of a contiguous (outer, n, inner) array
+//   out[o, i, k] = sum_j w[j] * x_ext[o, i + j - center, k]
+// correlate_tiled: 2-D (kd == 1) or 3-D correlation over the trailing axes of a contiguous
+//   (planes_per_item * items, H, W) array, read through a shared-memory tile with halo
+//   out[b, z, y, x] = sum_{dz,dy,dx} w[dz, dy, dx] * x_ext[b, z + dz - cz, y + dy - cy, x + dx - cx]
+// correlate_gather: the same contract, one thread per output, for kernels whose tile would not
+//   fit in shared memory.
+// x_ext is x extended through boundary.cuh's MODE (cval for constant modes). Accumulation is in
+// T (float for float32, double for float64). Sizes, taps, centres and cval are run-time values.
+#include "boundary.cuh"
+
+namespace gpuimg {
+
+constexpr int CONV_BLOCK_X = 32;   // threads along x; one output column each
+constexpr int CONV_BLOCK_Y = 8;    // threads along y
+constexpr int CONV_ROWS = 4;       // outputs per thread along y (register blocking)
+constexpr int CONV_TILE_X = CONV_BLOCK_X;
+constexpr int CONV_TILE_Y = CONV_BLOCK_Y * CONV_ROWS;
+
+}  // namespace gpuimg
+
+template <typename T, int MODE>
+__global__ void correlate1d_axis(const T* __restrict__ x, const T* __restrict__ w,
+                                 T* __restrict__ out, long long outer, long long n,
+                                 long long inner, int taps, int center, T cval) {
+    extern __shared__ __align__(16) unsigned char conv1d_smem[];
+    T* ws = reinterpret_cast<T*>(conv1d_smem);
+    for (int j = threadIdx.x; j < taps; j += blockDim.x) ws[j] = w[j];
+    __syncthreads();
+    const long long total = outer * n * inner;
+    for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
+         t += (long long)gridDim.x * blockDim.x) {
+        const long long k = t % inner;
+        const long long r = t / inner;
+        const long long i = r % n;
+        const long long o = r / n;
+        const T* line = x + o * n * inner + k;
+        const long long first = i - center;
+        T acc = T(0);
+        if (first >= 0 && first + taps <= n) {
+            const T* p = line + first * inner;
+            for (int j = 0; j < taps; ++j) acc += ws[j] * p[j * inner];
+        } else {
+            for (int j = 0; j < taps; ++j)
+                acc += ws[j] * gpuimg::boundary_read<MODE, T, long long>(line, first + j, n, inner, cval);
+        }
+        out[t] = acc;
+    }
+}
+
+template <typename T, int MODE>
+__global__ void correlate_tiled(const T* __restrict__ x, const T* __restrict__ w,
+                                T* __restrict__ out, long long items, long long depth,
+                                long long height, long long width, int kd, int kh, int kw,
+                                int cz, int cy, int cx, T cval) {
+    using namespace gpuimg;
+    extern __shared__ __align__(16) unsigned char conv2d_smem[];
+    T* tile = reinterpret_cast<T*>(conv2d_smem);
+    const int tw = CONV_TILE_X + kw - 1;
+    const int th = CONV_TILE_Y + kh - 1;
+    const int tid = threadIdx.y * CONV_BLOCK_X + threadIdx.x;
+    const int nthreads = CONV_BLOCK_X * CONV_BLOCK_Y;
+    const long long planes = items * depth;
+    const long long plane_size = height * width;
+    const long long x0 = (long long)blockIdx.x * CONV_TILE_X;
+
+    for (long long p = blockIdx.z; p < planes; p += gridDim.z) {
+        const long long item = p / depth;
+        const long long z = p - item * depth;
+        for (long long y0 = (long long)blockIdx.y * CONV_TILE_Y; y0 < height;
+             y0 += (long long)gridDim.y * CONV_TILE_Y) {
+            T acc[CONV_ROWS];
+#pragma unroll
+            for (int r = 0; r < CONV_ROWS; ++r) acc[r] = T(0);
+
+            for (int dz = 0; dz < kd; ++dz) {
+                const long long zz = boundary_index<MODE, long long>(z + dz - cz, depth);
+                const T* src = x + (item * depth + (zz < 0 ? 0 : zz)) * plane_size;
+                __syncthreads();  // the previous tile is no longer read
+                for (int idx = tid; idx < th * tw; idx += nthreads) {
+                    const int ty = idx / tw;
+                    const int tx = idx - ty * tw;
+                    const long long iy = boundary_index<MODE, long long>(y0 + ty - cy, height);
+                    const long long ix = boundary_index<MODE, long long>(x0 + tx - cx, width);
+                    tile[idx] = (zz < 0 || iy < 0 || ix < 0) ? cval : src[iy * width + ix];
+                }
+                __syncthreads();
+
+                // thread (tx, ty) owns output rows ty*ROWS .. ty*ROWS+ROWS-1 of the tile; each tile
+                // value in its column window is read once and feeds every output row it touches.
+                const T* wz = w + (long long)dz * kh * kw;
+                const int row0 = threadIdx.y * CONV_ROWS;
+                for (int dx = 0; dx < kw; ++dx) {
+                    const T* col = tile + row0 * tw + threadIdx.x + dx;
+                    for (int m = 0; m < CONV_ROWS + kh - 1; ++m) {
+                        const T v = col[m * tw];
+#pragma unroll
+                        for (int r = 0; r < CONV_ROWS; ++r) {
+                            const int dy = m - r;
+                            if (dy >= 0 && dy < kh) acc[r] += __ldg(wz + dy * kw + dx) * v;
+                        }
+                    }
+                }
+            }
+
+            const long long ox = x0 + threadIdx.x;
+#pragma unroll
+            for (int r = 0; r < CONV_ROWS; ++r) {
+                const long long oy = y0 + threadIdx.y * CONV_ROWS + r;
+                if (ox < width && oy < height) out[p * plane_size + oy * width + ox] = acc[r];
+            }
+        }
+    }
+}
+
+template <typename T, int MODE>
+__global__ void correlate_gather(const T* __restrict__ x, const T* __restrict__ w,
+                                 T* __restrict__ out, long long items, long long depth,
+                                 long long height, long long width, int kd, int kh, int kw,
+                                 int cz, int cy, int cx, T cval) {
+    using namespace gpuimg;
+    const long long plane_size = height * width;
+    const long long total = items * depth * plane_size;
+    for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
+         t += (long long)gridDim.x * blockDim.x) {
+        const long long p = t / plane_size;
+        const long long rem = t - p * plane_size;
+        const long long oy = rem / width;
+        const long long ox = rem - oy * width;
+        const long long item = p / depth;
+        const long long z = p - item * depth;
+        T acc = T(0);
+        for (int dz = 0; dz < kd; ++dz) {
+            const long long zz = boundary_index<MODE, long long>(z + dz - cz, depth);
+            const T* src = x + (item * depth + (zz < 0 ? 0 : zz)) * plane_size;
+            for (int dy = 0; dy < kh; ++dy) {
+                const long long iy = boundary_index<MODE, long long>(oy + dy - cy, height);
+                const T* wrow = w + ((long long)dz * kh + dy) * kw;
+                for (int dx = 0; dx < kw; ++dx) {
+                    const long long ix = boundary_index<MODE, long long>(ox + dx - cx, width);
+                    const T v = (zz < 0 || iy < 0 || ix < 0) ? cval : src[iy * width + ix];
+                    acc += __ldg(wrow + dx) * v;
+                }
+            }
+        }
+        out[t] = acc;
+    }
+}
