@@ -1,0 +1,226 @@
+"""B-spline primitives: the prefilter along one axis and the samplers of ``gpuimg.spline``.
+
+``spline_prefilter(x, axis, order, mode)``
+    Interpolating B-spline coefficients of ``x`` along ``axis`` (orders 2-5), with the exact
+    boundary initialisation of scipy.ndimage for ``mode``. Returns a new array of ``x.dtype``.
+``spline_sample(coeffs, coords, order, mode, cval, offset)``
+    ``coeffs`` is ``(batch, *spatial)`` with ``d = len(spatial) <= 3``, ``coords`` is
+    ``(d, m)``; returns ``(batch, m)`` values of the order-``order`` spline at
+    ``coords + offset`` with scipy.ndimage's boundary rules (``offset`` is the pre-padding).
+``spline_sample_grad2d(coeffs, coords, mode, cval)``
+    Cubic spline value and gradient ``(3, batch, m)`` = (value, d/dy, d/dx) for 2-D
+    coefficient arrays; ``mode`` in nearest, constant, grid-constant (modes that do not fold
+    the coordinate, so the gradient is the derivative of the sampled function).
+
+The NumPy twins run scipy.ndimage's C sampler and prefilter (which release the GIL) on
+chunks of the work in a thread pool; the CUDA twins are ``kernels/spline_prefilter.cu`` and
+``kernels/spline_sample.cu``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.ndimage as ndi
+
+from gpuimg import _boundary
+from gpuimg._backend import primitive
+from gpuimg._kernels import KernelFamily, launch_1d, type_name
+
+#: Poles of the direct B-spline filter per order (Unser 1999, Table I).
+POLES = {
+    2: (-0.171572875253809902396622551580603843,),
+    3: (-0.267949192431122706472553658494127633,),
+    4: (-0.361341225900220177092212841325675255, -0.013725429297339121360331226939128204),
+    5: (-0.430575347099973791851434783493520110, -0.043096288203264653822712376822550182),
+}
+#: Prefilter initialisation per mode (kernels/spline_prefilter.cu INIT codes).
+PREFILTER_INIT = {
+    "mirror": 0, "constant": 0, "wrap": 0, "grid-constant": 0,
+    "reflect": 1, "nearest": 1,
+    "grid-wrap": 2,
+}
+#: Modes the gradient sampler accepts (they leave the coordinate unfolded).
+GRAD_MODES = ("nearest", "constant", "grid-constant")
+_TYPES = ("float", "double")
+
+_PREFILTER = KernelFamily(
+    "spline_prefilter.cu", [f"spline_prefilter<{t}, {i}>" for t in _TYPES for i in (0, 1, 2)]
+)
+_SAMPLE = KernelFamily(
+    "spline_sample.cu",
+    [f"spline_sample<{t}, {c}, {o}>" for t in _TYPES for c in _boundary.MODE_CODES.values() for o in range(6)]
+    + [f"spline_sample_grad2d<{t}, {_boundary.MODE_CODES[m]}>" for t in _TYPES for m in GRAD_MODES],
+)
+
+_CHUNK = 1 << 16
+_pool: list[ThreadPoolExecutor] = []
+
+
+def workers() -> int:
+    """Threads the NumPy twins use (``GPUIMG_NUM_THREADS`` or the CPU count)."""
+    env = os.environ.get("GPUIMG_NUM_THREADS", "")
+    return max(1, int(env)) if env.isdigit() else max(1, os.cpu_count() or 1)
+
+
+def run_chunks(fn, jobs) -> None:
+    """Run ``fn(*job)`` for every job, on the shared pool when there is more than one."""
+    jobs = list(jobs)
+    if len(jobs) <= 1 or workers() == 1:
+        for job in jobs:
+            fn(*job)
+        return
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="gpuimg"))
+    for f in [_pool[0].submit(fn, *job) for job in jobs]:
+        f.result()
+
+
+def _splits(n: int, parts: int) -> list[slice]:
+    parts = max(1, min(parts, n))
+    edges = np.linspace(0, n, parts + 1).astype(int)
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+# ---------------------------------------------------------------------------------------
+# prefilter
+# ---------------------------------------------------------------------------------------
+
+@primitive("spline_prefilter", "numpy")
+def _prefilter_numpy(be, x, axis, order, mode):
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=x.dtype)
+    axis = axis % x.ndim
+    others = [a for a in range(x.ndim) if a != axis]
+    if not others or x.size < _CHUNK:
+        ndi.spline_filter1d(x, order, axis=axis, output=out, mode=mode)
+        return out
+    split = max(others, key=lambda a: x.shape[a])
+    idx = [slice(None)] * x.ndim
+
+    def one(sl):
+        idx_l = list(idx)
+        idx_l[split] = sl
+        ndi.spline_filter1d(x[tuple(idx_l)], order, axis=axis, output=out[tuple(idx_l)], mode=mode)
+
+    run_chunks(one, [(sl,) for sl in _splits(x.shape[split], 4 * workers())])
+    return out
+
+
+@primitive("spline_prefilter", "cupy")
+def _prefilter_cupy(be, x, axis, order, mode):
+    xp = be.xp
+    out = xp.array(x, copy=True, order="C")
+    axis = axis % out.ndim
+    n = out.shape[axis]
+    inner = int(np.prod(out.shape[axis + 1:], dtype=np.int64))
+    lines = out.size // n
+    poles = POLES[order] + (0.0,)
+    kern = _PREFILTER.get(f"spline_prefilter<{type_name(out.dtype)}, {PREFILTER_INIT[mode]}>")
+    launch_1d(kern, lines, (out, np.int64(lines), np.int64(n), np.int64(inner),
+                            np.int32(len(POLES[order])), np.float64(poles[0]), np.float64(poles[1])),
+              block=128)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# sampler
+# ---------------------------------------------------------------------------------------
+
+@primitive("spline_sample", "numpy")
+def _sample_numpy(be, coeffs, coords, order, mode, cval=0.0, offset=0.0):
+    coeffs = np.asarray(coeffs)
+    coords = np.asarray(coords, dtype=np.float64)
+    if offset:
+        coords = coords + offset
+    batch, m = coeffs.shape[0], coords.shape[1]
+    out = np.empty((batch, m), dtype=coeffs.dtype)
+
+    def one(b, sl):
+        ndi.map_coordinates(coeffs[b], coords[:, sl], output=out[b, sl], order=order,
+                            mode=mode, cval=cval, prefilter=False)
+
+    parts = max(1, min(4 * workers(), m // _CHUNK)) if workers() > 1 else 1
+    run_chunks(one, [(b, sl) for b in range(batch) for sl in _splits(m, parts)])
+    return out
+
+
+@primitive("spline_sample", "cupy")
+def _sample_cupy(be, coeffs, coords, order, mode, cval=0.0, offset=0.0):
+    xp = be.xp
+    c = xp.ascontiguousarray(coeffs)
+    t = c.dtype.type
+    xy = xp.ascontiguousarray(xp.asarray(coords, dtype=c.dtype))
+    d, m = xy.shape
+    batch = c.shape[0]
+    sizes = (1,) * (3 - d) + tuple(c.shape[1:])
+    out = xp.empty((batch, m), dtype=c.dtype)
+    kern = _SAMPLE.get(f"spline_sample<{type_name(c.dtype)}, {_boundary.MODE_CODES[mode]}, {order}>")
+    launch_1d(kern, m, (c, xy, out, np.int64(batch), np.int64(m), np.int32(d),
+                        np.int64(sizes[0]), np.int64(sizes[1]), np.int64(sizes[2]), t(offset), t(cval)))
+    return out
+
+
+def _grad_axis(cc, n, mode):
+    """Tap indices (4, m), value and derivative weights (4, m), inside mask of one axis."""
+    inside = np.ones(cc.shape, dtype=bool)
+    if mode == "constant":
+        inside = (cc >= 0) & (cc <= n - 1)
+    fl = np.floor(cc)
+    f = cc - fl
+    g = 1.0 - f
+    w = np.stack([g * g * g / 6, (f * f * (f - 2) * 3 + 4) / 6, (g * g * (g - 2) * 3 + 4) / 6, f * f * f / 6])
+    dw = np.stack([-0.5 * g * g, f * (1.5 * f - 2), 2 * g - 1.5 * g * g, 0.5 * f * f])
+    j = fl.astype(np.int64)[None] + np.arange(-1, 3)[:, None]
+    if mode == "nearest":
+        j = np.clip(j, 0, n - 1)
+    elif mode == "constant":
+        j = _boundary.index(j, n, "mirror")
+    else:
+        j = np.where((j >= 0) & (j < n), j, -1)
+    return j, w.astype(cc.dtype), dw.astype(cc.dtype), inside
+
+
+@primitive("spline_sample_grad2d", "numpy")
+def _grad_numpy(be, coeffs, coords, mode, cval=0.0):
+    c = np.asarray(coeffs)
+    batch, h, wd = c.shape
+    xy = np.asarray(coords, dtype=c.dtype)
+    iy, wy, dy, in_y = _grad_axis(xy[0], h, mode)
+    ix, wx, dx, in_x = _grad_axis(xy[1], wd, mode)
+    m = xy.shape[1]
+    out = np.zeros((3, batch, m), dtype=c.dtype)
+    flat = c.reshape(batch, h * wd)
+    for k in range(4):
+        rv = np.zeros((batch, m), dtype=c.dtype)
+        rd = np.zeros((batch, m), dtype=c.dtype)
+        for l in range(4):
+            s = flat[:, np.maximum(iy[k], 0) * wd + np.maximum(ix[l], 0)]
+            if mode == "grid-constant":
+                s = np.where((iy[k] < 0) | (ix[l] < 0), c.dtype.type(cval), s)
+            rv += s * wx[l]
+            rd += s * dx[l]
+        out[0] += wy[k] * rv
+        out[1] += dy[k] * rv
+        out[2] += wy[k] * rd
+    outside = ~(in_y & in_x)
+    if outside.any():
+        out[0][:, outside] = cval
+        out[1:, :, outside] = 0
+    return out
+
+
+@primitive("spline_sample_grad2d", "cupy")
+def _grad_cupy(be, coeffs, coords, mode, cval=0.0):
+    xp = be.xp
+    c = xp.ascontiguousarray(coeffs)
+    batch, h, wd = c.shape
+    xy = xp.ascontiguousarray(xp.asarray(coords, dtype=c.dtype))
+    m = xy.shape[1]
+    out = xp.empty((3, batch, m), dtype=c.dtype)
+    kern = _SAMPLE.get(f"spline_sample_grad2d<{type_name(c.dtype)}, {_boundary.MODE_CODES[mode]}>")
+    launch_1d(kern, m, (c, xy, out, np.int64(batch), np.int64(m), np.int64(h), np.int64(wd),
+                        c.dtype.type(cval)))
+    return out
