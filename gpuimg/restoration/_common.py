@@ -1,0 +1,103 @@
+"""Argument checks and the iteration record shared by the deconvolution solvers."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+
+from gpuimg._backend import get_backend
+from gpuimg._validate import check_array, check_positive, float_dtype
+from gpuimg.restoration.operator import BOUNDARIES, BlurOperator, check_psf
+from gpuimg._validate import check_choice
+
+__all__ = ["Monitor", "prepare"]
+
+
+def prepare(image: Any, psf: Any, boundary: str, *, num_iter: Any = None, tol: Any = 0.0,
+            callback: Any = None, boundaries: tuple[str, ...] = BOUNDARIES) -> tuple[Any, Any, BlurOperator]:
+    """Validate the common arguments; return ``(be, b, A)`` with ``b`` the float image."""
+    be = get_backend(image, psf, names=("image", "psf"))
+    xp = be.xp
+    check_array("image", image, min_ndim=2)
+    check_psf(psf, tuple(image.shape), xp)
+    check_choice("boundary", boundary, boundaries)
+    if num_iter is not None:
+        check_positive("num_iter", num_iter, integer=True)
+    check_positive("tol", tol, strict=False)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    dtype = float_dtype(image.dtype)
+    k = xp.asarray(psf, dtype=np.float64)
+    total = float(k.sum())  # one host sync: the PSF is small
+    if not np.isfinite(total) or not bool(xp.isfinite(k).all()):
+        raise ValueError("psf contains NaN or Inf values")
+    if total <= 0:
+        raise ValueError(f"psf must have a positive sum, got sum {total!r}")
+    b = xp.asarray(image, dtype=dtype)
+    A = BlurOperator(be, xp.asarray(psf, dtype=dtype), tuple(b.shape), dtype, boundary)
+    return be, b, A
+
+
+def check_weight(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    check_positive(name, value, strict=not allow_zero)
+    return float(value)
+
+
+def sumsq(xp: Any, a: Any) -> Any:
+    """Per-image ``sum(a**2)`` over the last two axes, accumulated in float64."""
+    return xp.sum(a * a, axis=(-2, -1), dtype=np.float64)
+
+
+def per_image(x: Any) -> Any:
+    """A per-image scalar array broadcast against ``(..., H, W)``."""
+    return x[..., None, None]
+
+
+class Monitor:
+    """Per-iteration objective record kept on the device, with a stop test every ``check_every``.
+
+    The stop test ``||x_k - x_{k-1}|| <= tol ||x_k||`` (every image of the batch) is the only
+    host synchronisation of an iteration loop, and runs once per ``check_every`` iterations.
+    """
+
+    def __init__(self, be: Any, num_iter: int, batch: tuple[int, ...], *, tol: float, record: bool,
+                 callback: Callable[..., Any] | None, check_every: int = 10) -> None:
+        self.be, self.tol, self.record, self.callback = be, float(tol), record, callback
+        self.check_every = check_every
+        self.values = be.xp.zeros((num_iter,) + batch, dtype=np.float64) if record else None
+        self.count = 0
+        self.converged = False
+
+    @property
+    def wants_objective(self) -> bool:
+        return self.record
+
+    def due(self, k: int) -> bool:
+        """Whether iteration ``k`` runs the stop test (callers then pass ``x_prev``)."""
+        return self.tol > 0 and (k + 1) % self.check_every == 0
+
+    def step(self, k: int, x: Any, *, objective: Any = None, x_prev: Any = None) -> bool:
+        """Record iteration ``k``; True when the loop should stop."""
+        xp = self.be.xp
+        self.count = k + 1
+        if self.record and objective is not None:
+            self.values[k] = objective
+        if self.callback is not None and self.callback(k, x):
+            return True
+        if x_prev is not None and self.due(k):
+            change = xp.sqrt(sumsq(xp, x - x_prev))
+            if bool(xp.all(change <= self.tol * xp.sqrt(sumsq(xp, x)))):
+                self.converged = True
+                return True
+        return False
+
+    def info(self, **extra: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"num_iter": self.count, "converged": self.converged}
+        if self.record:
+            out["objective"] = self.be.to_numpy(self.values[: self.count])
+        out.update(extra)
+        return out

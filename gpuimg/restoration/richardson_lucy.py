@@ -1,0 +1,93 @@
+"""Richardson–Lucy deconvolution on the boundary-aware blur model, with optional RL-TV."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from gpuimg.restoration._common import Monitor, check_weight, prepare
+
+__all__ = ["richardson_lucy"]
+
+
+def _kl(xp: Any, b: Any, ax: Any) -> Any:
+    """Generalised Kullback–Leibler divergence ``sum(b log(b / ax) - b + ax)`` per image."""
+    tiny = np.finfo(ax.dtype).tiny
+    safe = xp.maximum(ax, tiny)
+    pos = b > 0
+    term = xp.where(pos, b * xp.log(xp.where(pos, b, 1) / safe), 0) - b + ax
+    return xp.sum(term, axis=(-2, -1), dtype=np.float64)
+
+
+def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: float = 0.0, clip: bool = True,
+                    filter_epsilon: float | None = None, boundary: str = "reflect", tol: float = 0.0,
+                    callback: Callable[..., Any] | None = None, return_info: bool = False) -> Any:
+    """Richardson–Lucy (maximum-likelihood Poisson) deconvolution, optionally with TV (RL-TV).
+
+    .. math:: x_{k+1} = \\frac{x_k}{A^T 1 \\,\\big(1 - \\lambda\\, \\mathrm{div}
+       \\frac{\\nabla x_k}{|\\nabla x_k|}\\big)} \\; A^T \\frac{b}{A x_k}
+
+    with ``A`` the blur under ``boundary`` (:mod:`gpuimg.restoration.operator`) and ``A^T 1``
+    its column sums (1 for ``"periodic"``, where every iterate keeps the total flux
+    ``sum(x_k) = sum(b)``). ``λ = tv_weight`` adds Dey et al.'s total-variation term
+    (0 gives plain RL). Unlike :func:`skimage.restoration.richardson_lucy`, which zero-pads,
+    the default ``"reflect"`` model does not darken or ring at the borders. The start is the
+    per-image mean of ``b``. Every PSF transform is computed once.
+
+    Parameters
+    ----------
+    image : array, shape (..., H, W)
+        Blurred images ``b`` (non-negative); leading axes are a batch.
+    psf : array, shape (kh, kw)
+        Point-spread function (normalised to unit sum; centre at ``(kh // 2, kw // 2)``).
+    num_iter : int
+        Iterations.
+    tv_weight : float
+        ``λ >= 0`` (typically 1e-3 to 1e-2); keep ``λ |div(...)| < 1``.
+    clip : bool
+        Threshold the result to [-1, 1] as scikit-image does (for images scaled to [0, 1]).
+    filter_epsilon : float or None
+        Where ``A x_k < filter_epsilon`` the ratio is set to 0 (scikit-image's meaning);
+        ``None`` only guards ``A x_k = 0``.
+    boundary : {"reflect", "periodic", "free"}
+    tol, callback, return_info
+        As in :func:`gpuimg.restoration.landweber`; ``info["objective"][k]`` is the
+        generalised Kullback–Leibler divergence ``D(b || A x_k)`` of the iterate that
+        iteration ``k`` starts from (``x_0`` for ``k = 0``).
+
+    Returns
+    -------
+    x : array, shape and float dtype of ``image``
+    info : dict, only with ``return_info``
+
+    References
+    ----------
+    W. H. Richardson, "Bayesian-based iterative method of image restoration", J. Opt. Soc.
+    Am. 62(1), 1972. L. B. Lucy, "An iterative technique for the rectification of observed
+    distributions", Astron. J. 79, 1974. N. Dey et al., "Richardson–Lucy algorithm with total
+    variation regularization for 3D confocal microscope deconvolution", Microsc. Res. Tech.
+    69, 2006.
+    """
+    be, b, A = prepare(image, psf, boundary, num_iter=num_iter, tol=tol, callback=callback)
+    tv_weight = check_weight("tv_weight", tv_weight, allow_zero=True)
+    eps = np.finfo(b.dtype).tiny if filter_epsilon is None else check_weight("filter_epsilon", filter_epsilon)
+    xp = be.xp
+    mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback)
+    norm = xp.maximum(A.ones_adjoint(), b.dtype.type(1e-6))
+    # gradient magnitudes below this (relative to the data scale) count as flat for RL-TV
+    tv_eps = float(1e-3 * xp.abs(b).max()) if tv_weight else 1.0
+    mean = xp.mean(b, axis=(-2, -1), keepdims=True)
+    x = xp.broadcast_to(mean, b.shape[:-2] + A.x_shape[-2:]).astype(b.dtype)
+    for k in range(num_iter):
+        ax = A.apply(x)
+        obj = _kl(xp, b, ax) if mon.record else None
+        corr = A.adjoint(be.rl_ratio(b, ax, eps))
+        x_prev = x
+        x = be.rl_update(x, corr, norm, tv_weight, tv_eps)
+        if mon.step(k, A.crop(x), objective=obj, x_prev=x_prev):
+            break
+    x = A.crop(x)
+    if clip:
+        xp.clip(x, -1, 1, out=x)
+    return (x, mon.info()) if return_info else x
