@@ -96,12 +96,13 @@ class CommandError(Exception):
     """A user error found before any file is processed (exit status 2)."""
 
 
-def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any], Any], desc: str,
+def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any], desc: str,
                 output_name: Callable[[Path], Path] | None = None) -> int:
-    """Apply ``fn(be, x)`` to every input image and write the result in the input's dtype.
+    """Apply ``fn(be, x, dtype)`` to every input image and write the result in ``dtype``.
 
     ``x`` is a float ``(N, H, W)`` or ``(N, C, H, W)`` stack on the backend (integers scaled to
-    ``[0, 1]``); ``fn`` returns a stack of the same layout (spatial size may change).
+    ``[0, 1]``), ``dtype`` the files' dtype; ``fn`` returns a stack of the same layout (the
+    spatial size may change).
     """
     from gpuimg import io as gio
     from gpuimg.batch import expand_inputs, run_batch
@@ -123,7 +124,7 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any], Any], desc: s
         colour = stack.ndim == 4
         if colour:
             x = be.xp.moveaxis(x, -1, 1)
-        y = fn(be, x)
+        y = fn(be, x, stack.dtype)
         if colour:
             y = be.xp.moveaxis(y, 1, -1)
         y = be.to_numpy(gio.from_float(y, stack.dtype))
@@ -204,8 +205,8 @@ def load_psf(args: argparse.Namespace) -> np.ndarray:
     return np.asarray(psf.disk(args.psf_disk))
 
 
-def deblur_function(args: argparse.Namespace, kernel: np.ndarray) -> Callable[[Any, Any], Any]:
-    """``fn(be, x)`` that restores a float stack with the options of ``gpuimg deblur``."""
+def deblur_function(args: argparse.Namespace, kernel: np.ndarray) -> Callable[[Any, Any, np.dtype], Any]:
+    """``fn(be, x, dtype)`` that restores a float stack with the options of ``gpuimg deblur``."""
     from gpuimg import restoration
 
     solver = getattr(restoration, args.method)
@@ -215,12 +216,13 @@ def deblur_function(args: argparse.Namespace, kernel: np.ndarray) -> Callable[[A
     if args.weight is not None:
         opts["balance" if args.method == "wiener" else
              "tv_weight" if args.method == "richardson_lucy" else "weight"] = args.weight
-    elif args.method == "wiener":
-        opts["balance"] = 0.01
 
-    def fn(be: Any, x: Any) -> Any:
+    def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
         k = be.asarray(kernel, dtype=x.dtype)
-        return solver(x, k, **opts)
+        extra = {}
+        if dtype.kind == "f" and args.method == "fista_tv":
+            extra["bounds"] = None  # float files are not confined to [0, 1]
+        return solver(x, k, **opts, **extra)
 
     return fn
 
@@ -361,7 +363,7 @@ def _cmd_resize(args: argparse.Namespace) -> int:
     if (args.size is None) == (args.scale is None):
         raise CommandError("give exactly one of --size HxW and --scale F")
 
-    def fn(be: Any, x: Any) -> Any:
+    def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
         h, w = x.shape[-2:]
         shape = args.size or (max(1, round(h * args.scale)), max(1, round(w * args.scale)))
         return transform.resize(x, shape, interpolation=args.interpolation)
@@ -393,14 +395,14 @@ def _cmd_warp(args: argparse.Namespace) -> int:
                 raise CommandError(f"--map {str(args.map)!r} must hold arrays map_x and map_y")
             map_x, map_y = data["map_x"], data["map_y"]
 
-        def fn(be: Any, x: Any) -> Any:
+        def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
             mx = be.asarray(map_x, dtype=x.dtype)
             my = be.asarray(map_y, dtype=x.dtype)
             return transform.remap(x, mx, my, **opts)
     else:
         mat = _load_matrix(args)
 
-        def fn(be: Any, x: Any) -> Any:
+        def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
             shape = args.size or tuple(x.shape[-2:])
             if mat.shape == (2, 3):
                 return transform.warp_affine(x, mat, shape, inverse_map=args.inverse, **opts)
@@ -417,7 +419,7 @@ def _cmd_undistort(args: argparse.Namespace) -> int:
             raise CommandError("--map-series needs --param P")
         series = registration.MapSeries.load(args.map_series)
 
-        def fn(be: Any, x: Any) -> Any:
+        def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
             return series.undistort(x, args.param)
     else:
         if args.camera is None or args.coeffs is None:
@@ -426,7 +428,7 @@ def _cmd_undistort(args: argparse.Namespace) -> int:
         cam = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
         dist = registration.Distortion(cam, np.asarray(_floats(args.coeffs, "--coeffs", (4, 5, 8))))
 
-        def fn(be: Any, x: Any) -> Any:
+        def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
             return dist.undistort(x, interpolation=args.interpolation)
 
     return _run_images(args, fn, "undistort")

@@ -1,0 +1,159 @@
+"""The ``gpuimg`` command, run as a subprocess on temporary folders."""
+
+from __future__ import annotations
+
+import csv
+import io as pyio
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from gpuimg import io as gio
+from gpuimg import psf, restoration
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBCOMMANDS = ("info", "demo", "deblur", "compare", "resize", "warp", "undistort", "register", "bench")
+
+
+def gpuimg(*args, check=None, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "gpuimg", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, proc.stderr
+    return proc
+
+
+def _blurry_pngs(folder: Path, rng, n: int, shape=(48, 40), dtype=np.uint8):
+    folder.mkdir(parents=True, exist_ok=True)
+    from scipy import ndimage as ndi
+
+    hi = np.iinfo(dtype).max
+    imgs = {}
+    for i in range(n):
+        img = (ndi.gaussian_filter(rng.random(shape), 1.5) * hi).astype(dtype)
+        Image.fromarray(img).save(folder / f"im{i:02d}.png")
+        imgs[f"im{i:02d}.png"] = img
+    return imgs
+
+
+def _library_rl(img, sigma, iters):
+    n = 2 * math.ceil(4 * sigma) + 1
+    x = gio.to_float(img)
+    return gio.from_float(restoration.richardson_lucy(x, psf.gaussian((n, n), sigma).astype(x.dtype), num_iter=iters,
+                                                      boundary="reflect"), img.dtype)
+
+
+def test_every_subcommand_has_help_with_example():
+    top = gpuimg("--help", check=0).stdout
+    for name in SUBCOMMANDS:
+        assert name in top
+        out = gpuimg(name, "--help", check=0).stdout
+        assert "example:" in out and f"gpuimg {name}" in out
+
+
+def test_info_still_works():
+    info = json.loads(gpuimg("info", "--json", check=0).stdout)
+    assert info["name"] in ("numpy", "cupy")
+
+
+def test_deblur_matches_library_and_keeps_dtype(tmp_path, rng):
+    imgs = _blurry_pngs(tmp_path / "in", rng, 3)
+    img16 = (rng.random((30, 36)) * 65535).astype(np.uint16)
+    gio.write_image(tmp_path / "in" / "sub" / "deep.tif", img16)
+    out = tmp_path / "out"
+    proc = gpuimg("deblur", tmp_path / "in", "--out", out, "--psf-gaussian", 1.5, "--method", "richardson_lucy",
+                  "--iters", 8, "--backend", "numpy", "-q", check=0)
+    assert "4 done" in proc.stderr
+    for name, img in imgs.items():
+        got = np.array(Image.open(out / name))
+        np.testing.assert_allclose(got.astype(int), _library_rl(img, 1.5, 8).astype(int), atol=1)
+    back = gio.read_image(out / "sub" / "deep.tif")
+    assert back.dtype == np.uint16
+    np.testing.assert_allclose(back.astype(int), _library_rl(img16, 1.5, 8).astype(int), atol=1)
+
+
+def test_folder_with_corrupt_file(tmp_path, rng):
+    _blurry_pngs(tmp_path / "in", rng, 10)
+    (tmp_path / "in" / "im04.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    out = tmp_path / "out"
+    proc = gpuimg("deblur", tmp_path / "in", "--out", out, "--psf-disk", 2, "--method", "wiener", "-q", check=1)
+    assert sorted(os.listdir(out)) == sorted(f"im{i:02d}.png" for i in range(10) if i != 4)
+    assert "im04.png" in proc.stderr and "9 done" in proc.stderr and "1 failed" in proc.stderr
+
+
+def test_resume_does_no_work_second_time(tmp_path, rng):
+    _blurry_pngs(tmp_path / "in", rng, 4)
+    out = tmp_path / "out"
+    args = ("deblur", str(tmp_path / "in" / "*.png"), "--out", out, "--psf-gaussian", 1.0, "--method", "landweber",
+            "--iters", 5, "--resume", "-q")
+    gpuimg(*args, check=0)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    proc = gpuimg(*args, check=0)
+    assert "0 done, 4 skipped" in proc.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+
+
+def test_sigterm_leaves_no_partial_output(tmp_path, rng):
+    _blurry_pngs(tmp_path / "in", rng, 60, shape=(160, 160), dtype=np.uint16)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "gpuimg", "deblur", str(tmp_path / "in"), "--out", str(out),
+                             "--psf-disk", "3", "--method", "richardson_lucy", "--iters", "30", "--batch-size", "2",
+                             "-q"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and len(os.listdir(out)) >= 2):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    names = os.listdir(out)
+    assert 2 <= len(names) < 60 and all(not n.startswith(".") for n in names), names
+    for n in names:
+        assert gio.read_image(out / n).shape == (160, 160)
+
+
+def test_compare_matches_skimage(tmp_path, rng):
+    ref = (rng.random((64, 64)) * 255).astype(np.uint8)
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    tests = {}
+    for i in range(3):
+        noisy = np.clip(ref.astype(int) + rng.integers(-20 * (i + 1), 20 * (i + 1), ref.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(tmp_path / f"t{i}.png")
+        tests[str(tmp_path / f"t{i}.png")] = noisy
+    proc = gpuimg("compare", tmp_path / "ref.png", *tests, "--metrics", "psnr,ssim,mse", "--format", "csv",
+                  "--map", "ssim", "--out", tmp_path / "maps", "-q", check=0)
+    rows = list(csv.DictReader(pyio.StringIO(proc.stdout)))
+    assert sorted(r["file"] for r in rows) == sorted(tests)
+    for r in rows:
+        t = tests[r["file"]]
+        a, b = ref / 255.0, t / 255.0
+        assert float(r["psnr"]) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1.0), rel=1e-6)
+        assert float(r["ssim"]) == pytest.approx(structural_similarity(a, b, data_range=1.0), abs=1e-5)
+        assert float(r["mse"]) == pytest.approx(np.mean((a - b) ** 2), rel=1e-5)
+        _, smap = structural_similarity(a, b, data_range=1.0, full=True)
+        got = gio.read_image(tmp_path / "maps" / (Path(r["file"]).stem + "_ssim.tif"))
+        np.testing.assert_allclose(got, smap, atol=1e-5)
+    js = json.loads(gpuimg("compare", tmp_path / "ref.png", tmp_path / "t0.png", "--metrics", "psnr",
+                           "--format", "json", "-q", check=0).stdout)
+    assert js[0]["psnr"] == pytest.approx(peak_signal_noise_ratio(ref, tests[str(tmp_path / "t0.png")]), rel=1e-6)
+
+
+def test_bad_arguments(tmp_path):
+    assert gpuimg("deblur", tmp_path, "--out", tmp_path / "o").returncode == 2  # no PSF given
+    proc = gpuimg("deblur", tmp_path / "x.png", "--out", tmp_path / "o", "--psf-disk", "-1")
+    assert proc.returncode == 2 and "--psf-disk" in proc.stderr
+    proc = gpuimg("compare", tmp_path / "none.png", tmp_path / "t.png", "--metrics", "psnr,bogus")
+    assert proc.returncode == 2 and "bogus" in proc.stderr
+    proc = gpuimg("deblur", tmp_path / "nothing-here", "--out", tmp_path / "o", "--psf-disk", 2, "-q")
+    assert proc.returncode == 1 and "nothing-here" in proc.stderr
