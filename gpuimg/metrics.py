@@ -157,7 +157,8 @@ def psnr(reference, test, *, data_range=None, check_finite=False):
         Images of one shape.
     data_range : float, optional
         Distance between the smallest and largest possible pixel value. Inferred from the
-        dtype for integer input (255 for uint8, 65535 for uint16, 255 for int8, ...);
+        dtype alone for integer input (its full span: 255 for uint8, 65535 for uint16 and
+        int16, 1 for bool);
         **required** for floating-point input (``ValueError`` otherwise), unlike
         scikit-image, which guesses 2.0 from the float dtype's [-1, 1] range.
     check_finite : bool
@@ -336,3 +337,212 @@ def ssim(a, b, *, data_range=None, win_size=None, gaussian_weights=False, sigma=
             smap = be.xp.moveaxis(smap, 0, channel_axis)
     means = be.scalar(means) if means.ndim == 0 else means
     return (means, smap) if full else means
+
+
+def local_ssim(a, b, *, data_range=None, **kwargs):
+    """SSIM map: ``ssim(a, b, data_range=data_range, full=True, **kwargs)[1]``.
+
+    Same shape and float dtype as the input; see :func:`ssim` for the options and the maths.
+    """
+    if "full" in kwargs:
+        raise TypeError("local_ssim always returns the full map; do not pass full")
+    return ssim(a, b, data_range=data_range, full=True, **kwargs)[1]
+
+
+def _spatial_setup(a, b, win_size, spatial_ndim, mode):
+    _validate.check_array("a", a)
+    _validate.check_array("b", b)
+    _validate.check_same_shape("a", a, "b", b)
+    _validate.check_mode(mode)
+    nsp = _spatial_ndim(spatial_ndim, a.ndim)
+    win_size = _check_window(win_size, tuple(a.shape[a.ndim - nsp:]))
+    return nsp, win_size
+
+
+def local_mse(a, b, *, win_size=7, mode="reflect", spatial_ndim=None, check_finite=False):
+    r"""Local mean squared error: the mean of :math:`(a - b)^2` over a sliding window.
+
+    .. math:: M(x) = \frac{1}{N} \sum_{u \in \mathcal{W}(x)} (a(u) - b(u))^2
+
+    over the ``win_size``-wide uniform window centred on each pixel (``N = win_size ** ndim``);
+    samples outside the image follow boundary ``mode`` (SciPy names; ``constant`` reads 0).
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Images of one shape.
+    win_size : int
+        Odd window side, at most the smallest spatial side.
+    mode : str
+        ``reflect`` (default), ``mirror``, ``nearest``, ``constant``, ``wrap``, ``grid-wrap``,
+        ``grid-constant``.
+    spatial_ndim : int, optional
+        Trailing spatial axes (1 to 3); leading axes are a batch. Default: all axes.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or Inf input.
+
+    Returns
+    -------
+    ndarray of the input's shape and float dtype. ``mse(a, b)`` equals its mean for
+    ``mode="wrap"``.
+    """
+    be = get_backend(a, b, names=("a", "b"))
+    nsp, win_size = _spatial_setup(a, b, win_size, spatial_ndim, mode)
+    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    smap, _ = be.window_moments(a, b, "mse", (_uniform_taps(win_size),) * nsp, mode, want_map=True)
+    return smap
+
+
+def local_ncc(a, b, *, win_size=7, mode="reflect", eps=None, spatial_ndim=None, check_finite=False):
+    r"""Local zero-mean normalised cross-correlation over a sliding window.
+
+    .. math:: \rho(x) = \frac{\sigma_{ab}(x)}{\sigma_a(x)\,\sigma_b(x)}
+
+    with the window's (uniform, ``win_size`` wide) covariance and standard deviations. It is
+    invariant to gain and offset: ``local_ncc(a, g * a + o) == sign(g)`` wherever the window is
+    not flat, so it compares structure under different lighting. Values lie in [-1, 1].
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Images of one shape.
+    win_size : int
+        Odd window side, at most the smallest spatial side.
+    mode : str
+        Boundary mode for samples outside the image (SciPy names, ``constant`` reads 0).
+    eps : float, optional
+        Flatness threshold: a window whose variance of ``a`` (or ``b``) is at most ``eps``
+        times its mean square counts as flat and gets **0** (no evidence of correlation).
+        Default ``1e-6`` for float32 and ``1e-12`` for float64 computation: variances below
+        that are rounding noise of the moments.
+    spatial_ndim : int, optional
+        Trailing spatial axes (1 to 3); leading axes are a batch. Default: all axes.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or Inf input.
+
+    Returns
+    -------
+    ndarray of the input's shape and float dtype.
+
+    Notes
+    -----
+    Except for the ``constant`` modes, each image's mean is subtracted first (it changes
+    neither variances nor covariances) to keep the moment differences well conditioned.
+
+    References
+    ----------
+    J. P. Lewis, "Fast normalized cross-correlation", Vision Interface 1995.
+    """
+    be = get_backend(a, b, names=("a", "b"))
+    nsp, win_size = _spatial_setup(a, b, win_size, spatial_ndim, mode)
+    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    if eps is None:
+        eps = 1e-6 if a.dtype == np.float32 else 1e-12
+    else:
+        _check_nonneg("eps", eps)
+    if mode not in ("constant", "grid-constant"):
+        xp = be.xp
+        axes = tuple(range(a.ndim - nsp, a.ndim))
+        a = a - xp.mean(a, axis=axes, keepdims=True, dtype=xp.float64).astype(a.dtype)
+        b = b - xp.mean(b, axis=axes, keepdims=True, dtype=xp.float64).astype(b.dtype)
+    smap, _ = be.window_moments(a, b, "ncc", (_uniform_taps(win_size),) * nsp, mode, eps=eps, want_map=True)
+    return smap
+
+
+def _downsample2(be, x):
+    """2x2 block mean with the last row/column repeated for odd sizes.
+
+    ``msssim.m``: ``imfilter(x, ones(2)/4, 'symmetric', 'same')`` then ``x(1:2:end, 1:2:end)``.
+    """
+    xp = be.xp
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        x = xp.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, h % 2), (0, w % 2)], mode="edge")
+    return (x[..., 0::2, 0::2] + x[..., 1::2, 0::2] + x[..., 0::2, 1::2] + x[..., 1::2, 1::2]) * 0.25
+
+
+def ms_ssim(a, b, *, data_range=None, weights=MS_SSIM_WEIGHTS, win_size=11, sigma=1.5, K1=0.01, K2=0.03,
+            check_finite=False):
+    r"""Multi-scale SSIM of Wang, Simoncelli & Bovik (2003), as in the authors' ``msssim.m``.
+
+    .. math:: \mathrm{MS\text{-}SSIM} = \prod_{j=1}^{M-1} \overline{cs}_j^{\,w_j}
+              \cdot \overline{S}_M^{\,w_M}
+
+    where :math:`\overline{cs}_j` is the mean contrast-structure term
+    :math:`(2\sigma_{ab} + C_2)/(\sigma_a^2 + \sigma_b^2 + C_2)` at scale ``j`` and
+    :math:`\overline{S}_M` the mean SSIM at the coarsest scale ``M = len(weights)``. Each scale
+    uses a ``win_size`` x ``win_size`` Gaussian window (``fspecial('gaussian', 11, 1.5)``),
+    population (co)variances and the mean over the "valid" region (the window fully inside);
+    the next scale is the 2x2 block mean (last row/column repeated for odd sizes).
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Images ``(..., H, W)`` of one shape; leading axes are a batch.
+    data_range : float, optional
+        ``L`` in ``C1 = (K1 L)^2``, ``C2 = (K2 L)^2``; ``msssim.m`` uses 255. Inferred for
+        integer dtypes, required for floating-point input.
+    weights : sequence of float
+        Exponents per scale (default: the paper's five).
+    win_size : int
+        Odd Gaussian window side (11).
+    sigma : float
+        Gaussian standard deviation (1.5).
+    K1, K2 : float
+        Stabilising constants.
+    check_finite : bool
+        Raise ``ValueError`` on NaN or Inf input.
+
+    Returns
+    -------
+    0-d float64 array, or float64 array of the batch shape. A negative mean
+    contrast-structure term raised to a fractional power gives NaN (MATLAB gives a complex
+    number there).
+
+    Raises
+    ------
+    ValueError
+        When ``min(H, W) < win_size * 2 ** (len(weights) - 1)`` (176 for the defaults), the
+        size ``msssim.m`` needs.
+
+    References
+    ----------
+    Z. Wang, E. P. Simoncelli and A. C. Bovik, "Multiscale structural similarity for image
+    quality assessment", 37th Asilomar Conference on Signals, Systems and Computers, 2003.
+    """
+    be = get_backend(a, b, names=("a", "b"))
+    _validate.check_array("a", a, min_ndim=2)
+    _validate.check_array("b", b, min_ndim=2)
+    _validate.check_same_shape("a", a, "b", b)
+    dr = _data_range(data_range, a, b)
+    _check_nonneg("K1", K1)
+    _check_nonneg("K2", K2)
+    _validate.check_positive("sigma", sigma)
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"weights must be a sequence of numbers, got {weights!r}") from None
+    if w.ndim != 1 or w.size < 1 or not np.all(np.isfinite(w)):
+        raise ValueError(f"weights must be a non-empty 1-D sequence of finite numbers, got {weights!r}")
+    _validate.check_odd_window("win_size", win_size, minimum=1)
+    levels = w.size
+    need = win_size * 2 ** (levels - 1)
+    if min(a.shape[-2:]) < need:
+        raise ValueError(
+            f"a: {levels} scales with win_size {win_size} need images of at least {need}x{need} "
+            f"pixels, got shape {tuple(a.shape)}; use fewer weights or a smaller win_size"
+        )
+    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    taps = _gaussian_taps(float(sigma), win_size // 2)
+    c1, c2 = (K1 * dr) ** 2, (K2 * dr) ** 2
+    xp = be.xp
+    result = None
+    for level in range(levels):
+        kind = "ssim" if level == levels - 1 else "cs"
+        _, m = be.window_moments(a, b, kind, (taps, taps), "reflect", c1=c1, c2=c2, crop=win_size // 2, want_map=False)
+        term = xp.power(m, w[level])
+        result = term if result is None else result * term
+        if level < levels - 1:
+            a = _downsample2(be, a)
+            b = _downsample2(be, b)
+    return be.scalar(result) if result.ndim == 0 else result

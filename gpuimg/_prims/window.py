@@ -56,130 +56,192 @@ _SMEM_DEFAULT = 48 * 1024
 # NumPy twin
 # --------------------------------------------------------------------------------------
 
+_CHUNK_ELEMS = 1 << 16  # samples per quantity per block of work: keeps the passes in cache
+
+
 def _is_uniform(t: np.ndarray) -> bool:
     return bool(np.all(t == t[0]))
 
 
-def _filter_axis(x, out, taps, axis, mode, ndi):
-    """Correlate ``x`` with symmetric ``taps`` along ``axis`` into ``out`` (a new buffer)."""
+def _valid_pass(x, out, tmp, taps, axis):
+    """``out = sum_k taps[k] x[k:k+n]`` along ``axis`` ("valid" correlation, symmetric taps)."""
     r = taps.size // 2
+    n = out.shape[axis]
+    dt = x.dtype.type
+
+    def sl(k):
+        idx = [slice(None)] * x.ndim
+        idx[axis] = slice(k, k + n)
+        return x[tuple(idx)]
+
+    if r == 0:
+        np.multiply(sl(0), dt(taps[0]), out=out)
+    elif _is_uniform(taps):
+        np.add(sl(0), sl(1), out=out)
+        for k in range(2, taps.size):
+            out += sl(k)
+        out *= dt(taps[0])
+    else:
+        np.multiply(sl(r), dt(taps[r]), out=out)
+        for k in range(r):
+            np.add(sl(k), sl(2 * r - k), out=tmp)
+            tmp *= dt(taps[k])
+            out += tmp
+    return out
+
+
+def _same_pass(x, out, tmp, taps, axis, mode, ndi):
+    """Correlate along a non-leading axis keeping its size (boundary ``mode``)."""
     if axis == x.ndim - 1:
         if _is_uniform(taps):
             ndi.uniform_filter1d(x, taps.size, axis=axis, output=out, mode=mode, cval=0.0)
         else:
             ndi.correlate1d(x, taps, axis=axis, output=out, mode=mode, cval=0.0)
         return out
-    if r == 0:
-        np.multiply(x, x.dtype.type(taps[0]), out=out)
-        return out
-    # Strided axes: shifted whole-row slices of a padded copy (contiguous, vectorised rows)
-    # are several times faster than ndimage's line buffers on a non-last axis.
+    # a middle axis (3-D images): shifted row slices of a padded copy, vectorised over rows
+    r = taps.size // 2
     width = [(0, 0)] * x.ndim
     width[axis] = (r, r)
     pm = _boundary.pad_mode(mode)
     p = np.pad(x, width, mode=pm, **({"constant_values": 0} if pm == "constant" else {}))
-    n = x.shape[axis]
-
-    def sl(k):
-        idx = [slice(None)] * x.ndim
-        idx[axis] = slice(k, k + n)
-        return p[tuple(idx)]
-
-    dt = x.dtype.type
-    if _is_uniform(taps):
-        np.add(sl(0), sl(1), out=out)
-        for k in range(2, taps.size):
-            out += sl(k)
-        out *= dt(taps[0])
-        return out
-    np.multiply(sl(r), dt(taps[r]), out=out)
-    tmp = np.empty_like(out)
-    for k in range(r):
-        np.add(sl(k), sl(2 * r - k), out=tmp)
-        tmp *= dt(taps[k])
-        out += tmp
-    return out
+    return _valid_pass(p, out, tmp, taps, axis)
 
 
-def _separable(q, taps, mode, ndi):
-    """Filter the stacked quantities ``q`` (..., *spatial) along every spatial axis."""
-    nsp = len(taps)
-    order = [q.ndim - 1] + [q.ndim - nsp + k for k in range(nsp - 1)]
-    buf = np.empty_like(q)
-    for ax in order:
-        _filter_axis(q, buf, np.asarray(taps[ax - (q.ndim - nsp)], dtype=np.float64), ax, mode, ndi)
-        q, buf = buf, q
-    return q
+def _products(a, b, kind, q):
+    """Write the quantities whose windowed means ``kind`` needs into ``q[0..nq)``."""
+    if kind == "mse":
+        np.subtract(a, b, out=q[0])
+        q[0] *= q[0]
+        return
+    np.copyto(q[0], a)
+    np.copyto(q[1], b)
+    np.multiply(a, a, out=q[2])
+    if kind == "ncc":
+        np.multiply(b, b, out=q[3])
+        np.multiply(a, b, out=q[4])
+    else:
+        np.multiply(b, b, out=q[3])
+        q[2] += q[3]
+        np.multiply(a, b, out=q[3])
 
 
-def _crop_index(nsp, crop, full_ndim):
-    if not crop:
-        return (Ellipsis,)
-    return (Ellipsis,) + tuple(slice(crop, -crop) for _ in range(nsp))
+class _Buffers:
+    """Flat scratch arrays reused across blocks (fresh large allocations page-fault)."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.flat = {}
+
+    def get(self, name, shape):
+        n = int(np.prod(shape, dtype=np.int64))
+        buf = self.flat.get(name)
+        if buf is None or buf.size < n:
+            buf = self.flat[name] = np.empty(n, dtype=self.dtype)
+        return buf[:n].reshape(shape)
 
 
 @primitive("window_moments", "numpy")
 def _window_moments_numpy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, c1=0.0, c2=0.0,
                           eps=0.0, crop=None, want_map=True):
-    """NumPy twin of ``window_moments`` (see the module docstring for the contract)."""
+    """NumPy twin of ``window_moments`` (see the module docstring for the contract).
+
+    The stack is processed in blocks of whole images (small images) or of row strips with
+    their halo (large images), each block small enough to stay in cache through all passes.
+    """
     ndi = be.ndimage
     a = np.asarray(a)
-    b = np.asarray(b)
+    b = np.asarray(b, dtype=a.dtype)
     dt = a.dtype.type
-    shape = a.shape
-    nq = _NQ[kind]
-    q = np.empty((nq,) + shape, dtype=a.dtype)
-    if kind == "mse":
-        np.subtract(a, b, out=q[0])
-        q[0] *= q[0]
-    elif kind == "ncc":
-        q[0] = a
-        q[1] = b
-        np.multiply(a, a, out=q[2])
-        np.multiply(b, b, out=q[3])
-        np.multiply(a, b, out=q[4])
-    else:
-        q[0] = a
-        q[1] = b
-        np.multiply(a, a, out=q[2])
-        np.multiply(b, b, out=q[3])
-        q[2] += q[3]
-        np.multiply(a, b, out=q[3])
-    q = _separable(q, taps, mode, ndi)
-
     nsp = len(taps)
-    # without a map, the formula only runs on the cropped region that the mean needs
-    view = (Ellipsis,) if want_map else _crop_index(nsp, crop, a.ndim)
-    q = q[(slice(None),) + view]
-    s = _formula(q, kind, dt(cov_norm), dt(c1), dt(c2), dt(eps))
+    taps = [np.asarray(t, dtype=np.float64) for t in taps]
+    spatial = a.shape[a.ndim - nsp:]
+    batch_shape = a.shape[: a.ndim - nsp]
+    nbatch = int(np.prod(batch_shape, dtype=np.int64))
+    a3 = a.reshape((nbatch,) + spatial)
+    b3 = b.reshape((nbatch,) + spatial)
+    nq = _NQ[kind]
+    n0 = spatial[0]
+    r0 = taps[0].size // 2
+    row = int(np.prod(spatial[1:], dtype=np.int64))
+    out = np.empty((nbatch,) + spatial, dtype=a.dtype) if want_map else None
+    sums = np.zeros(nbatch) if crop is not None else None
+    c = int(crop or 0)
+    params = (dt(cov_norm), dt(c1), dt(c2), dt(eps))
+    bufs = _Buffers(a.dtype)
+
+    if n0 * row >= _CHUNK_ELEMS:
+        strip = max(1, _CHUNK_ELEMS // row)
+        blocks = [(i, i + 1, y0, min(n0, y0 + strip)) for i in range(nbatch) for y0 in range(0, n0, strip)]
+    else:
+        group = max(1, _CHUNK_ELEMS // (n0 * row))
+        blocks = [(i, min(nbatch, i + group), 0, n0) for i in range(0, nbatch, group)]
+
+    for i0, i1, y0, y1 in blocks:
+        rows = _boundary.index(np.arange(y0 - r0, y1 + r0), n0, mode)
+        g, m = i1 - i0, y1 - y0
+        ext = (g, m + 2 * r0) + spatial[1:]
+        if rows[0] == y0 - r0 and rows[-1] == y1 + r0 - 1:
+            sa, sb = a3[i0:i1, y0 - r0:y1 + r0], b3[i0:i1, y0 - r0:y1 + r0]
+        else:
+            keep = np.maximum(rows, 0)
+            sa = np.take(a3[i0:i1], keep, axis=1)
+            sb = np.take(b3[i0:i1], keep, axis=1)
+            if (rows < 0).any():  # constant modes read zeros outside
+                sa[:, rows < 0] = 0
+                sb[:, rows < 0] = 0
+        q = bufs.get("q", (nq,) + ext)
+        q2 = bufs.get("q2", (nq,) + ext)
+        _products(sa, sb, kind, q)
+        for k in range(nsp - 1, 0, -1):  # last axis first (contiguous), then middle axes
+            _same_pass(q, q2, bufs.get("t2", (nq,) + ext), taps[k], k + 2, mode, ndi)
+            q, q2 = q2, q
+        res = (nq, g, m) + spatial[1:]
+        v = bufs.get("v", res)
+        _valid_pass(q, v, bufs.get("tv", res), taps[0], 2)
+        smap = _formula(v, kind, *params, bufs.get("tf", res[1:]))
+        if want_map:
+            out[i0:i1, y0:y1] = smap
+        if crop is not None:
+            lo, hi = max(y0, c), min(y1, n0 - c)
+            if hi > lo:
+                region = smap[(slice(None), slice(lo - y0, hi - y0)) + tuple(slice(c, n - c) for n in spatial[1:])]
+                sums[i0:i1] += region.reshape(g, -1).sum(axis=1, dtype=np.float64)
+
     means = None
     if crop is not None:
-        region = s if not want_map else s[_crop_index(nsp, crop, a.ndim)]
-        axes = tuple(range(region.ndim - nsp, region.ndim))
-        means = np.asarray(region.mean(axis=axes, dtype=np.float64))
-    return (s if want_map else None), means
+        count = 1
+        for n in spatial:
+            count *= n - 2 * c
+        means = np.asarray((sums / count).reshape(batch_shape))
+    return (out.reshape(a.shape) if want_map else None), means
 
 
-def _formula(q, kind, cn, c1, c2, eps):
+def _formula(q, kind, cn, c1, c2, eps, tmp):
     """Per-pixel formula on filtered moments ``q`` (overwritten); returns the map."""
     if kind == "mse":
         return q[0]
     if kind == "ncc":
         ma, mb, maa, mbb, mab = q
-        va = maa - ma * ma
-        vb = mbb - mb * mb
-        flat = va <= eps * maa
-        flat |= vb <= eps * mbb
-        mab -= ma * mb
-        va *= vb
-        np.maximum(va, np.finfo(va.dtype).tiny, out=va)
-        np.sqrt(va, out=va)
-        mab /= va
+        flat = np.empty(ma.shape, dtype=bool)
+        np.multiply(ma, ma, out=tmp)
+        np.subtract(maa, tmp, out=tmp)  # s_a
+        np.multiply(maa, eps, out=maa)
+        np.less_equal(tmp, maa, out=flat)
+        np.multiply(mb, mb, out=maa)
+        np.subtract(mbb, maa, out=maa)  # s_b
+        np.multiply(mbb, eps, out=mbb)
+        flat |= maa <= mbb
+        tmp *= maa
+        np.maximum(tmp, np.finfo(tmp.dtype).tiny, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        ma *= mb
+        mab -= ma
+        mab /= tmp
         np.clip(mab, -1, 1, out=mab)
         mab[flat] = 0
         return mab
     mx, my, s2, sxy = q
-    mxy = mx * my
+    mxy = np.multiply(mx, my, out=tmp)
     sxy -= mxy
     sxy *= 2 * cn
     sxy += c2  # A2 = 2 s_ab + c2
