@@ -1,0 +1,324 @@
+"""Primitives ``sample_points`` and ``sample_footprint``: the two warp samplers.
+
+``sample_points(x, out_shape, matrix, map_x, map_y, interpolation, mode, cval)`` reads every
+image of the batch ``x`` (N, H, W) at one source position per output pixel. The position of
+output pixel ``(i, j)`` (row, column) is either ``(map_y[i, j], map_x[i, j])`` or the
+projective image of ``(j, i, 1)`` under the 3x3 ``matrix`` (``u, v, w = matrix @ (j, i, 1)``,
+source column ``u / w``, row ``v / w``). Interpolation kernels, on a tap at signed distance
+``t``:
+
+- ``nearest``: the sample at ``floor(x + 0.5)``;
+- ``linear``: the tent ``1 - |t|``;
+- ``cubic``: Keys' cubic convolution with ``a = -0.75`` (OpenCV's ``INTER_CUBIC``);
+- ``lanczos4``: ``sinc(t) sinc(t / 4)`` on 8 taps, normalised to sum 1 (OpenCV's
+  ``INTER_LANCZOS4``).
+
+For ``cubic`` and ``lanczos4`` the fractional offset is rounded to 1/1024 pixel before the
+weights are evaluated (OpenCV rounds to 1/32); ``linear`` uses the exact offset. Taps outside
+the image follow ``gpuimg._boundary`` index rules; the mode ``"constant"`` additionally returns
+``cval`` wherever the position lies outside ``[0, H-1] x [0, W-1]`` by more than 1e-6 pixel
+(SciPy's convention, with a margin for rounding in the mapped coordinates).
+Non-finite positions return ``cval`` in every mode.
+
+``sample_footprint(x, quads, mode, cval)`` integrates each image over one convex quad per
+output pixel (``quads`` of shape (Ho, Wo, 4, 2) holding (column, row) corners in order): the
+weight of source pixel ``(r, c)`` is the area of the quad inside the pixel square
+``[c - 1/2, c + 1/2] x [r - 1/2, r + 1/2]`` divided by the quad's area (exact box-over-quad
+coverage). Pixels outside the image follow the boundary mode; both constant modes read
+``cval`` there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpuimg import _boundary
+from gpuimg._backend import primitive
+from gpuimg._kernels import KernelFamily, launch_1d, type_name
+
+INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos4": 3}
+#: Taps per axis and the index of the first tap relative to ``floor(x)``.
+_TAPS = {"nearest": (1, 0), "linear": (2, 0), "cubic": (4, -1), "lanczos4": (8, -3)}
+#: Kernel template mode per SciPy mode name (grid variants differ only in the outside test).
+TAP_MODE = {
+    "reflect": 0,
+    "mirror": 1,
+    "nearest": 2,
+    "constant": 3,
+    "grid-constant": 3,
+    "wrap": 4,
+    "grid-wrap": 4,
+}
+FRACTION_STEPS = 1024
+_TYPES = ("float", "double")
+_MODES = sorted(set(TAP_MODE.values()))
+
+_POINT = KernelFamily(
+    "warp_point.cu",
+    [f"warp_point<{t}, {i}, {m}>" for t in _TYPES for i in INTERPOLATIONS.values() for m in _MODES],
+)
+_FOOTPRINT = KernelFamily(
+    "warp_footprint.cu",
+    [f"warp_footprint<{t}, {m}>" for t in _TYPES for m in _MODES],
+)
+
+_EDGE = 1e-6  # "constant" treats positions this close to the edge as inside (rounding)
+_CHUNK = 1 << 18  # output pixels per vectorised block on the CPU
+
+
+def keys_cubic(t, a=-0.75):
+    """Keys' cubic convolution kernel at distances ``t``."""
+    t = np.abs(t)
+    near = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+    far = ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a
+    return np.where(t < 1.0, near, np.where(t < 2.0, far, 0.0))
+
+
+def lanczos4_weights(frac):
+    """OpenCV's normalised 8-tap Lanczos weights for fractional offsets ``frac`` (..., 8)."""
+    frac = np.asarray(frac, dtype=np.float64)
+    t = frac[..., None] + 3.0 - np.arange(8)
+    w = np.sinc(t) * np.sinc(t / 4.0)
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def _weight_table(interpolation):
+    """Weights of every tap for the offsets ``q / FRACTION_STEPS``, shape (steps + 1, taps)."""
+    frac = np.arange(FRACTION_STEPS + 1) / FRACTION_STEPS
+    if interpolation == "cubic":
+        return keys_cubic(frac[:, None] + 1.0 - np.arange(4))
+    return lanczos4_weights(frac)
+
+
+_TABLES = {name: _weight_table(name) for name in ("cubic", "lanczos4")}
+
+
+def _fold(c, n, mode, reach):
+    """Fold source positions into a range where ``reach`` padded pixels cover every tap."""
+    if mode == "reflect":
+        c = np.mod(c + 0.5, 2.0 * n)
+        return np.where(c >= n, 2.0 * n - c, c) - 0.5
+    if mode == "mirror":
+        if n == 1:
+            return np.zeros_like(c)
+        c = np.mod(c, 2.0 * n - 2.0)
+        return np.where(c > n - 1, 2.0 * n - 2.0 - c, c)
+    if mode in ("wrap", "grid-wrap"):
+        return np.mod(c + 0.5, float(n)) - 0.5
+    # nearest and constant: beyond ``reach`` every tap reads the same edge or fill value
+    return np.clip(c, -float(reach), float(n - 1 + reach))
+
+
+def _axis_weights(frac, interpolation, dtype):
+    if interpolation == "linear":
+        f = frac.astype(dtype)
+        return np.stack([1 - f, f], axis=-1)
+    q = np.rint(frac * FRACTION_STEPS).astype(np.intp)
+    return _TABLES[interpolation].astype(dtype)[q]
+
+
+def _block_records(xp_pad, taps):
+    """View of every ``taps x taps`` block of the padded batch as one record (one gather)."""
+    n, hp, wp = xp_pad.shape
+    rows = hp - taps + 1
+    stacked = np.empty((n, rows, wp, taps), dtype=xp_pad.dtype)
+    for k in range(taps):
+        stacked[:, :, :, k] = xp_pad[:, k:k + rows, :]
+    item = xp_pad.dtype.itemsize
+    count = stacked.size // taps - (taps - 1)
+    rec = np.ndarray(shape=(count,), dtype=f"V{taps * taps * item}", buffer=stacked,
+                     strides=(taps * item,))
+    return rec, rows
+
+
+def _positions(flat, wo, matrix, map_x, map_y):
+    """Source (column, row) positions of the output pixels ``flat`` (row-major), float64."""
+    if matrix is None:
+        return (np.asarray(map_x.reshape(-1)[flat], dtype=np.float64),
+                np.asarray(map_y.reshape(-1)[flat], dtype=np.float64))
+    rows, cols = np.divmod(flat, wo)
+    m = np.asarray(matrix, dtype=np.float64)
+    j = cols.astype(np.float64)
+    i = rows.astype(np.float64)
+    u = m[0, 0] * j + m[0, 1] * i + m[0, 2]
+    v = m[1, 0] * j + m[1, 1] * i + m[1, 2]
+    if m[2, 0] == 0.0 and m[2, 1] == 0.0 and m[2, 2] == 1.0:
+        return u, v
+    w = m[2, 0] * j + m[2, 1] * i + m[2, 2]
+    return u / w, v / w
+
+
+@primitive("sample_points", "numpy")
+def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *,
+                         interpolation="linear", mode="constant", cval=0.0):
+    """Point-sample the batch ``x`` (N, H, W) at the mapped positions; returns (N, Ho, Wo)."""
+    nimg, h, w = x.shape
+    ho, wo = out_shape
+    taps, first = _TAPS[interpolation]
+    reach = taps // 2 + 1
+    pad = reach + taps
+    pm = _boundary.pad_mode(mode)
+    kw = {"constant_values": cval} if pm == "constant" else {}
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode=pm, **kw)
+    hp, wp = padded.shape[1:]
+    if taps > 1:
+        rec, rows_rec = _block_records(padded, taps)
+        plane = rows_rec * wp
+    out = np.empty((nimg, ho * wo), dtype=x.dtype)
+    total = ho * wo
+    for start in range(0, total, _CHUNK):
+        flat = np.arange(start, min(start + _CHUNK, total))
+        px, py = _positions(flat, wo, matrix, map_x, map_y)
+        outside = ~(np.isfinite(px) & np.isfinite(py))
+        if mode == "constant":
+            outside |= (px < -_EDGE) | (px > w - 1 + _EDGE) | (py < -_EDGE) | (py > h - 1 + _EDGE)
+        fx = _fold(np.nan_to_num(px), w, mode, reach)
+        fy = _fold(np.nan_to_num(py), h, mode, reach)
+        if taps == 1:
+            ix = np.floor(fx + 0.5).astype(np.intp) + pad
+            iy = np.floor(fy + 0.5).astype(np.intp) + pad
+            vals = padded.reshape(nimg, -1)[:, iy * wp + ix]
+        else:
+            x0 = np.floor(fx)
+            y0 = np.floor(fy)
+            wx = _axis_weights(fx - x0, interpolation, x.dtype)
+            wy = _axis_weights(fy - y0, interpolation, x.dtype)
+            base = (y0.astype(np.intp) + (first + pad)) * wp + (x0.astype(np.intp) + (first + pad))
+            idx = base[None, :] + (np.arange(nimg) * plane)[:, None]
+            blocks = rec[idx].view(x.dtype).reshape(nimg, flat.size, taps, taps)  # [col, row]
+            along = np.einsum("nc,bncr->bnr", wx, blocks)
+            vals = np.einsum("bnr,nr->bn", along, wy)
+        if outside.any():
+            vals = np.where(outside[None, :], x.dtype.type(cval), vals)
+        out[:, start:start + flat.size] = vals
+    return out.reshape(nimg, ho, wo)
+
+
+@primitive("sample_points", "cupy")
+def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *,
+                        interpolation="linear", mode="constant", cval=0.0):
+    xp = be.xp
+    x = xp.ascontiguousarray(x)
+    nimg, h, w = x.shape
+    ho, wo = out_shape
+    dt = x.dtype
+    if matrix is None:
+        mat = xp.zeros(9, dtype=xp.float64)
+        mx = xp.ascontiguousarray(xp.asarray(map_x, dtype=dt))
+        my = xp.ascontiguousarray(xp.asarray(map_y, dtype=dt))
+        use_maps = 1
+    else:
+        mat = xp.asarray(np.asarray(matrix, dtype=np.float64).ravel())
+        mx = my = xp.zeros(1, dtype=dt)
+        use_maps = 0
+    out = xp.empty((nimg, ho, wo), dtype=dt)
+    kern = _POINT.get(f"warp_point<{type_name(dt)}, {INTERPOLATIONS[interpolation]}, {TAP_MODE[mode]}>")
+    launch_1d(kern, ho * wo, (
+        x, out, mat, mx, my, np.int32(use_maps), np.int64(nimg), np.int64(h), np.int64(w),
+        np.int64(ho), np.int64(wo), dt.type(cval), np.int32(mode == "constant"),
+    ))
+    return out
+
+
+def _coverage(gx0, gx1, gy0, gy1, cx0, cx1, cy0):
+    """Signed area under one quad edge inside a pixel column, clamped to a unit row band.
+
+    The edge runs from ``(gx0, gy0)`` to ``(gx1, gy1)``; the pixel spans ``[cx0, cx1]`` in x
+    and ``[cy0, cy0 + 1]`` in y. Returns ``sign(dx) * integral over the edge's x-range inside
+    the column of clamp(y - cy0, 0, 1) dx``. Summed over a closed polygon this is the area of
+    the polygon inside the pixel (up to the orientation sign).
+    """
+    lo = np.minimum(gx0, gx1)
+    hi = np.maximum(gx0, gx1)
+    u0 = np.maximum(lo, cx0)
+    u1 = np.minimum(hi, cx1)
+    length = np.maximum(u1 - u0, 0.0)
+    dx = gx1 - gx0
+    slope = np.where(dx != 0, (gy1 - gy0) / np.where(dx != 0, dx, 1.0), 0.0)
+    a = gy0 + (u0 - gx0) * slope - cy0
+    b = gy0 + (u1 - gx0) * slope - cy0
+    mean = _mean_clamp01(a, b)
+    return np.sign(dx) * length * mean
+
+
+def _mean_clamp01(a, b):
+    """Mean of clamp(t, 0, 1) for t running linearly from ``a`` to ``b``."""
+    lo = np.minimum(a, b)
+    hi = np.maximum(a, b)
+    span = hi - lo
+    small = span < 1e-7
+
+    def prim(t):
+        t = np.clip(t, -1.0, 2.0)
+        return np.where(t <= 0, 0.0, np.where(t >= 1, t - 0.5, 0.5 * t * t))
+
+    wide = (prim(hi) - prim(lo)) / np.where(small, 1.0, span)
+    return np.where(small, np.clip(0.5 * (lo + hi), 0.0, 1.0), wide)
+
+
+def footprint_weights(quads):
+    """Coverage weights of a flat list of quads (n, 4, 2).
+
+    Returns ``(c0, r0, weights)``: the first column and row of each quad's pixel box and the
+    weights (n, rows, cols) of the pixels ``(r0 + a, c0 + b)``, summing to 1 per quad.
+    """
+    qx = quads[..., 0]
+    qy = quads[..., 1]
+    c0 = np.floor(qx.min(axis=-1) + 0.5).astype(np.intp)
+    r0 = np.floor(qy.min(axis=-1) + 0.5).astype(np.intp)
+    kc = int((np.floor(qx.max(axis=-1) + 0.5).astype(np.intp) - c0).max()) + 1
+    kr = int((np.floor(qy.max(axis=-1) + 0.5).astype(np.intp) - r0).max()) + 1
+    cols = c0[:, None] - 0.5 + np.arange(kc)  # left pixel edges (n, kc)
+    rows = r0[:, None] - 0.5 + np.arange(kr)  # lower pixel edges (n, kr)
+    cov = np.zeros((quads.shape[0], kr, kc))
+    for e in range(4):
+        gx0 = qx[:, e, None, None]
+        gy0 = qy[:, e, None, None]
+        gx1 = qx[:, (e + 1) % 4, None, None]
+        gy1 = qy[:, (e + 1) % 4, None, None]
+        cov += _coverage(gx0, gx1, gy0, gy1, cols[:, None, :], cols[:, None, :] + 1.0, rows[:, :, None])
+    total = cov.sum(axis=(1, 2), keepdims=True)
+    return c0, r0, cov / np.where(total == 0, 1.0, total)
+
+
+@primitive("sample_footprint", "numpy")
+def _sample_footprint_numpy(be, x, quads, *, mode="constant", cval=0.0):
+    """Box-over-quad integral of the batch ``x`` (N, H, W) over ``quads`` (Ho, Wo, 4, 2)."""
+    nimg, h, w = x.shape
+    ho, wo = quads.shape[:2]
+    q = np.asarray(quads, dtype=np.float64).reshape(-1, 4, 2)
+    out = np.empty((nimg, q.shape[0]), dtype=x.dtype)
+    flat_x = x.reshape(nimg, -1)
+    start = 0
+    while start < q.shape[0]:
+        # keep the (pixels x box) temporaries near 2**21 elements
+        ext = np.ptp(q[start:start + 4096], axis=1).max() + 2.0
+        step = max(64, int(2**21 // (ext * ext * 4)))
+        sl = slice(start, min(start + step, q.shape[0]))
+        c0, r0, wts = footprint_weights(q[sl])
+        kr, kc = wts.shape[1:]
+        ri = _boundary.index(r0[:, None] + np.arange(kr), h, mode)
+        ci = _boundary.index(c0[:, None] + np.arange(kc), w, mode)
+        lin = np.maximum(ri, 0)[:, :, None] * w + np.maximum(ci, 0)[:, None, :]
+        vals = flat_x[:, lin]
+        fill = (ri[:, :, None] < 0) | (ci[:, None, :] < 0)
+        if fill.any():
+            vals = np.where(fill[None], x.dtype.type(cval), vals)
+        out[:, sl] = np.einsum("bnrc,nrc->bn", vals, wts.astype(x.dtype))
+        start = sl.stop
+    return out.reshape(nimg, ho, wo)
+
+
+@primitive("sample_footprint", "cupy")
+def _sample_footprint_cupy(be, x, quads, *, mode="constant", cval=0.0):
+    xp = be.xp
+    x = xp.ascontiguousarray(x)
+    nimg, h, w = x.shape
+    ho, wo = quads.shape[:2]
+    q = xp.ascontiguousarray(xp.asarray(quads, dtype=xp.float64))
+    out = xp.empty((nimg, ho, wo), dtype=x.dtype)
+    kern = _FOOTPRINT.get(f"warp_footprint<{type_name(x.dtype)}, {TAP_MODE[mode]}>")
+    launch_1d(kern, ho * wo, (
+        x, out, q, np.int64(nimg), np.int64(h), np.int64(w), np.int64(ho * wo), x.dtype.type(cval),
+    ))
+    return out

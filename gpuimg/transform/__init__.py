@@ -1,0 +1,15 @@
+"""Resampling and warping without aliasing.
+
+- :func:`resize` -- OpenCV-exact ``INTER_AREA`` / nearest / linear / cubic / Lanczos-4, and
+  Pillow-exact anti-aliased box / linear / cubic / Lanczos-3 filters.
+- :func:`pyr_down`, :func:`pyr_up` -- OpenCV's Gaussian pyramid steps.
+- :func:`warp_affine`, :func:`warp_perspective`, :func:`remap` -- OpenCV matrix and map
+  conventions with SciPy boundary-mode names; ``antialias=True`` (or ``interpolation="area"``)
+  integrates each output pixel's footprint in the source instead of point sampling.
+
+Images are ``(..., H, W)`` (leading axes: a batch, one launch) or carry a ``channel_axis``.
+"""
+
+from gpuimg.transform.warp import remap, warp_affine, warp_perspective
+
+__all__ = ["remap", "warp_affine", "warp_perspective"]

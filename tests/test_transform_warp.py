@@ -1,0 +1,175 @@
+"""warp_affine / warp_perspective / remap against OpenCV and SciPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+ndi = pytest.importorskip("scipy.ndimage")
+
+from gpuimg import transform  # noqa: E402
+
+BORDERS = {
+    "grid-constant": cv2.BORDER_CONSTANT,
+    "nearest": cv2.BORDER_REPLICATE,
+    "reflect": cv2.BORDER_REFLECT,
+    "mirror": cv2.BORDER_REFLECT_101,
+    "wrap": cv2.BORDER_WRAP,
+}
+FLAGS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "lanczos4": cv2.INTER_LANCZOS4,
+}
+
+
+def smooth(shape, rng, dtype=np.float32):
+    """A smooth image in [0, 1] (random low frequencies)."""
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    out = np.full(shape, 0.5)
+    for _ in range(3):
+        fy, fx = rng.uniform(0.05, 0.25, 2)
+        py, px = rng.uniform(0, 2 * np.pi, 2)
+        out += 0.15 * np.sin(fx * xx + px) * np.cos(fy * yy + py)
+    return out.astype(dtype)
+
+
+def smooth_maps(shape, rng):
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    mx = 0.93 * xx + 3.0 * np.sin(yy / 9.0 + rng.uniform()) + 2.0
+    my = 1.07 * yy - 2.0 + 2.0 * np.cos(xx / 11.0 + rng.uniform())
+    return mx.astype(np.float32), my.astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", sorted(BORDERS))
+@pytest.mark.parametrize("interpolation", sorted(FLAGS))
+def test_remap_matches_opencv(be, rng, mode, interpolation):
+    img = smooth((53, 71), rng)
+    mx, my = smooth_maps((47, 66), rng)
+    ref = cv2.remap(img, mx, my, FLAGS[interpolation], borderMode=BORDERS[mode], borderValue=0.3)
+    got = be.to_numpy(transform.remap(be.asarray(img), be.asarray(mx), be.asarray(my),
+                                      interpolation=interpolation, mode=mode, cval=0.3))
+    assert got.shape == ref.shape and got.dtype == np.float32
+    diff = np.abs(got - ref)
+    if interpolation == "nearest":
+        # OpenCV rounds positions to 1/32 first; only exact ties may pick the other pixel
+        assert (diff > 1e-6).mean() < 0.01
+    else:
+        assert diff.mean() <= 2e-3
+        assert diff.max() <= 0.03
+
+
+@pytest.mark.parametrize("mode", ["constant", "grid-constant", "nearest", "reflect", "mirror"])
+@pytest.mark.parametrize("order", [0, 1])
+def test_warp_affine_matches_scipy(be, rng, mode, order):
+    img = rng.random((40, 57))
+    m = np.array([[0.9, 0.3, 5.3], [-0.25, 1.1, -3.1]])
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))
+    ref = ndi.affine_transform(img, inv[:2, :2][::-1, ::-1], offset=inv[:2, 2][::-1], order=order,
+                               mode=mode, cval=0.3, output_shape=(45, 50))
+    got = transform.warp_affine(be.asarray(img), m, (45, 50), interpolation=["nearest", "linear"][order],
+                                mode=mode, cval=0.3)
+    np.testing.assert_allclose(be.to_numpy(got), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic", "lanczos4"])
+def test_warp_affine_matches_opencv(be, rng, interpolation):
+    img = smooth((64, 80), rng)
+    m = cv2.getRotationMatrix2D((40.0, 30.0), 23.0, 0.8)
+    m[:, 2] += (2.5, -1.25)
+    ref = cv2.warpAffine(img, m, (70, 60), flags=FLAGS[interpolation], borderMode=cv2.BORDER_REFLECT_101)
+    got = be.to_numpy(transform.warp_affine(be.asarray(img), m, (60, 70), interpolation=interpolation,
+                                            mode="mirror"))
+    assert np.abs(got - ref).mean() <= 2e-3
+    # inverse_map takes the destination -> source matrix as is
+    inv = cv2.invertAffineTransform(m)
+    got2 = transform.warp_affine(be.asarray(img), inv, (60, 70), interpolation=interpolation,
+                                 mode="mirror", inverse_map=True)
+    np.testing.assert_allclose(be.to_numpy(got2), got, atol=1e-5)
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "linear", "cubic"])
+def test_warp_perspective_matches_opencv(be, rng, interpolation):
+    img = smooth((64, 64), rng)
+    src = np.float32([[0, 0], [63, 0], [63, 63], [0, 63]])
+    dst = np.float32([[4, 2], [60, 7], [58, 61], [1, 55]])
+    hmat = cv2.getPerspectiveTransform(src, dst)
+    ref = cv2.warpPerspective(img, hmat, (64, 64), flags=FLAGS[interpolation],
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0.25)
+    got = be.to_numpy(transform.warp_perspective(be.asarray(img), hmat, interpolation=interpolation,
+                                                 mode="grid-constant", cval=0.25))
+    diff = np.abs(got - ref)
+    if interpolation == "nearest":
+        assert (diff > 1e-6).mean() < 0.01
+    else:
+        assert diff.mean() <= 2e-3
+
+
+def test_integer_input_rounds_and_saturates_like_opencv(be, rng):
+    img = (smooth((50, 60), rng, np.float64) * 255).astype(np.uint8)
+    img[10:20, 10:20] = 255  # sharp edges make cubic overshoot past 255
+    m = cv2.getRotationMatrix2D((30.0, 25.0), 17.0, 1.3)
+    ref = cv2.warpAffine(img, m, (60, 50), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    got = be.to_numpy(transform.warp_affine(be.asarray(img), m, interpolation="cubic", mode="nearest"))
+    assert got.dtype == np.uint8
+    assert np.abs(got.astype(int) - ref).max() <= 3
+    assert np.abs(got.astype(int) - ref).mean() <= 0.2
+    img16 = (smooth((30, 30), rng, np.float64) * 65535).astype(np.uint16)
+    ref16 = cv2.warpAffine(img16, m, (30, 30), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    got16 = be.to_numpy(transform.warp_affine(be.asarray(img16), m, mode="nearest"))
+    assert got16.dtype == np.uint16
+    assert np.abs(got16.astype(int) - ref16).mean() <= 40
+
+
+def test_batch_and_channels_equal_loop(be, rng):
+    imgs = np.stack([smooth((33, 41), rng) for _ in range(3)])
+    m = np.array([[1.1, 0.1, -2.0], [0.05, 0.9, 1.5]])
+    whole = be.to_numpy(transform.warp_affine(be.asarray(imgs), m, (30, 44), interpolation="cubic",
+                                              mode="reflect"))
+    for k in range(3):
+        one = be.to_numpy(transform.warp_affine(be.asarray(imgs[k]), m, (30, 44), interpolation="cubic",
+                                                mode="reflect"))
+        np.testing.assert_array_equal(whole[k], one)
+    hwc = np.moveaxis(imgs, 0, -1)
+    ref = cv2.warpAffine(hwc, m, (44, 30), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    got = be.to_numpy(transform.warp_affine(be.asarray(hwc), m, (30, 44), interpolation="cubic",
+                                            mode="reflect", channel_axis=-1))
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, np.moveaxis(whole, 0, -1), atol=1e-6)
+    assert np.abs(got - ref).mean() <= 2e-3
+
+
+def test_remap_non_finite_positions_give_cval(be):
+    img = np.ones((8, 8))
+    mx = np.full((2, 3), 3.0)
+    my = np.full((2, 3), 3.0)
+    mx[0, 1] = np.nan
+    got = be.to_numpy(transform.remap(be.asarray(img), be.asarray(mx), be.asarray(my), mode="nearest", cval=-1.0))
+    np.testing.assert_array_equal(got, [[1, -1, 1], [1, 1, 1]])
+
+
+def test_bad_input(be):
+    img = be.asarray(np.zeros((10, 12)))
+    m = np.eye(2, 3)
+    with pytest.raises(ValueError, match="matrix"):
+        transform.warp_affine(img, np.eye(3))
+    with pytest.raises(ValueError, match="matrix"):
+        transform.warp_affine(img, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="matrix"):
+        transform.warp_perspective(img, np.ones((3, 3)))
+    with pytest.raises(ValueError, match="output_shape"):
+        transform.warp_affine(img, m, (0, 5))
+    with pytest.raises(ValueError, match="output_shape"):
+        transform.warp_affine(img, m, (-3, 5))
+    with pytest.raises(ValueError, match="interpolation"):
+        transform.warp_affine(img, m, interpolation="bicubic")
+    with pytest.raises(ValueError, match="mode"):
+        transform.warp_affine(img, m, mode="edge")
+    with pytest.raises(ValueError, match="map_x and map_y"):
+        transform.remap(img, be.asarray(np.zeros((4, 5))), be.asarray(np.zeros((5, 4))))
+    with pytest.raises(ValueError, match="image"):
+        transform.remap(be.asarray(np.zeros(5)), be.asarray(np.zeros((4, 5))), be.asarray(np.zeros((4, 5))))
