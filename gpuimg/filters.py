@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gpuimg._backend import get_backend
+from gpuimg._boundary import pad_mode
 from gpuimg._validate import check_array, check_choice, check_mode, to_float
 
 __all__ = ["convolve", "correlate", "gaussian_filter", "uniform_filter"]
@@ -80,17 +81,16 @@ def _centers(origin: Any, shape: Sequence[int], convolution: bool) -> list[int]:
 # --------------------------------------------------------------------------------------
 
 def _pad(be, x, pads: Sequence[tuple[int, int]], mode: str, cval: float):
-    """Extend the last ``len(pads)`` axes of ``x`` by ``(before, after)`` samples through ``mode``."""
-    xp = be.xp
-    first = x.ndim - len(pads)
-    for k, (before, after) in enumerate(pads):
-        if before == 0 and after == 0:
-            continue
-        axis = first + k
-        idx = np.arange(-before, x.shape[axis] + after)
-        taken = be.boundary_take(xp.moveaxis(x, axis, -1), idx, mode, cval)
-        x = xp.moveaxis(taken, -1, axis)
-    return x
+    """Extend the last ``len(pads)`` axes of ``x`` by ``(before, after)`` samples through ``mode``.
+
+    ``pad`` with the equivalent NumPy mode reproduces :mod:`scipy.ndimage`'s extension for every
+    mode and any pad width (repeated reflections and wraps included).
+    """
+    full = [(0, 0)] * (x.ndim - len(pads)) + [(int(a), int(b)) for a, b in pads]
+    pm = pad_mode(mode)
+    if pm == "constant":
+        return be.xp.pad(x, full, mode=pm, constant_values=x.dtype.type(cval))
+    return be.xp.pad(x, full, mode=pm)
 
 
 def _rank1_factors(w: np.ndarray):

@@ -20,6 +20,9 @@ float64 as SciPy does.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import scipy.fft
 import scipy.ndimage
@@ -51,8 +54,35 @@ _MAX_GRID_Y = 65535
 # 1-D pass
 # --------------------------------------------------------------------------------------
 
+# Up to this many bytes of taps, a pass along a non-contiguous axis runs as shifted
+# multiply-adds of whole rows (streaming, in the input dtype), which measured 2-4x faster than
+# SciPy's line-buffered loop on 2048x2048 images.
+_SHIFT_ADD_MAX_BYTES = 128
+
+
+def _shift_add(x, w, axis, mode, cval, center):
+    n = len(w)
+    pads = [(0, 0)] * x.ndim
+    pads[axis] = (int(center), n - 1 - int(center))
+    pm = _boundary.pad_mode(mode)
+    extra = {"constant_values": x.dtype.type(cval)} if pm == "constant" else {}
+    padded = np.pad(x, pads, mode=pm, **extra)
+    length = x.shape[axis]
+    lead = (slice(None),) * axis
+    dt = x.dtype.type
+    out = padded[lead + (slice(0, length),)] * dt(w[0])
+    tmp = np.empty_like(out)
+    for j in range(1, n):
+        np.multiply(padded[lead + (slice(j, j + length),)], dt(w[j]), out=tmp)
+        out += tmp
+    return out
+
+
 @primitive("correlate1d", "numpy")
 def _correlate1d_numpy(be, x, w, axis, mode, cval, center):
+    axis = axis % x.ndim
+    if axis != x.ndim - 1 and len(w) * x.dtype.itemsize <= _SHIFT_ADD_MAX_BYTES:
+        return _shift_add(x, w, axis, mode, cval, center)
     origin = int(center) - len(w) // 2
     return scipy.ndimage.correlate1d(x, np.asarray(w, dtype=np.float64), axis=axis, mode=mode,
                                      cval=cval, origin=origin)
@@ -125,15 +155,39 @@ def _correlate_direct_cupy(be, x, w, mode, cval, centers):
 # FFT correlation of a padded array
 # --------------------------------------------------------------------------------------
 
-def _fft_valid(be, xpad, w, fft_kwargs):
+# Spectra of recently used kernels: iterative restoration applies one PSF many times, and the
+# kernel's transform costs half an image transform.
+_SPECTRA: "OrderedDict[tuple, object]" = OrderedDict()
+_SPECTRA_SIZE = 4
+_spectra_lock = threading.Lock()
+
+
+def _kernel_spectrum(be, w, fshape, dtype, fft_kwargs, device):
+    nd = w.ndim
+    key = (be.name, device, np.dtype(dtype).str, tuple(fshape), w.shape, w.tobytes())
+    with _spectra_lock:
+        spec = _SPECTRA.get(key)
+        if spec is not None:
+            _SPECTRA.move_to_end(key)
+            return spec
+    # correlation with w is convolution with w reversed
+    wf = be.asarray(np.ascontiguousarray(w[(slice(None, None, -1),) * nd]), dtype=dtype)
+    spec = be.fft.rfftn(wf, s=fshape, axes=tuple(range(nd)), **fft_kwargs)
+    with _spectra_lock:
+        _SPECTRA[key] = spec
+        while len(_SPECTRA) > _SPECTRA_SIZE:
+            _SPECTRA.popitem(last=False)
+    return spec
+
+
+def _fft_valid(be, xpad, w, fft_kwargs, device=None):
+    w = np.asarray(w)
     nd = w.ndim
     axes = tuple(range(xpad.ndim - nd, xpad.ndim))
     shape = xpad.shape[-nd:]
     fshape = tuple(be.fft.next_fast_len(int(s), True) for s in shape)
-    # correlation with w is convolution with w reversed
-    wf = be.asarray(np.ascontiguousarray(np.asarray(w)[(slice(None, None, -1),) * nd]), dtype=xpad.dtype)
     spec = be.fft.rfftn(xpad, s=fshape, axes=axes, **fft_kwargs)
-    spec *= be.fft.rfftn(wf, s=fshape, axes=tuple(range(nd)), **fft_kwargs)
+    spec *= _kernel_spectrum(be, w, fshape, xpad.dtype, fft_kwargs, device)
     full = be.fft.irfftn(spec, s=fshape, axes=axes, **fft_kwargs)
     crop = tuple(slice(k - 1, s) for k, s in zip(w.shape, shape))
     return be.xp.ascontiguousarray(full[(Ellipsis,) + crop])
@@ -147,7 +201,7 @@ def _fft_correlate_numpy(be, xpad, w):
 @primitive("fft_correlate", "cupy")
 def _fft_correlate_cupy(be, xpad, w):
     # cuFFT plans are cached by cupyx.scipy.fft per shape
-    return _fft_valid(be, xpad, w, {})
+    return _fft_valid(be, xpad, w, {}, device=be.xp.cuda.Device().id)
 
 
 # --------------------------------------------------------------------------------------
@@ -156,9 +210,9 @@ def _fft_correlate_cupy(be, xpad, w):
 
 @primitive("correlate_crossover", "numpy")
 def _crossover_numpy(be):
-    return {"direct_max_taps": 25, "separable_max_taps": 200}
+    return {"direct_max_taps": 16, "separable_max_taps": 24}
 
 
 @primitive("correlate_crossover", "cupy")
 def _crossover_cupy(be):
-    return {"direct_max_taps": 121, "separable_max_taps": 400}
+    return {"direct_max_taps": 121, "separable_max_taps": 200}
