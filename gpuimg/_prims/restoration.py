@@ -36,7 +36,14 @@ def _div(p):
 @primitive("tv_primal", "numpy")
 def _tv_primal_numpy(be, v, p, weight, lo, hi):
     """``clip(v + weight * div(p), lo, hi)``; ``lo``/``hi`` may be -inf/+inf."""
-    x = v + v.dtype.type(weight) * _div(p)
+    x = v.copy()
+    w = v.dtype.type(weight)
+    a = p[0, ..., :-1, :] * w
+    x[..., :-1, :] += a
+    x[..., 1:, :] -= a
+    a = p[1, ..., :, :-1] * w
+    x[..., :, :-1] += a
+    x[..., :, 1:] -= a
     if np.isfinite(lo) or np.isfinite(hi):
         np.clip(x, lo, hi, out=x)
     return x
@@ -57,23 +64,29 @@ def _tv_primal_cupy(be, v, p, weight, lo, hi):
 
 @primitive("tv_dual", "numpy")
 def _tv_dual_numpy(be, x, p, r, step, momentum, isotropic):
-    """In place: ``q = proj(r + step * grad x)``, ``r = q + momentum (q - p)``, ``p = q``.
+    """One FGP dual step: ``q = proj(r + step * grad x)``; returns ``(q, q + momentum (q - p))``.
 
     ``proj`` scales each pixel's pair to length <= 1 (``isotropic``) or clips each component
-    to [-1, 1]. Returns ``(p, r)``.
+    to [-1, 1]. The buffers of ``p`` and ``r`` are reused for the results (which one holds
+    which may differ between twins): callers continue with the returned arrays only.
     """
-    q = r + x.dtype.type(step) * _grad(x)
+    dt = x.dtype.type
+    d = np.diff(x, axis=-2)
+    d *= dt(step)
+    r[0, ..., :-1, :] += d
+    d = np.diff(x, axis=-1)
+    d *= dt(step)
+    r[1, ..., :, :-1] += d
     if isotropic:
-        s = np.sqrt(q[0] * q[0] + q[1] * q[1])
-        np.maximum(s, 1, out=s)
-        q /= s
+        n = np.sqrt(r[0] * r[0] + r[1] * r[1])
+        np.maximum(n, 1, out=n)
+        r /= n
     else:
-        np.clip(q, -1, 1, out=q)
-    np.subtract(q, p, out=r)
-    r *= x.dtype.type(momentum)
-    r += q
-    p[...] = q
-    return p, r
+        np.clip(r, -1, 1, out=r)
+    p -= r
+    p *= dt(-momentum)
+    p += r
+    return r, p
 
 
 @primitive("tv_dual", "cupy")

@@ -107,7 +107,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     t = 1.0
     for k in range(num_iter):
         v = y - tau * A.adjoint(ay - b)
-        z = fgp(be, v, weight_value / L, p, inner_iter, iso, lo, hi)
+        z, p = fgp(be, v, weight_value / L, p, inner_iter, iso, lo, hi)
         az = A.apply(z)
         t_new = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
         f_z = objective(az, z) if need_f else None

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from gpuimg._validate import check_array, check_choice
+from gpuimg.psf import to_otf
 
 __all__ = ["BOUNDARIES", "BlurOperator", "check_psf"]
 
@@ -116,14 +117,8 @@ class BlurOperator:
 
     # -- helpers ------------------------------------------------------------------------
     def _transfer(self, kernel: Any) -> Any:
-        """``rfft2`` of ``kernel`` zero-filled to the grid and rolled so its centre is at 0."""
-        xp = self.be.xp
-        gh, gw = self.grid
-        kh, kw = kernel.shape
-        big = xp.zeros((gh, gw), dtype=self.dtype)
-        big[:kh, :kw] = kernel
-        big = xp.roll(big, (-(kh // 2), -(kw // 2)), axis=(0, 1))
-        return self.be.fft.rfft2(big)
+        """``rfft2`` of ``kernel`` on the FFT grid with its centre pixel at the origin."""
+        return to_otf(self.be.xp.asarray(kernel, dtype=self.dtype), self.grid, real=True)
 
     def _fft(self, x: Any) -> Any:
         return self.be.fft.rfft2(x, s=self.grid, workers=-1) if self.be.name == "numpy" else self.be.fft.rfft2(x, s=self.grid)

@@ -45,10 +45,9 @@ def fgp(be: Any, v: Any, weight: float, p: Any, num_iter: int, isotropic: bool, 
     for _ in range(num_iter):
         x = be.tv_primal(v, r, weight, lo, hi)
         t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        be.tv_dual(x, p, r, step, (t - 1.0) / t_next, isotropic)
+        p, r = be.tv_dual(x, p, r, step, (t - 1.0) / t_next, isotropic)
         t = t_next
-    del r
-    return be.tv_primal(v, p, weight, lo, hi)
+    return be.tv_primal(v, p, weight, lo, hi), p
 
 
 def check_bounds(bounds: Any) -> tuple[float, float]:
@@ -117,4 +116,4 @@ def tv_prox(image: Any, weight: float, *, tv: str = "isotropic", num_iter: int =
     lo, hi = check_bounds(bounds)
     f = to_float(image, be.xp)
     p = be.xp.zeros((2,) + f.shape, dtype=f.dtype)
-    return fgp(be, f, float(weight), p, int(num_iter), tv == "isotropic", lo, hi)
+    return fgp(be, f, float(weight), p, int(num_iter), tv == "isotropic", lo, hi)[0]

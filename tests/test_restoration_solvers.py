@@ -1,0 +1,248 @@
+"""Deconvolution solvers against scikit-image, closed forms, dense linear algebra and SciPy."""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from skimage import data
+from skimage.restoration import denoise_tv_chambolle
+from skimage.restoration import wiener as sk_wiener
+
+from gpuimg import psf as psfs
+from gpuimg import restoration as R
+
+from conftest import to_np
+
+
+def _scene(n=48):
+    return data.camera()[::512 // n, ::512 // n][:n, :n] / 255.0
+
+
+def _otf(k, shape):
+    # psf2otf by hand with NumPy: zero-fill, centre to the origin, FFT
+    big = np.zeros(shape)
+    big[: k.shape[0], : k.shape[1]] = k
+    return np.fft.fft2(np.roll(big, (-(k.shape[0] // 2), -(k.shape[1] // 2)), axis=(0, 1)))
+
+
+@pytest.mark.parametrize("balance", [1e-3, 0.1])
+def test_wiener_matches_skimage_periodic(be, rng, balance):
+    x = _scene()
+    k = psfs.gaussian((7, 7), 1.5)
+    b = ndi.convolve(x, k, mode="wrap") + rng.normal(0, 0.01, x.shape)
+    ref = sk_wiener(b, k, balance, clip=False)
+    got = to_np(R.wiener(be.asarray(b), be.asarray(k), balance=balance, boundary="periodic"))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10)
+    reg = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]) * 0.5
+    ref = sk_wiener(b, k, balance, reg=reg, clip=False)
+    got = to_np(R.wiener(be.asarray(b), be.asarray(k), balance=balance, reg=be.asarray(reg), boundary="periodic"))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10)
+
+
+def test_wiener_default_balance_and_reflect(be, rng):
+    x = _scene(64)
+    k = psfs.disk(3.0)
+    b = ndi.convolve(x, k, mode="reflect") + rng.normal(0, 0.01, x.shape)
+    got = to_np(R.wiener(be.asarray(b.astype(np.float32)), be.asarray(k)))
+    assert got.dtype == np.float32
+    # restores: closer to the scene than the blurred input (ISNR > 0)
+    assert np.sum((got - x) ** 2) < np.sum((b - x) ** 2)
+
+
+def test_inverse_filter_undoes_noiseless_blur(be, rng):
+    x = rng.random((2, 40, 40))
+    k = psfs.gaussian((5, 5), 0.7)
+    b = np.stack([ndi.convolve(xi, k, mode="wrap") for xi in x])
+    got = to_np(R.inverse_filter(be.asarray(b), be.asarray(k), eps=1e-6, boundary="periodic"))
+    np.testing.assert_allclose(got, x, atol=1e-9)
+
+
+@pytest.mark.parametrize("num_iter", [1, 7, 40])
+def test_landweber_closed_form(be, rng, num_iter):
+    x = _scene()
+    k = psfs.gaussian((9, 9), 2.0)
+    b = ndi.convolve(x, k, mode="wrap") + rng.normal(0, 0.01, x.shape)
+    got, info = R.landweber(be.asarray(b), be.asarray(k), num_iter=num_iter, boundary="periodic", return_info=True)
+    H = _otf(k, x.shape)
+    tau = info["step"]
+    assert tau == pytest.approx(1.0 / np.max(np.abs(H) ** 2), rel=1e-12)
+    h2 = np.abs(H) ** 2
+    factor = np.where(h2 > 1e-300, (1 - (1 - tau * h2) ** num_iter) / np.where(h2 > 1e-300, h2, 1), num_iter * tau)
+    ref = np.real(np.fft.ifft2(factor * np.conj(H) * np.fft.fft2(b)))
+    np.testing.assert_allclose(to_np(got), ref, rtol=0, atol=1e-10)
+    assert info["objective"].shape == (num_iter,)
+    np.testing.assert_allclose(info["objective"][-1], 0.5 * np.sum((ndi.convolve(ref, k, mode="wrap") - b) ** 2), rtol=1e-9)
+
+
+def _dense(k, shape, mode):
+    n = shape[0] * shape[1]
+    return np.stack([ndi.convolve(e.reshape(shape), k, mode=mode).ravel() for e in np.eye(n)], axis=1)
+
+
+def _grad_matrix(shape):
+    def d(n):
+        m = np.zeros((n, n))
+        idx = np.arange(n - 1)
+        m[idx, idx], m[idx, idx + 1] = -1, 1
+        return m
+    h, w = shape
+    return np.vstack([np.kron(d(h), np.eye(w)), np.kron(np.eye(h), d(w))])
+
+
+@pytest.mark.parametrize("restart", ["gradient", "function", None])
+def test_nesterov_converges_to_normal_equations(be, rng, restart):
+    shape = (14, 16)
+    x = rng.random(shape)
+    k = psfs.motion(5, 20.0)
+    b = ndi.convolve(x, k, mode="reflect") + rng.normal(0, 0.01, shape)
+    w = 0.02
+    A = _dense(k, shape, "reflect")
+    D = _grad_matrix(shape)
+    ref = np.linalg.solve(A.T @ A + w * D.T @ D, A.T @ b.ravel()).reshape(shape)
+    got, info = R.nesterov(be.asarray(b), be.asarray(k), weight=w, restart=restart, num_iter=600,
+                           return_info=True)
+    np.testing.assert_allclose(to_np(got), ref, atol=1e-6)
+    f_ref = 0.5 * np.sum((A @ ref.ravel() - b.ravel()) ** 2) + 0.5 * w * np.sum((D @ ref.ravel()) ** 2)
+    assert info["objective"][-1] == pytest.approx(f_ref, rel=1e-9)
+    if restart is None:
+        assert not info["restarts"].any()
+    else:
+        assert info["restarts"].any()
+
+
+def test_nesterov_restart_speeds_up(be, rng):
+    x = _scene()
+    k = psfs.gaussian((9, 9), 2.0)
+    b = ndi.convolve(x, k, mode="reflect")
+    fs = {}
+    for restart in ("gradient", "function", None):
+        _, info = R.nesterov(be.asarray(b), be.asarray(k), weight=0.05, restart=restart, num_iter=150,
+                             return_info=True)
+        fs[restart] = info["objective"][-1]
+    assert fs["gradient"] < fs[None] and fs["function"] <= fs[None]
+
+
+@pytest.mark.parametrize("monotone", [False, True])
+def test_fista_tv_with_identity_psf_is_tv_denoising(be, rng, monotone):
+    f = _scene(40) + rng.normal(0, 0.05, (40, 40))
+    w = 0.08
+    ref = denoise_tv_chambolle(f, weight=w, eps=1e-10, max_num_iter=3000)
+    got, info = R.fista_tv(be.asarray(f), be.asarray(np.ones((1, 1))), weight=w, bounds=None, num_iter=60,
+                           inner_iter=20, monotone=monotone, return_info=True)
+
+    def F(u):
+        d0 = np.diff(u, axis=0, append=u[-1:, :])
+        d1 = np.diff(u, axis=1, append=u[:, -1:])
+        return 0.5 * np.sum((u - f) ** 2) + w * np.sqrt(d0**2 + d1**2).sum()
+
+    assert F(to_np(got)) <= F(ref) * (1 + 1e-4)
+    assert info["objective"][-1] == pytest.approx(F(to_np(got)), rel=1e-9)
+    if monotone:
+        assert np.all(np.diff(info["objective"]) <= 1e-12 * info["objective"][0])
+
+
+@pytest.mark.parametrize("boundary", ["reflect", "free", "periodic"])
+def test_fista_tv_restores_and_respects_bounds(be, rng, boundary):
+    x = _scene(64)
+    k = psfs.gaussian((11, 11), 2.0)
+    mode = "wrap" if boundary == "periodic" else "reflect"
+    b = ndi.convolve(x, k, mode=mode) + rng.normal(0, 0.01, x.shape)
+    got = to_np(R.fista_tv(be.asarray(b.astype(np.float32)), be.asarray(k), num_iter=40, boundary=boundary))
+    assert got.dtype == np.float32 and got.shape == x.shape
+    assert got.min() >= 0 and got.max() <= 1
+    isnr = 10 * np.log10(np.sum((b - x) ** 2) / np.sum((got - x) ** 2))
+    assert isnr > 1.0
+
+
+def test_batch_equals_loop(be, rng):
+    x = np.stack([_scene(40), _scene(40).T])
+    k = psfs.disk(2.5)
+    b = np.stack([ndi.convolve(xi, k, mode="reflect") for xi in x]) + rng.normal(0, 0.01, x.shape)
+    for solver, kw in [(R.richardson_lucy, {"num_iter": 10}), (R.fista_tv, {"num_iter": 10, "weight": 0.01}),
+                       (R.nesterov, {"num_iter": 10, "weight": 0.01, "restart": "function"})]:
+        whole = to_np(solver(be.asarray(b), be.asarray(k), **kw))
+        for i in range(2):
+            np.testing.assert_allclose(whole[i], to_np(solver(be.asarray(b[i]), be.asarray(k), **kw)), atol=1e-12)
+
+
+def _rl_reference(b, k, num_iter):
+    # textbook Richardson-Lucy with SciPy's circular convolution and correlation
+    x = np.full_like(b, b.mean())
+    for _ in range(num_iter):
+        x = x * ndi.correlate(b / ndi.convolve(x, k, mode="wrap"), k, mode="wrap")
+    return x
+
+
+def test_richardson_lucy_periodic_preserves_flux(be, rng):
+    x = rng.random((40, 44)) ** 2
+    k = psfs.motion(7, 45.0)
+    b = ndi.convolve(x, k, mode="wrap") + rng.random(x.shape) * 0.01
+    sums = []
+    got = R.richardson_lucy(be.asarray(b), be.asarray(k), num_iter=25, boundary="periodic", clip=False,
+                            callback=lambda i, xi: sums.append(float(xi.sum())))
+    np.testing.assert_allclose(sums, b.sum(), rtol=1e-12)
+    np.testing.assert_allclose(to_np(got), _rl_reference(b, k, 25), rtol=1e-9, atol=1e-12)
+
+
+def test_richardson_lucy_tv_and_info(be, rng):
+    x = _scene(48)
+    k = psfs.gaussian((9, 9), 1.5)
+    b = np.clip(ndi.convolve(x, k, mode="reflect") + rng.normal(0, 0.02, x.shape), 0, None)
+    plain, info = R.richardson_lucy(be.asarray(b), be.asarray(k), num_iter=20, return_info=True)
+    tv = to_np(R.richardson_lucy(be.asarray(b), be.asarray(k), num_iter=20, tv_weight=0.01))
+    obj = info["objective"]
+    assert obj.shape == (20,) and np.all(np.diff(obj) <= 1e-9 * obj[0])  # RL decreases the KL divergence
+
+    def tv_value(u):
+        return np.abs(np.diff(u, axis=0)).sum() + np.abs(np.diff(u, axis=1)).sum()
+
+    assert tv_value(tv) < tv_value(to_np(plain))
+
+
+def test_tol_stops_early(be, rng):
+    b = ndi.convolve(_scene(), psfs.gaussian((5, 5), 1.0), mode="reflect")
+    _, info = R.landweber(be.asarray(b), be.asarray(psfs.gaussian((5, 5), 1.0)), num_iter=500, tol=1e-3,
+                          return_info=True)
+    assert info["converged"] and info["num_iter"] < 500 and info["num_iter"] % 10 == 0
+
+
+SOLVERS = [R.inverse_filter, R.wiener, R.landweber, R.nesterov, R.fista_tv, R.richardson_lucy]
+
+
+@pytest.mark.parametrize("solver", SOLVERS, ids=lambda f: f.__name__)
+def test_bad_input(be, solver):
+    img = be.asarray(np.zeros((16, 16)))
+    k = np.ones((3, 3)) / 9
+    with pytest.raises(ValueError, match="psf"):
+        solver(img, be.asarray(np.ones((17, 3))))
+    with pytest.raises(ValueError, match="psf"):
+        solver(img, be.asarray(np.zeros((3, 3))))
+    with pytest.raises(ValueError, match="psf"):
+        solver(img, be.asarray(-k))
+    bad = k.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(ValueError, match="psf"):
+        solver(img, be.asarray(bad))
+    with pytest.raises(ValueError, match="boundary"):
+        solver(img, be.asarray(k), boundary="mirror")
+    if solver not in (R.inverse_filter, R.wiener):
+        with pytest.raises(ValueError, match="num_iter"):
+            solver(img, be.asarray(k), num_iter=0)
+
+
+def test_bad_weights(be):
+    img = be.asarray(np.zeros((16, 16)))
+    k = be.asarray(np.ones((3, 3)) / 9)
+    with pytest.raises(ValueError, match="weight"):
+        R.fista_tv(img, k, weight=0.0)
+    with pytest.raises(ValueError, match="weight"):
+        R.nesterov(img, k, weight=-1.0)
+    with pytest.raises(ValueError, match="balance"):
+        R.wiener(img, k, balance=0.0)
+    with pytest.raises(ValueError, match="tv_weight"):
+        R.richardson_lucy(img, k, tv_weight=-0.1)
+    with pytest.raises(ValueError, match="restart"):
+        R.nesterov(img, k, restart="always")
+    with pytest.raises(ValueError, match="tv"):
+        R.fista_tv(img, k, tv="huber")
+    with pytest.raises(ValueError, match="boundary"):
+        R.wiener(img, k, boundary="free")
