@@ -1,0 +1,89 @@
+"""Primitive ``bilateral``: exact-weight bilateral filter over a disk window.
+
+Contract (both twins): ``x`` is a float32/float64 array ``(batch, channels, rows, cols)``;
+``space`` the ``(2r+1, 2r+1)`` spatial weights; the result has ``x``'s shape and dtype::
+
+    out[p] = sum_q w(p, q) x[q] / sum_q w(p, q)   over q = p + (dy, dx), dy^2 + dx^2 <= r^2
+    w(p, q) = space[dy + r, dx + r] * exp(color_coeff * (sum_c |x[c, q] - x[c, p]|)^2)
+
+Neighbours outside the image are read through boundary ``mode`` (``cval`` for constant).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpuimg import _boundary
+from gpuimg._backend import primitive
+from gpuimg._kernels import KernelFamily, launch_1d, type_name
+
+#: boundary modes with a compiled kernel; the grid-* names alias them for integer offsets
+KERNEL_MODES = {"reflect": 0, "mirror": 1, "nearest": 2, "constant": 3, "wrap": 4,
+                "grid-wrap": 4, "grid-constant": 3}
+_CODES = sorted(set(KERNEL_MODES.values()))
+_FAMILY = KernelFamily(
+    "bilateral.cu",
+    [f"{k}<{t}, {c}>" for k in ("bilateral_tiled", "bilateral_direct")
+     for t in ("float", "double") for c in _CODES],
+)
+_BLOCK = 16
+_SHARED_LIMIT = 48 * 1024
+
+
+def disk_offsets(radius: int) -> list[tuple[int, int]]:
+    """Offsets ``(dy, dx)`` of the disk window ``dy^2 + dx^2 <= radius^2`` (row-major)."""
+    return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)
+            if dy * dy + dx * dx <= radius * radius]
+
+
+@primitive("bilateral", "numpy")
+def _bilateral_numpy(be, x, space, radius, color_coeff, mode, cval=0.0):
+    b, c, rows, cols = x.shape
+    r = int(radius)
+    pm = _boundary.pad_mode(mode)
+    kw = {"constant_values": cval} if pm == "constant" else {}
+    padded = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode=pm, **kw)
+    cc = x.dtype.type(color_coeff)
+    num = np.zeros_like(x)
+    den = np.zeros((b, 1, rows, cols), dtype=x.dtype)
+    dist = np.empty_like(den)
+    tmp = np.empty_like(x)
+    for dy, dx in disk_offsets(r):
+        nb = padded[:, :, r + dy:r + dy + rows, r + dx:r + dx + cols]
+        np.subtract(nb, x, out=tmp)
+        np.abs(tmp, out=tmp)
+        np.sum(tmp, axis=1, keepdims=True, out=dist)
+        np.square(dist, out=dist)
+        dist *= cc
+        np.exp(dist, out=dist)
+        dist *= space[dy + r, dx + r]
+        den += dist
+        np.multiply(nb, dist, out=tmp)
+        num += tmp
+    num /= den
+    return num
+
+
+@primitive("bilateral", "cupy")
+def _bilateral_cupy(be, x, space, radius, color_coeff, mode, cval=0.0):
+    xp = be.xp
+    x = xp.ascontiguousarray(x)
+    b, c, rows, cols = x.shape
+    r = int(radius)
+    space = xp.ascontiguousarray(xp.asarray(space, dtype=x.dtype))
+    out = xp.empty_like(x)
+    t = type_name(x.dtype)
+    code = KERNEL_MODES[mode]
+    ft = x.dtype.type
+    args = (x, space, out, np.int64(b), np.int32(c), np.int64(rows), np.int64(cols),
+            np.int32(r), ft(color_coeff), ft(cval))
+    tile = (_BLOCK + 2 * r) ** 2 * c * x.dtype.itemsize
+    if tile <= _SHARED_LIMIT:
+        kern = _FAMILY.get(f"bilateral_tiled<{t}, {code}>")
+        n_tiles = -(-rows // _BLOCK) * -(-cols // _BLOCK) * b
+        grid = min(n_tiles, 65535 * 16)
+        kern((grid,), (_BLOCK, _BLOCK), args, shared_mem=tile)
+    else:
+        kern = _FAMILY.get(f"bilateral_direct<{t}, {code}>")
+        launch_1d(kern, b * rows * cols, args)
+    return out

@@ -1,0 +1,262 @@
+"""Primitives ``nl_means_fast`` and ``nl_means_classic``: scikit-image's non-local means.
+
+Contract (both twins): ``x`` is float32/float64 ``(batch, channels, rows, cols)``; the
+result has its shape and dtype. ``s`` (odd patch size), ``dist`` (search radius), ``h`` and
+``var`` (noise variance sigma^2) follow :func:`skimage.restoration.denoise_nl_means`; the
+image is extended by whole-sample symmetric reflection (``numpy.pad(mode="reflect")``).
+Weights are ``fast_exp(-d)`` with Schraudolph's exponential approximation, which is what
+scikit-image evaluates, and are zero past the distance cut-off 5.
+
+``nl_means_fast`` (Darbon et al. 2008, Froment 2014): for every shift ``t`` in
+``[-dist, dist]^2``, ``d = max(sum_box(sum_c (P[x] - P[x+t])^2 - 2 C var), 0) / (C h^2 s^2)``
+where the box is the ``(s-1) x (s-1)`` block of rows and columns ``(p - s//2, p + s//2]``.
+
+``nl_means_classic`` (Buades et al. 2005): Gaussian patch weights ``g`` (sigma
+``(s-1)/4``) normalised by ``1 / (C sum(g) h^2)``, ``d = sum_patch g (sum_c diff^2 - 2 C
+var)``, the running sum checked against the cut-off before each patch row, neighbours
+restricted to the image.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from gpuimg._backend import primitive
+from gpuimg._kernels import KernelFamily, launch_1d, type_name
+
+_FAMILY = KernelFamily(
+    "nlmeans.cu",
+    [f"{k}<{t}>" for k in ("nlm_fast", "nlm_classic") for t in ("float", "double")],
+)
+
+EXP_A = 1512775.3951951856938  # 2**20 / ln 2
+EXP_BC = 1072632447  # 1023 * 2**20 - 60801
+CUTOFF = 5.0
+
+
+def fast_exp(y):
+    """Schraudolph's ``exp`` approximation as scikit-image computes it (float64)."""
+    y = np.asarray(y, dtype=np.float64)
+    hi = np.trunc(EXP_A * y).astype(np.int64) + EXP_BC
+    return ((hi & 0xFFFFFFFF).astype(np.uint64) << np.uint64(32)).view(np.float64)
+
+
+def classic_patch_weights(s, channels, h, dtype):
+    """scikit-image's Gaussian patch weights for the classic algorithm, already normalised."""
+    off = s // 2
+    a = (s - 1.0) / 4.0
+    rv = np.arange(-off, off + 1, dtype=dtype)
+    gr, gc = np.meshgrid(rv, rv, indexing="ij")
+    w = np.exp(-(gr * gr + gc * gc) / (2 * a * a)).astype(dtype)
+    w *= 1.0 / (channels * np.sum(w) * h * h)
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# NumPy twins
+# ----------------------------------------------------------------------------------------
+
+def _box_flat(a, step, m):
+    """``out[i] = sum_{k<m} a[i + k*step]`` by doubling (``log2 m + popcount m`` adds)."""
+    acc = None
+    shift = 0
+    power, width = a, 1
+    while m:
+        if m & 1:
+            seg = power[shift * step:]
+            if acc is None:
+                acc = seg
+            else:
+                n = min(acc.size, seg.size)
+                acc = acc[:n] + seg[:n]
+            shift += width
+        m >>= 1
+        if m:
+            k = width * step
+            power = power[:-k] + power[k:]
+            width *= 2
+    return acc
+
+
+def _workers(n_tasks):
+    """Threads for the shift loop (NumPy releases the GIL inside ufuncs)."""
+    env = os.environ.get("GPUIMG_NUM_THREADS")
+    n = int(env) if env else (os.cpu_count() or 1)
+    return max(1, min(n, n_tasks, 8))
+
+
+def _weight_bits(dtype):
+    """(int dtype, bit pattern of fast_exp(0), scale from distance to bit units)."""
+    if np.dtype(dtype) == np.float32:
+        # fast_exp values are float32-exact: exponent rebased by 1023 - 127, mantissa << 3
+        return np.int32, float(8 * (EXP_BC - (896 << 20))), 8.0 * EXP_A
+    return np.int64, float(EXP_BC) * 2.0 ** 32, EXP_A * 2.0 ** 32
+
+
+@primitive("nl_means_fast", "numpy")
+def _nlm_fast_numpy(be, x, s, dist, h, var):
+    b, c, rows, cols = x.shape
+    dt = x.dtype
+    off = s // 2
+    m = 2 * off
+    pad = off + dist + 1
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect")
+    prow, pcol = padded.shape[2:]
+    n = prow * pcol
+    itype, bits0, unit = _weight_bits(dt)
+    # distances are summed directly in weight-bit units: scale the image by sqrt(unit / h2s2)
+    kappa = unit / (c * h * h * s * s)
+    scaled = (padded * dt.type(np.sqrt(kappa))).reshape(b, c, n)
+    raw = padded.reshape(b, c, n)
+    var_bits = dt.type(kappa * c * 2.0 * var)
+    limit = dt.type(unit * CUTOFF)
+    out = np.empty_like(x)
+
+    def accumulate(bi, shifts_tr, num, den):
+        for tr in shifts_tr:
+            # pixels p whose pair (p, p + t) touches the output rows
+            a0 = (pad - max(tr, 0)) * pcol
+            a1 = (pad + rows + max(-tr, 0)) * pcol
+            length = a1 - a0
+            lo = a0 - max(off - 1, 0) * (pcol + 1)
+            hi = a1 + off * (pcol + 1)
+            bits = np.empty(length, dtype=itype)
+            w = bits.view(dt)
+            tmp = np.empty(length, dtype=dt)
+            cut = np.empty(length, dtype=bool)
+            for tc in range(0, dist + 1):
+                if tc == 0 and tr < 0:
+                    continue  # (tr, 0) and (-tr, 0) pair the same pixels
+                t = tr * pcol + tc
+                if m:
+                    d = scaled[bi, 0, lo:hi] - scaled[bi, 0, lo + t:hi + t]
+                    np.square(d, out=d)
+                    for ch in range(1, c):
+                        e = scaled[bi, ch, lo:hi] - scaled[bi, ch, lo + t:hi + t]
+                        np.square(e, out=e)
+                        d += e
+                    if var:
+                        d -= var_bits
+                    box = _box_flat(_box_flat(d, 1, m), pcol, m)[:length]
+                    if var:
+                        np.maximum(box, 0, out=box)
+                    np.subtract(dt.type(bits0), box, out=bits, casting="unsafe")
+                    np.greater(box, limit, out=cut)
+                    np.copyto(w, 0, where=cut)
+                else:
+                    w.fill(dt.type(fast_exp(0.0)))
+                if tc == 0 and tr == 0:
+                    w *= dt.type(0.5)
+                near, far = slice(a0, a1), slice(a0 + t, a1 + t)
+                den[near] += w
+                den[far] += w
+                for ch in range(c):
+                    np.multiply(w, raw[bi, ch, far], out=tmp)
+                    num[ch, near] += tmp
+                    np.multiply(w, raw[bi, ch, near], out=tmp)
+                    num[ch, far] += tmp
+
+    workers = _workers(2 * dist + 1)
+    for bi in range(b):
+        groups = [list(range(-dist + k, dist + 1, workers)) for k in range(workers)]
+        nums = [np.zeros((c, n), dtype=dt) for _ in groups]
+        dens = [np.zeros(n, dtype=dt) for _ in groups]
+        if workers == 1:
+            accumulate(bi, groups[0], nums[0], dens[0])
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(accumulate, [bi] * workers, groups, nums, dens))
+        num, den = sum(nums[1:], nums[0]), sum(dens[1:], dens[0])
+        inner = (slice(None), slice(pad, pad + rows), slice(pad, pad + cols))
+        out[bi] = num.reshape(c, prow, pcol)[inner] / den.reshape(1, prow, pcol)[inner]
+    return out
+
+
+@primitive("nl_means_classic", "numpy")
+def _nlm_classic_numpy(be, x, s, dist, h, var):
+    b, c, rows, cols = x.shape
+    dt = x.dtype
+    off = s // 2
+    padded = np.pad(x, ((0, 0), (0, 0), (off, off), (off, off)), mode="reflect")
+    w = classic_patch_weights(s, c, h, dt)
+    # the Gaussian is separable: row sums first, then the running sum down the patch rows
+    g_col = w[off] / w[off, off]
+    g_row = w[:, off]
+    var2 = dt.type(2.0 * var)
+    out = np.empty_like(x)
+    hrow = np.empty((b, rows + 2 * off, cols), dtype=dt)
+    for bi in range(b):
+        num = np.zeros((c, rows, cols), dtype=dt)
+        den = np.zeros((rows, cols), dtype=dt)
+        for tr in range(-dist, dist + 1):
+            r0, r1 = max(0, -tr), min(rows, rows - tr)
+            if r0 >= r1:
+                continue
+            for tc in range(-dist, dist + 1):
+                c0, c1 = max(0, -tc), min(cols, cols - tc)
+                if c0 >= c1:
+                    continue
+                nr, nc = r1 - r0, c1 - c0
+                ref = padded[bi, :, r0:r1 + 2 * off, c0:c1 + 2 * off]
+                nb = padded[bi, :, r0 + tr:r1 + tr + 2 * off, c0 + tc:c1 + tc + 2 * off]
+                e = ref - nb
+                np.square(e, out=e)
+                e = e.sum(axis=0) - c * var2
+                hs = hrow[bi, :nr + 2 * off, :nc]
+                np.multiply(e[:, :nc], g_col[0], out=hs)
+                for k in range(1, s):
+                    hs += g_col[k] * e[:, k:k + nc]
+                run = np.zeros((nr, nc), dtype=dt)
+                keep = np.ones((nr, nc), dtype=bool)
+                for a in range(s):
+                    if a:
+                        keep &= run <= CUTOFF
+                    run += g_row[a] * hs[a:a + nr]
+                np.maximum(run, 0, out=run)
+                wt = fast_exp(-run).astype(dt)
+                wt[~keep] = 0
+                den[r0:r1, c0:c1] += wt
+                num[:, r0:r1, c0:c1] += wt * padded[bi, :, r0 + tr + off:r1 + tr + off,
+                                                     c0 + tc + off:c1 + tc + off]
+        out[bi] = num / den
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# CUDA twins
+# ----------------------------------------------------------------------------------------
+
+@primitive("nl_means_fast", "cupy")
+def _nlm_fast_cupy(be, x, s, dist, h, var):
+    xp = be.xp
+    b, c, rows, cols = x.shape
+    off = s // 2
+    pad = off + dist + 1
+    padded = xp.ascontiguousarray(
+        xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect"))
+    out = xp.empty(x.shape, dtype=x.dtype)
+    kern = _FAMILY.get(f"nlm_fast<{type_name(x.dtype)}>")
+    launch_1d(kern, b * rows * cols,
+              (padded, out, np.int64(b), np.int32(c), np.int64(rows), np.int64(cols),
+               np.int64(pad), np.int32(off), np.int32(dist),
+               np.float64(c * h * h * s * s), np.float64(2.0 * var)), block=128)
+    return out
+
+
+@primitive("nl_means_classic", "cupy")
+def _nlm_classic_cupy(be, x, s, dist, h, var):
+    xp = be.xp
+    b, c, rows, cols = x.shape
+    off = s // 2
+    padded = xp.ascontiguousarray(
+        xp.pad(x, ((0, 0), (0, 0), (off, off), (off, off)), mode="reflect"))
+    w = xp.asarray(classic_patch_weights(s, c, h, x.dtype))
+    out = xp.empty(x.shape, dtype=x.dtype)
+    kern = _FAMILY.get(f"nlm_classic<{type_name(x.dtype)}>")
+    launch_1d(kern, b * rows * cols,
+              (padded, w, out, np.int64(b), np.int32(c), np.int64(rows), np.int64(cols),
+               np.int32(s), np.int32(dist), x.dtype.type(2.0 * var)), block=128)
+    return out
