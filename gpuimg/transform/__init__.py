@@ -10,6 +10,7 @@
 Images are ``(..., H, W)`` (leading axes: a batch, one launch) or carry a ``channel_axis``.
 """
 
+from gpuimg.transform.resize import pyr_down, pyr_up, resize
 from gpuimg.transform.warp import remap, warp_affine, warp_perspective
 
-__all__ = ["remap", "warp_affine", "warp_perspective"]
+__all__ = ["pyr_down", "pyr_up", "remap", "resize", "warp_affine", "warp_perspective"]
