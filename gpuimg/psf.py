@@ -428,24 +428,27 @@ def from_image(image, *, size=None, background="auto", center="centroid", normal
     hy, hx = size[0] // 2, size[1] // 2
     iy, ix = int(round(cy)), int(round(cx))
     if center == "peak":
-        py, px = divmod(int(xp.argmax(xp.where(support, smooth, -xp.inf))), W)
-        iy, ix = py, px
-    # crop with zeros outside the photo
-    crop = xp.zeros(size, dtype=np.float64)
-    y0, x0 = iy - hy, ix - hx
-    sy0, sy1 = max(y0, 0), min(y0 + size[0], H)
-    sx0, sx1 = max(x0, 0), min(x0 + size[1], W)
+        iy, ix = divmod(int(xp.argmax(xp.where(support, smooth, -xp.inf))), W)
+    # a margin keeps the periodic Fourier shift from wrapping the crop's edges into it
+    margin = 4 if center == "centroid" else 0
+    window = (size[0] + 2 * margin, size[1] + 2 * margin)
+    crop = xp.zeros(window, dtype=np.float64)
+    y0, x0 = iy - hy - margin, ix - hx - margin
+    sy0, sy1 = max(y0, 0), min(y0 + window[0], H)
+    sx0, sx1 = max(x0, 0), min(x0 + window[1], W)
     if sy1 > sy0 and sx1 > sx0:
         crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = img[sy0:sy1, sx0:sx1]
 
     if center == "centroid":
         source = crop
+        inner = (slice(margin, margin + size[0]), slice(margin, margin + size[1]))
         total_dy = total_dx = 0.0
         for _ in range(3):
-            cy, cx = _centroid(xp, crop)
+            cy, cx = _centroid(xp, crop[inner])
             total_dy += hy - cy
             total_dx += hx - cx
             crop = xp.maximum(_fourier_shift(be, source, total_dy, total_dx), 0.0)
+        crop = crop[inner]
     if normalize:
         crop = crop / crop.sum()
     return crop.astype(out_dtype, copy=False)

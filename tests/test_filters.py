@@ -1,0 +1,204 @@
+"""gpuimg.filters against scipy.ndimage on every backend."""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from conftest import assert_close, to_np
+from gpuimg import filters
+from gpuimg._boundary import MODE_CODES
+
+MODES = sorted(MODE_CODES)
+DTYPES = [np.float32, np.float64]
+
+# (kernel shape, origin): 1-D, 2-D and 3-D, odd and even sizes, zero and extreme origins
+KERNELS = [
+    ((3,), 0),
+    ((4,), -2),
+    ((5, 4), (1, 1)),
+    ((4, 3), (-2, -1)),
+    ((6, 7), 0),
+    ((3, 2, 3), (0, -1, 1)),
+]
+
+
+def _reference(fn, x, w, **kw):
+    return getattr(ndi, fn)(x, w, axes=tuple(range(x.ndim - w.ndim, x.ndim)), **kw)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft", "auto"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fn", ["correlate", "convolve"])
+def test_matches_scipy(be, rng, fn, mode, dtype, method):
+    x = rng.random((2, 7, 19, 23)).astype(dtype)
+    for shape, origin in KERNELS:
+        w = rng.random(shape) - 0.3
+        ref = _reference(fn, x, w, mode=mode, cval=1.5, origin=origin)
+        got = getattr(filters, fn)(be.asarray(x), be.asarray(w), mode=mode, cval=1.5, origin=origin,
+                                   method=method)
+        assert to_np(got).dtype == dtype
+        assert_close(got, ref, dtype=dtype)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft", "auto"])
+@pytest.mark.parametrize("mode", MODES)
+def test_separable_kernel_matches_scipy(be, rng, mode, method):
+    # a rank-one kernel may run as two 1-D passes; the constant fill must still act in 2-D
+    x = rng.random((3, 40, 33))
+    w = np.outer(rng.random(5), rng.random(7) - 0.2)
+    for cval in (0.0, 2.5):
+        ref = _reference("convolve", x, w, mode=mode, cval=cval, origin=(1, -2))
+        got = filters.convolve(be.asarray(x), be.asarray(w), mode=mode, cval=cval, origin=(1, -2),
+                               method=method)
+        assert_close(got, ref)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("mode", MODES)
+def test_kernel_larger_than_image(be, rng, mode, method):
+    # extensions reach several periods past the border
+    x = rng.random((5, 4))
+    w = rng.random((13, 11))
+    ref = ndi.convolve(x, w, mode=mode, cval=-1.0)
+    assert_close(filters.convolve(be.asarray(x), be.asarray(w), mode=mode, cval=-1.0, method=method), ref)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft", "auto"])
+def test_large_kernel_float32(be, rng, method):
+    x = rng.random((96, 80)).astype(np.float32)
+    w = rng.random((31, 31))
+    ref = ndi.convolve(x, w, mode="reflect")
+    assert_close(filters.convolve(be.asarray(x), be.asarray(w), method=method), ref, dtype=np.float32)
+
+
+def test_batch_equals_per_image(be, rng):
+    x = rng.random((3, 30, 40))
+    w = rng.random((5, 3))
+    got = to_np(filters.correlate(be.asarray(x), be.asarray(w), mode="mirror"))
+    for i in range(3):
+        np.testing.assert_allclose(got[i], ndi.correlate(x[i], w, mode="mirror"), rtol=0, atol=1e-12)
+
+
+def test_integer_image_becomes_float64(be, rng):
+    x = rng.integers(0, 255, (20, 30)).astype(np.uint8)
+    w = rng.random((3, 3))
+    got = filters.convolve(be.asarray(x), be.asarray(w))
+    assert to_np(got).dtype == np.float64
+    assert_close(got, ndi.convolve(x.astype(np.float64), w))
+
+
+def test_auto_crossover_is_by_kernel_size(be, rng):
+    pick = filters._pick_method
+    cross = be.correlate_crossover()
+    small = int(np.sqrt(cross["direct_max_taps"]))
+    assert pick(be, rng.random((small, small))) == "direct"
+    assert pick(be, rng.random((small + 2, small + 2))) == "fft"
+    assert pick(be, np.outer(rng.random(9), rng.random(3))) == "direct"
+    assert pick(be, rng.random((cross["separable_max_taps"] + 1,))) == "fft"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gaussian_filter_matches_scipy(be, rng, mode, dtype):
+    x = rng.random((2, 33, 41)).astype(dtype)
+    cases = [
+        (1.5, 0, 4.0, (-2, -1)),
+        ((0.8, 2.3), (1, 0), 3.0, (-2, -1)),
+        ((1.1, 0.0), (0, 2), 4.0, (-2, -1)),
+        ((1.0, 1.7, 2.2), (0, 1, 2), 2.5, (0, 1, 2)),
+        (2.0, 0, 4.0, (-2, -1)),
+    ]
+    for sigma, order, truncate, axes in cases:
+        ref = ndi.gaussian_filter(x, sigma, order=order, mode=mode, cval=0.7, truncate=truncate, axes=axes)
+        got = filters.gaussian_filter(be.asarray(x), sigma, order=order, mode=mode, cval=0.7, truncate=truncate)
+        assert to_np(got).dtype == dtype
+        assert_close(got, ref, dtype=dtype)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_uniform_filter_matches_scipy(be, rng, mode):
+    x = rng.random((2, 29, 37))
+    for size, axes in [(3, (-2, -1)), (4, (-2, -1)), ((5, 2), (-2, -1)), ((1, 6), (-2, -1)), ((2, 3, 4), (0, 1, 2))]:
+        ref = ndi.uniform_filter(x, size, mode=mode, cval=-0.5, axes=axes)
+        assert_close(filters.uniform_filter(be.asarray(x), size, mode=mode, cval=-0.5), ref)
+
+
+def test_1d_image(be, rng):
+    x = rng.random(50)
+    assert_close(filters.gaussian_filter(be.asarray(x), 2.0), ndi.gaussian_filter1d(x, 2.0))
+    assert_close(filters.uniform_filter(be.asarray(x), 4), ndi.uniform_filter1d(x, 4))
+    w = rng.random(6)
+    assert_close(filters.convolve(be.asarray(x), be.asarray(w), method="fft"), ndi.convolve1d(x, w))
+
+
+def test_no_filtered_axis_returns_a_copy(be, rng):
+    x = be.asarray(rng.random((10, 12)))
+    y = filters.gaussian_filter(x, 0.0)
+    assert y is not x
+    np.testing.assert_array_equal(to_np(y), to_np(x))
+
+
+# --------------------------------------------------------------------------------------
+# bad input
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"mode": "periodic"}, ValueError, "mode"),
+        ({"method": "winograd"}, ValueError, "method"),
+        ({"origin": 2}, ValueError, "origin"),
+        ({"origin": (0, 0, 0)}, ValueError, "origin"),
+        ({"origin": 0.5}, TypeError, "origin"),
+        ({"cval": "zero"}, TypeError, "cval"),
+    ],
+)
+def test_bad_options(be, kwargs, exc, match):
+    x = be.asarray(np.zeros((8, 8)))
+    w = be.asarray(np.ones((3, 3)))
+    with pytest.raises(exc, match=match):
+        filters.convolve(x, w, **kwargs)
+
+
+def test_bad_arrays(be):
+    x = be.asarray(np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="kernel"):
+        filters.convolve(x, be.asarray(np.ones((3, 3, 3))))
+    with pytest.raises(ValueError, match="kernel"):
+        filters.correlate(be.asarray(np.zeros((4, 4, 4, 4))), be.asarray(np.ones((2, 2, 2, 2))))
+    with pytest.raises(ValueError, match="image"):
+        filters.convolve(be.asarray(np.zeros((0, 5))), be.asarray(np.ones(3)))
+    with pytest.raises(TypeError, match="image"):
+        filters.convolve([[1.0, 2.0]], be.asarray(np.ones(3)))
+    with pytest.raises(TypeError, match="kernel"):
+        filters.convolve(x, be.asarray(np.ones((3, 3), dtype=complex)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"sigma": float("nan")}, ValueError, "sigma"),
+        ({"sigma": float("inf")}, ValueError, "sigma"),
+        ({"sigma": -1.0}, ValueError, "sigma"),
+        ({"sigma": (1.0, 1.0, 1.0, 1.0)}, ValueError, "sigma"),
+        ({"sigma": 1.0, "order": -1}, ValueError, "order"),
+        ({"sigma": 1.0, "order": (0, 1, 2)}, ValueError, "order"),
+        ({"sigma": 1.0, "order": 1.5}, TypeError, "order"),
+        ({"sigma": 1.0, "truncate": 0.0}, ValueError, "truncate"),
+        ({"sigma": 1.0, "mode": "edge"}, ValueError, "mode"),
+        ({"sigma": "wide"}, TypeError, "sigma"),
+    ],
+)
+def test_gaussian_bad_input(be, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        filters.gaussian_filter(be.asarray(np.zeros((3, 8, 8))), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "size, exc",
+    [(0, ValueError), (2.5, TypeError), ((3, 3, 3, 3), ValueError), (True, TypeError)],
+)
+def test_uniform_bad_size(be, size, exc):
+    with pytest.raises(exc, match="size"):
+        filters.uniform_filter(be.asarray(np.zeros((3, 8, 8))), size)
