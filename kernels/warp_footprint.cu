@@ -10,7 +10,6 @@
 namespace {
 
 __device__ __forceinline__ double clamp_primitive(double t) {
-    t = fmin(fmax(t, -1.0), 2.0);
     return t <= 0.0 ? 0.0 : (t >= 1.0 ? t - 0.5 : 0.5 * t * t);
 }
 
@@ -53,8 +52,9 @@ __global__ void warp_footprint(const T* __restrict__ src, T* __restrict__ dst,
         const double xmax = fmax(fmax(qx[0], qx[1]), fmax(qx[2], qx[3]));
         const double ymin = fmin(fmin(qy[0], qy[1]), fmin(qy[2], qy[3]));
         const double ymax = fmax(fmax(qy[0], qy[1]), fmax(qy[2], qy[3]));
-        const long long c0 = (long long)floor(xmin + 0.5), c1 = (long long)floor(xmax + 0.5);
-        const long long r0 = (long long)floor(ymin + 0.5), r1 = (long long)floor(ymax + 0.5);
+        // pixels whose squares meet the quad's bounding box
+        const long long c0 = (long long)floor(xmin + 0.5), c1 = (long long)ceil(xmax + 0.5) - 1;
+        const long long r0 = (long long)floor(ymin + 0.5), r1 = (long long)ceil(ymax + 0.5) - 1;
         double total = 0.0;
         for (long long b = 0; b < nimg; ++b) dst[b * npix + p] = T(0);
         for (long long r = r0; r <= r1; ++r) {

@@ -249,7 +249,6 @@ def _mean_clamp01(a, b):
     small = span < 1e-7
 
     def prim(t):
-        t = np.clip(t, -1.0, 2.0)
         return np.where(t <= 0, 0.0, np.where(t >= 1, t - 0.5, 0.5 * t * t))
 
     wide = (prim(hi) - prim(lo)) / np.where(small, 1.0, span)
@@ -266,8 +265,8 @@ def footprint_weights(quads):
     qy = quads[..., 1]
     c0 = np.floor(qx.min(axis=-1) + 0.5).astype(np.intp)
     r0 = np.floor(qy.min(axis=-1) + 0.5).astype(np.intp)
-    kc = int((np.floor(qx.max(axis=-1) + 0.5).astype(np.intp) - c0).max()) + 1
-    kr = int((np.floor(qy.max(axis=-1) + 0.5).astype(np.intp) - r0).max()) + 1
+    kc = int((np.ceil(qx.max(axis=-1) + 0.5).astype(np.intp) - c0).max())
+    kr = int((np.ceil(qy.max(axis=-1) + 0.5).astype(np.intp) - r0).max())
     cols = c0[:, None] - 0.5 + np.arange(kc)  # left pixel edges (n, kc)
     rows = r0[:, None] - 0.5 + np.arange(kr)  # lower pixel edges (n, kr)
     cov = np.zeros((quads.shape[0], kr, kc))

@@ -64,7 +64,8 @@ def _widen(a, b, c, d, xp):
 
     Returns the entries of ``U max(S, 1) V^T`` for the SVD ``J = U S V^T``: the footprint
     keeps its shape where it covers more than a source pixel and grows to one pixel where
-    the warp magnifies (box-over-unit-square coverage is bilinear interpolation there).
+    the warp magnifies (box-over-unit-square coverage is bilinear interpolation there when
+    the map does not rotate).
     """
     p = a * a + c * c
     q = a * b + c * d
@@ -192,8 +193,9 @@ def warp_affine(image, matrix, output_shape=None, *, interpolation="linear", mod
         Integrate the source over each output pixel's footprint (the parallelogram that is
         the preimage of the pixel square) by exact box-over-parallelogram coverage instead of
         point sampling. The footprint is widened to at least one source pixel along each
-        singular direction of the map, so magnification gives bilinear interpolation and a
-        pure integer down-scale gives ``resize(..., interpolation="area")``.
+        singular direction of the map (``J = U S V^T -> U max(S, 1) V^T``), so an enlarging
+        scale gives bilinear interpolation (a rotated map rotates that unit footprint with
+        it) and a pure integer down-scale gives ``resize(..., interpolation="area")``.
     channel_axis : int, optional
         Axis of ``image`` holding channels.
 
