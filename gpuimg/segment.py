@@ -253,6 +253,7 @@ def _fit_continuous(x, y, w, n_segments):
     def resid(b):
         return _continuous_solve(x, y, sw, b)[1]
 
+    total = float(w @ (y - np.average(y, weights=w)) ** 2) + 1e-300
     idx, _ = _dp_partition(x, y, w, n_segments)
     starts = [0.5 * (x[idx[1:-1] - 1] + x[idx[1:-1]])]
     # equal-count split as a second start, in case the discontinuous optimum misleads
@@ -266,7 +267,7 @@ def _fit_continuous(x, y, w, n_segments):
                             xtol=1e-12, ftol=1e-14, gtol=1e-14, max_nfev=200 * n_segments)
         b = sol.x
         nm = minimize(sse, b, method="Nelder-Mead",
-                      options={"xatol": 1e-9 * span, "fatol": 1e-14 * max(sse(b), 1e-300),
+                      options={"xatol": 1e-9 * span, "fatol": 1e-15 * total,
                                "maxiter": 400 * n_segments})
         if nm.fun <= sse(b):
             b = np.clip(nm.x, lo, hi)
