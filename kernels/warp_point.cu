@@ -35,7 +35,7 @@ __device__ __forceinline__ void tap_weights(double f, T* w) {
         w[1] = T(f);
         return;
     }
-    const T q = T(rint(f * GPUIMG_FRACTION_STEPS) / GPUIMG_FRACTION_STEPS);
+    const T q = T(floor(f * GPUIMG_FRACTION_STEPS + 0.5) / GPUIMG_FRACTION_STEPS);
     if (INTERP == 2) {
         for (int k = 0; k < 4; ++k) w[k] = keys_cubic<T>(q + T(1 - k));
         return;

@@ -13,8 +13,8 @@ source column ``u / w``, row ``v / w``). Interpolation kernels, on a tap at sign
 - ``lanczos4``: ``sinc(t) sinc(t / 4)`` on 8 taps, normalised to sum 1 (OpenCV's
   ``INTER_LANCZOS4``).
 
-For ``cubic`` and ``lanczos4`` the fractional offset is rounded to 1/1024 pixel before the
-weights are evaluated (OpenCV rounds to 1/32); ``linear`` uses the exact offset. Taps outside
+For ``cubic`` and ``lanczos4`` the fractional offset ``f`` is rounded to 1/1024 pixel
+(``floor(1024 f + 1/2) / 1024``) before the weights are evaluated (OpenCV rounds to 1/32); ``linear`` uses the exact offset. Taps outside
 the image follow ``gpuimg._boundary`` index rules; the mode ``"constant"`` additionally returns
 ``cval`` wherever the position lies outside ``[0, H-1] x [0, W-1]`` by more than 1e-6 pixel
 (SciPy's convention, with a margin for rounding in the mapped coordinates).
@@ -113,17 +113,28 @@ def _axis_weights(frac, interpolation, dtype):
     if interpolation == "linear":
         f = frac.astype(dtype)
         return np.stack([1 - f, f], axis=-1)
-    q = np.rint(frac * FRACTION_STEPS).astype(np.intp)
-    return _TABLES[interpolation].astype(dtype)[q]
+    frac *= FRACTION_STEPS
+    frac += 0.5
+    q = frac.astype(np.intp)  # floor(f * steps + 1/2): f >= 0
+    return np.take(_table(interpolation, dtype), q, axis=0)
+
+
+_TABLE_CACHE: dict = {}
+
+
+def _table(interpolation, dtype):
+    key = (interpolation, np.dtype(dtype))
+    if key not in _TABLE_CACHE:
+        _TABLE_CACHE[key] = np.ascontiguousarray(_TABLES[interpolation].astype(dtype))
+    return _TABLE_CACHE[key]
 
 
 def _block_records(xp_pad, taps):
     """View of every ``taps x taps`` block of the padded batch as one record (one gather)."""
     n, hp, wp = xp_pad.shape
     rows = hp - taps + 1
-    stacked = np.empty((n, rows, wp, taps), dtype=xp_pad.dtype)
-    for k in range(taps):
-        stacked[:, :, :, k] = xp_pad[:, k:k + rows, :]
+    # stacked[b, y, x, k] = padded[b, y + k, x]: a block is ``taps`` consecutive (x, :) rows
+    stacked = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(xp_pad, taps, axis=1))
     item = xp_pad.dtype.itemsize
     count = stacked.size // taps - (taps - 1)
     rec = np.ndarray(shape=(count,), dtype=f"V{taps * taps * item}", buffer=stacked,
@@ -131,21 +142,21 @@ def _block_records(xp_pad, taps):
     return rec, rows
 
 
-def _positions(flat, wo, matrix, map_x, map_y):
-    """Source (column, row) positions of the output pixels ``flat`` (row-major), float64."""
+def _positions(r0, r1, wo, matrix, map_x, map_y):
+    """Source (column, row) positions of output rows ``r0:r1``, flattened, float64."""
     if matrix is None:
-        return (np.asarray(map_x.reshape(-1)[flat], dtype=np.float64),
-                np.asarray(map_y.reshape(-1)[flat], dtype=np.float64))
-    rows, cols = np.divmod(flat, wo)
+        return (np.asarray(map_x[r0:r1], dtype=np.float64).ravel(),
+                np.asarray(map_y[r0:r1], dtype=np.float64).ravel())
     m = np.asarray(matrix, dtype=np.float64)
-    j = cols.astype(np.float64)
-    i = rows.astype(np.float64)
-    u = m[0, 0] * j + m[0, 1] * i + m[0, 2]
-    v = m[1, 0] * j + m[1, 1] * i + m[1, 2]
-    if m[2, 0] == 0.0 and m[2, 1] == 0.0 and m[2, 2] == 1.0:
-        return u, v
-    w = m[2, 0] * j + m[2, 1] * i + m[2, 2]
-    return u / w, v / w
+    j = np.arange(wo, dtype=np.float64)
+    i = np.arange(r0, r1, dtype=np.float64)[:, None]
+    u = m[0, 0] * j + (m[0, 1] * i + m[0, 2])
+    v = m[1, 0] * j + (m[1, 1] * i + m[1, 2])
+    if not (m[2, 0] == 0.0 and m[2, 1] == 0.0 and m[2, 2] == 1.0):
+        w = m[2, 0] * j + (m[2, 1] * i + m[2, 2])
+        u /= w
+        v /= w
+    return u.ravel(), v.ravel()
 
 
 @primitive("sample_points", "numpy")
@@ -164,16 +175,19 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     if taps > 1:
         rec, rows_rec = _block_records(padded, taps)
         plane = rows_rec * wp
-    out = np.empty((nimg, ho * wo), dtype=x.dtype)
-    total = ho * wo
-    for start in range(0, total, _CHUNK):
-        flat = np.arange(start, min(start + _CHUNK, total))
-        px, py = _positions(flat, wo, matrix, map_x, map_y)
+    out = np.empty((nimg, ho, wo), dtype=x.dtype)
+    step = max(1, _CHUNK // wo)
+    for r0 in range(0, ho, step):
+        r1 = min(r0 + step, ho)
+        px, py = _positions(r0, r1, wo, matrix, map_x, map_y)
         outside = ~(np.isfinite(px) & np.isfinite(py))
+        if outside.any():
+            px = np.nan_to_num(px)
+            py = np.nan_to_num(py)
         if mode == "constant":
             outside |= (px < -_EDGE) | (px > w - 1 + _EDGE) | (py < -_EDGE) | (py > h - 1 + _EDGE)
-        fx = _fold(np.nan_to_num(px), w, mode, reach)
-        fy = _fold(np.nan_to_num(py), h, mode, reach)
+        fx = _fold(px, w, mode, reach)
+        fy = _fold(py, h, mode, reach)
         if taps == 1:
             ix = np.floor(fx + 0.5).astype(np.intp) + pad
             iy = np.floor(fy + 0.5).astype(np.intp) + pad
@@ -183,15 +197,19 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
             y0 = np.floor(fy)
             wx = _axis_weights(fx - x0, interpolation, x.dtype)
             wy = _axis_weights(fy - y0, interpolation, x.dtype)
-            base = (y0.astype(np.intp) + (first + pad)) * wp + (x0.astype(np.intp) + (first + pad))
-            idx = base[None, :] + (np.arange(nimg) * plane)[:, None]
-            blocks = rec[idx].view(x.dtype).reshape(nimg, flat.size, taps, taps)  # [col, row]
+            base = y0.astype(np.intp) * wp + x0.astype(np.intp)
+            base += (first + pad) * (wp + 1)
+            if nimg == 1:
+                blocks = rec[base].view(x.dtype).reshape(1, base.size, taps, taps)  # [col, row]
+            else:
+                idx = base[None, :] + (np.arange(nimg) * plane)[:, None]
+                blocks = rec[idx].view(x.dtype).reshape(nimg, base.size, taps, taps)
             along = np.einsum("nc,bncr->bnr", wx, blocks)
             vals = np.einsum("bnr,nr->bn", along, wy)
         if outside.any():
             vals = np.where(outside[None, :], x.dtype.type(cval), vals)
-        out[:, start:start + flat.size] = vals
-    return out.reshape(nimg, ho, wo)
+        out[:, r0:r1] = vals.reshape(nimg, r1 - r0, wo)
+    return out
 
 
 @primitive("sample_points", "cupy")
