@@ -194,3 +194,21 @@ def test_bead_geometry_from_profile_of_triangle():
     assert geo.left_angle == pytest.approx(45, abs=1e-6)
     assert geo.right_angle == pytest.approx(45, abs=1e-6)
     assert geo.area == pytest.approx(400, abs=1e-4)
+
+
+def test_weld_bead_example_draws_the_fit(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "weld_bead.py"
+    spec = importlib.util.spec_from_file_location("weld_bead_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "bead.png"
+    mod.main(["--out", str(out)])
+    png = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    red = (png[..., 0] > 200) & (png[..., 1] < 80) & (png[..., 2] < 80)
+    assert png.shape == (128 * 3, 256 * 3, 3)
+    assert red.any(axis=0).mean() > 0.95  # the polyline spans the image
