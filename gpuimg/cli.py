@@ -27,13 +27,17 @@ _EXAMPLE_FORMAT = argparse.RawDescriptionHelpFormatter
 # Shared plumbing
 # --------------------------------------------------------------------------------------
 
+class CommandError(Exception):
+    """A user error found before any file is processed (exit status 2)."""
+
+
 def _floats(text: str, name: str, count: Sequence[int] | None = None) -> list[float]:
     try:
         vals = [float(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{name} must be comma-separated numbers, got {text!r}") from None
+        raise CommandError(f"{name} must be comma-separated numbers, got {text!r}") from None
     if count is not None and len(vals) not in count:
-        raise argparse.ArgumentTypeError(f"{name} needs {' or '.join(map(str, count))} numbers, got {len(vals)}: {text!r}")
+        raise CommandError(f"{name} needs {' or '.join(map(str, count))} numbers, got {len(vals)}: {text!r}")
     return vals
 
 
@@ -90,10 +94,6 @@ def _resolve_backend(args: argparse.Namespace) -> Any:
     if args.backend is None:
         return gpuimg.get_backend(backend="cupy" if gpuimg.gpu_available() else "numpy")
     return gpuimg.get_backend(backend=args.backend)
-
-
-class CommandError(Exception):
-    """A user error found before any file is processed (exit status 2)."""
 
 
 def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any], desc: str,
@@ -366,7 +366,7 @@ def _cmd_resize(args: argparse.Namespace) -> int:
     def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
         h, w = x.shape[-2:]
         shape = args.size or (max(1, round(h * args.scale)), max(1, round(w * args.scale)))
-        return transform.resize(x, shape, interpolation=args.interpolation)
+        return transform.resize(x, shape, interpolation=args.interpolation, antialias=not args.no_antialias)
 
     return _run_images(args, fn, "resize")
 
@@ -374,7 +374,10 @@ def _cmd_resize(args: argparse.Namespace) -> int:
 def _load_matrix(args: argparse.Namespace) -> np.ndarray:
     if args.matrix_file is not None:
         path = Path(args.matrix_file)
-        mat = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=None, ndmin=2)
+        try:
+            mat = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=None, ndmin=2)
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot read --matrix-file {str(path)!r}: {exc}") from None
     else:
         mat = np.asarray(_floats(args.matrix, "--matrix", (6, 9)))
     mat = np.asarray(mat, dtype=np.float64)
@@ -390,6 +393,8 @@ def _cmd_warp(args: argparse.Namespace) -> int:
         raise CommandError("give exactly one of --matrix, --matrix-file and --map")
     opts = {"interpolation": args.interpolation, "mode": args.mode, "cval": args.cval, "antialias": args.antialias}
     if args.map is not None:
+        if not Path(args.map).is_file():
+            raise CommandError(f"--map {str(args.map)!r} does not exist")
         with np.load(args.map) as data:
             if "map_x" not in data or "map_y" not in data:
                 raise CommandError(f"--map {str(args.map)!r} must hold arrays map_x and map_y")
@@ -562,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=_positive(float), default=None, metavar="F", help="scale factor")
     p.add_argument("--interpolation", default="area",
                    choices=("area", "nearest", "linear", "cubic", "lanczos4", "box", "lanczos3"))
+    p.add_argument("--no-antialias", action="store_true",
+                   help="OpenCV's point-sampled linear/cubic instead of Pillow's widened filters")
     _add_common(p)
     p.set_defaults(func=_cmd_resize)
 
@@ -576,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", type=Path, default=None, metavar="FILE.npz", help="arrays map_x, map_y")
     p.add_argument("--inverse", action="store_true", help="the matrix maps destination to source")
     p.add_argument("--size", type=_size, default=None, metavar="HxW", help="output size (default: the input's)")
-    p.add_argument("--interpolation", default="linear", choices=("nearest", "linear", "cubic", "area"))
+    p.add_argument("--interpolation", default="linear", choices=("nearest", "linear", "cubic", "lanczos4", "area"))
     p.add_argument("--mode", default="constant", help="boundary mode (SciPy name, default constant)")
     p.add_argument("--cval", type=float, default=0.0, help="fill value for mode constant")
     p.add_argument("--antialias", action="store_true", help="integrate each output pixel's footprint")
@@ -586,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "undistort", "remove lens distortion or a measured correction map",
              "Undo Brown-Conrady lens distortion (OpenCV convention) given the camera matrix and "
              "coefficients, or apply a MapSeries file interpolated at the parameter --param.",
-             "gpuimg undistort shots/ --out flat/ --camera 800,800,320,240 --coeffs -0.2,0.05,0,0")
+             "gpuimg undistort shots/ --out flat/ --camera 800,800,320,240 --coeffs=-0.2,0.05,0,0")
     _add_inputs(p)
     p.add_argument("--camera", default=None, metavar="FX,FY,CX,CY")
     p.add_argument("--coeffs", default=None, metavar="K1,K2,P1,P2[,K3...]")
