@@ -149,21 +149,28 @@ __global__ void window_moments(const T* __restrict__ a, const T* __restrict__ b,
             }
             __syncthreads();
 
+            // taps outermost: each weight is read once for all rows and quantities of a thread
+            T vs[GPUIMG_WM_NQ][GPUIMG_WM_ROWS];
 #pragma unroll
-            for (int j = 0; j < GPUIMG_WM_ROWS; ++j) {
-                const int r = ty + j * BY;
-                if (r < tile_h) {
+            for (int q = 0; q < GPUIMG_WM_NQ; ++q)
 #pragma unroll
-                    for (int q = 0; q < GPUIMG_WM_NQ; ++q) {
-                        if (q < nq) {
-                            const T* col = hs + q * plane + r * BX + tx;
-                            T s0 = T(0);
-                            for (int k = 0; k < wy; ++k) s0 += wyp[k] * col[k * BX];
-                            acc[q][j] += w_z * s0;
-                        }
+                for (int j = 0; j < GPUIMG_WM_ROWS; ++j) vs[q][j] = T(0);
+            const T* col = hs + ty * BX + tx;
+            for (int k = 0; k < wy; ++k) {
+                const T w = wyp[k];
+#pragma unroll
+                for (int j = 0; j < GPUIMG_WM_ROWS; ++j) {
+                    if (ty + j * BY < tile_h) {
+#pragma unroll
+                        for (int q = 0; q < GPUIMG_WM_NQ; ++q)
+                            if (q < nq) vs[q][j] += w * col[q * plane + (j * BY + k) * BX];
                     }
                 }
             }
+#pragma unroll
+            for (int q = 0; q < GPUIMG_WM_NQ; ++q)
+#pragma unroll
+                for (int j = 0; j < GPUIMG_WM_ROWS; ++j) acc[q][j] += w_z * vs[q][j];
             __syncthreads();
         }
 
