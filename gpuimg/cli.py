@@ -475,12 +475,14 @@ def _cmd_register(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import os
     import subprocess
 
     root = Path(__file__).resolve().parent.parent / "benchmarks"
     if not root.is_dir():
         raise CommandError(f"the benchmark suites are not installed (looked for {root}); run from a source checkout")
-    cmd = [sys.executable, "-m", "pytest", str(root), "-q", "-p", "no:cacheprovider"]
+    suites = sorted(str(f) for f in root.glob("bench_*.py"))
+    cmd = [sys.executable, "-m", "pytest", *suites, "-q", "-p", "no:cacheprovider"]
     if args.quick:
         cmd += ["-m", "not slow", "--benchmark-min-rounds=1", "--benchmark-max-time=0.05",
                 "--benchmark-warmup=off"]
@@ -488,8 +490,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         cmd += ["-k", args.suite]
     if args.json is not None:
         cmd += [f"--benchmark-json={args.json}"]
-    print("running:", " ".join(cmd), file=sys.stderr)
-    return subprocess.call(cmd, cwd=root.parent)
+    print("running: pytest", " ".join(cmd[3 + len(suites):]), "on", len(suites), "suites in", root, file=sys.stderr)
+    env = dict(os.environ)
+    if args.quick:
+        env.setdefault("GPUIMG_BENCH_FILES", "24")
+    return subprocess.call(cmd, cwd=root.parent, env=env)
 
 
 # --------------------------------------------------------------------------------------
@@ -623,7 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
              "Run benchmarks/ (a source checkout) with pytest-benchmark; each suite times gpuimg "
              "and its peers (SciPy, scikit-image, OpenCV, cupyx) in one run and prints peer/gpuimg ratios.",
              "gpuimg bench --quick -k convolve")
-    p.add_argument("--quick", action="store_true", help="one round per case, skip slow sweeps")
+    p.add_argument("--quick", action="store_true",
+                   help="one round per case, skip slow sweeps, 24 files for the deblur throughput case")
     p.add_argument("-k", dest="suite", default=None, metavar="EXPR", help="pytest -k selection")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the pytest-benchmark JSON report")
     p.set_defaults(func=_cmd_bench)
