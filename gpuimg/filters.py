@@ -37,6 +37,8 @@ _METHODS = ("auto", "direct", "fft")
 _MAX_KERNEL_NDIM = 3
 # singular-value ratio below which a 2-D kernel counts as an outer product of two vectors
 _RANK1_RTOL = 1e-12
+# kernels this small always run as one direct pass (no look at their values)
+_SMALL_TAPS = 25
 
 
 # --------------------------------------------------------------------------------------
@@ -103,10 +105,24 @@ def _rank1_factors(w: np.ndarray):
     return u[:, 0] * s[0], vt[0]
 
 
-def _correlate_direct(be, x, w, mode, cval, centers):
+def _host(be, w):
+    return np.asarray(be.to_numpy(w), dtype=np.float64)
+
+
+def _separable(be, w):
+    """Rank-one factors of a 2-D kernel worth splitting, or None.
+
+    Kernels of at most ``_SMALL_TAPS`` taps run as one 2-D pass without inspecting their
+    values, which spares a device-to-host copy (and a sync) on the GPU.
+    """
+    if w.ndim != 2 or w.size <= _SMALL_TAPS:
+        return None
+    return _rank1_factors(_host(be, w))
+
+
+def _correlate_direct(be, x, w, mode, cval, centers, factors):
     if w.ndim == 1:
         return be.correlate1d(x, w, -1, mode, cval, centers[0])
-    factors = _rank1_factors(w)
     if factors is None:
         return be.correlate_direct(x, w, mode, cval, centers)
     column, row = factors
@@ -118,18 +134,19 @@ def _correlate_direct(be, x, w, mode, cval, centers):
     y = be.correlate1d(x, row, -1, mode, 0.0 if constant else cval, centers[1])
     y = be.correlate1d(y, column, -2, mode, 0.0 if constant else cval, centers[0])
     if constant and cval != 0:
-        y += y.dtype.type(cval * float(w.sum()))
+        y += y.dtype.type(cval * float(column.sum() * row.sum()))
     return y
 
 
 def _correlate_fft(be, x, w, mode, cval, centers):
     pads = [(c, n - 1 - c) for c, n in zip(centers, w.shape)]
-    return be.fft_correlate(_pad(be, x, pads, mode, cval), w)
+    return be.fft_correlate(_pad(be, x, pads, mode, cval), _host(be, w))
 
 
-def _pick_method(be, w: np.ndarray) -> str:
+def _pick_method(be, w, factors) -> str:
+    """``"direct"`` or ``"fft"`` from the kernel's tap count and the backend's crossover."""
     cross = be.correlate_crossover()
-    if w.ndim == 1 or _rank1_factors(w) is not None:
+    if w.ndim == 1 or factors is not None:
         return "direct" if sum(w.shape) <= cross["separable_max_taps"] else "fft"
     return "direct" if w.size <= cross["direct_max_taps"] else "fft"
 
@@ -149,14 +166,15 @@ def _correlate_or_convolve(image, kernel, mode, cval, origin, method, convolutio
 
     be = get_backend(image, kernel, names=("image", "kernel"))
     x = to_float(image, be.xp)
-    w = np.asarray(be.to_numpy(kernel), dtype=np.float64)
+    w = be.asarray(kernel)
     if convolution:
         w = w[(slice(None, None, -1),) * w.ndim]
+    factors = _separable(be, w) if method != "fft" else None
     if method == "auto":
-        method = _pick_method(be, w)
+        method = _pick_method(be, w, factors)
     if method == "fft":
         return _correlate_fft(be, x, w, mode, cval, centers)
-    return _correlate_direct(be, x, w, mode, cval, centers)
+    return _correlate_direct(be, x, w, mode, cval, centers, factors)
 
 
 # --------------------------------------------------------------------------------------
@@ -318,7 +336,7 @@ def gaussian_filter(image, sigma, *, order: Any = 0, mode: str = "reflect", cval
         if s <= 1e-15:
             continue
         radius = int(truncate * s + 0.5)
-        w = _gaussian_kernel1d(s, int(o), radius)[::-1]
+        w = np.ascontiguousarray(_gaussian_kernel1d(s, int(o), radius)[::-1])
         out = be.correlate1d(x if out is None else out, w, axis, mode, cval, radius)
     return x.copy() if out is None else out
 

@@ -24,11 +24,16 @@ constexpr int CONV_TILE_Y = CONV_BLOCK_Y * CONV_ROWS;
 template <typename T, int MODE>
 __global__ void correlate1d_axis(const T* __restrict__ x, const T* __restrict__ w,
                                  T* __restrict__ out, long long outer, long long n,
-                                 long long inner, int taps, int center, T cval) {
+                                 long long inner, int taps, int center, T cval,
+                                 int taps_in_shared) {
+    // taps_in_shared == 0: the weights do not fit in shared memory and are read from global
     extern __shared__ __align__(16) unsigned char conv1d_smem[];
-    T* ws = reinterpret_cast<T*>(conv1d_smem);
-    for (int j = threadIdx.x; j < taps; j += blockDim.x) ws[j] = w[j];
+    T* shared_w = reinterpret_cast<T*>(conv1d_smem);
+    if (taps_in_shared) {
+        for (int j = threadIdx.x; j < taps; j += blockDim.x) shared_w[j] = w[j];
+    }
     __syncthreads();
+    const T* ws = taps_in_shared ? shared_w : w;
     const long long total = outer * n * inner;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {

@@ -14,8 +14,8 @@
 
 ``x_ext`` is ``x`` extended by the boundary ``mode`` (SciPy's names; ``cval`` for the constant
 modes). ``x`` is float32 or float64 and results keep its dtype; ``w`` is a host NumPy array
-(kernels are small) and is cast to that dtype, except on the SciPy path, which accumulates in
-float64 as SciPy does.
+or an array of the backend (kernels are small) and is cast to that dtype, except on the SciPy
+path, which accumulates in float64 as SciPy does.
 """
 
 from __future__ import annotations
@@ -96,15 +96,17 @@ def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
     n = x.shape[axis]
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
     inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
-    wd = xp.asarray(np.ascontiguousarray(w), dtype=x.dtype)
+    wd = xp.ascontiguousarray(xp.asarray(w, dtype=x.dtype))
     out = xp.empty_like(x)
     kern = _FAMILY.get(f"correlate1d_axis<{type_name(x.dtype)}, {_boundary.MODE_CODES[mode]}>")
+    shared = wd.size * x.dtype.itemsize
+    in_shared = shared <= _SHARED_LIMIT
     launch_1d(
         kern,
         x.size,
-        (x, wd, out, np.int64(outer), np.int64(n), np.int64(inner), np.int32(len(w)),
-         np.int32(center), x.dtype.type(cval)),
-        shared_mem=len(w) * x.dtype.itemsize,
+        (x, wd, out, np.int64(outer), np.int64(n), np.int64(inner), np.int32(wd.size),
+         np.int32(center), x.dtype.type(cval), np.int32(in_shared)),
+        shared_mem=shared if in_shared else 0,
     )
     return out
 
@@ -125,14 +127,13 @@ def _correlate_direct_numpy(be, x, w, mode, cval, centers):
 def _correlate_direct_cupy(be, x, w, mode, cval, centers):
     xp = be.xp
     x = xp.ascontiguousarray(x)
-    w3 = np.asarray(w).reshape((1,) * (3 - w.ndim) + w.shape)
+    wd = xp.ascontiguousarray(xp.asarray(w, dtype=x.dtype)).reshape((1,) * (3 - w.ndim) + tuple(w.shape))
     c3 = (0,) * (3 - w.ndim) + tuple(int(c) for c in centers)
     height, width = x.shape[-2:]
     depth = x.shape[-3] if w.ndim == 3 else 1
     items = x.size // (depth * height * width)
-    wd = xp.asarray(np.ascontiguousarray(w3), dtype=x.dtype)
     out = xp.empty_like(x)
-    kd, kh, kw = w3.shape
+    kd, kh, kw = wd.shape
     t = type_name(x.dtype)
     code = _boundary.MODE_CODES[mode]
     args = (x, wd, out, np.int64(items), np.int64(depth), np.int64(height), np.int64(width),
