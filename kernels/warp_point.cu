@@ -59,8 +59,8 @@ template <> struct Taps<3> { static const int n = 8, first = -3; };
 
 template <typename T, int INTERP, int MODE>
 __global__ void warp_point(const T* __restrict__ src, T* __restrict__ dst,
-                           const double* __restrict__ mat, const T* __restrict__ map_x,
-                           const T* __restrict__ map_y, int use_maps, long long nimg,
+                           const double* __restrict__ mat, const double* __restrict__ map_x,
+                           const double* __restrict__ map_y, int use_maps, long long nimg,
                            long long h, long long w, long long ho, long long wo, T cval,
                            int outside_cval) {
     const int NT = Taps<INTERP>::n;
@@ -71,8 +71,8 @@ __global__ void warp_point(const T* __restrict__ src, T* __restrict__ dst,
          p += (long long)gridDim.x * blockDim.x) {
         double px, py;
         if (use_maps) {
-            px = (double)map_x[p];
-            py = (double)map_y[p];
+            px = map_x[p];
+            py = map_y[p];
         } else {
             const double j = (double)(p % wo), i = (double)(p / wo);
             px = mat[0] * j + mat[1] * i + mat[2];

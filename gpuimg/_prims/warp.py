@@ -222,12 +222,12 @@ def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *
     dt = x.dtype
     if matrix is None:
         mat = xp.zeros(9, dtype=xp.float64)
-        mx = xp.ascontiguousarray(xp.asarray(map_x, dtype=dt))
-        my = xp.ascontiguousarray(xp.asarray(map_y, dtype=dt))
+        mx = xp.ascontiguousarray(xp.asarray(map_x, dtype=xp.float64))
+        my = xp.ascontiguousarray(xp.asarray(map_y, dtype=xp.float64))
         use_maps = 1
     else:
         mat = xp.asarray(np.asarray(matrix, dtype=np.float64).ravel())
-        mx = my = xp.zeros(1, dtype=dt)
+        mx = my = xp.zeros(1, dtype=xp.float64)
         use_maps = 0
     out = xp.empty((nimg, ho, wo), dtype=dt)
     kern = _POINT.get(f"warp_point<{type_name(dt)}, {INTERPOLATIONS[interpolation]}, {TAP_MODE[mode]}>")

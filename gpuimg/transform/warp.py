@@ -103,19 +103,20 @@ def _parallelograms(cx, cy, a, b, c, d, xp):
 def _matrix_quads(inv, out_shape, xp):
     """Widened pixel footprints of a projective inverse map ``inv`` (output -> source)."""
     ho, wo = out_shape
+    inv = np.asarray(inv, dtype=np.float64).tolist()  # Python floats mix with any array type
     j = xp.arange(wo, dtype=xp.float64)[None, :]
     i = xp.arange(ho, dtype=xp.float64)[:, None]
-    u = inv[0, 0] * j + inv[0, 1] * i + inv[0, 2]
-    v = inv[1, 0] * j + inv[1, 1] * i + inv[1, 2]
-    w = inv[2, 0] * j + inv[2, 1] * i + inv[2, 2]
+    u = inv[0][0] * j + inv[0][1] * i + inv[0][2]
+    v = inv[1][0] * j + inv[1][1] * i + inv[1][2]
+    w = inv[2][0] * j + inv[2][1] * i + inv[2][2]
     cx, cy = u / w, v / w
     w2 = w * w
-    a = (inv[0, 0] * w - u * inv[2, 0]) / w2
-    b = (inv[0, 1] * w - u * inv[2, 1]) / w2
-    c = (inv[1, 0] * w - v * inv[2, 0]) / w2
-    d = (inv[1, 1] * w - v * inv[2, 1]) / w2
+    a = (inv[0][0] * w - u * inv[2][0]) / w2
+    b = (inv[0][1] * w - u * inv[2][1]) / w2
+    c = (inv[1][0] * w - v * inv[2][0]) / w2
+    d = (inv[1][1] * w - v * inv[2][1]) / w2
     a2, b2, c2, d2 = _widen(a, b, c, d, xp)
-    if inv[2, 0] == 0 and inv[2, 1] == 0:
+    if inv[2][0] == 0 and inv[2][1] == 0:
         shape = (ho, wo)
         return _parallelograms(xp.broadcast_to(cx, shape), xp.broadcast_to(cy, shape),
                                *(xp.broadcast_to(t, shape) for t in (a2, b2, c2, d2)), xp=xp)
@@ -128,9 +129,9 @@ def _matrix_quads(inv, out_shape, xp):
     corners = []
     for ox, oy in _OFFSETS:
         jj, ii = j + ox, i + oy
-        uu = inv[0, 0] * jj + inv[0, 1] * ii + inv[0, 2]
-        vv = inv[1, 0] * jj + inv[1, 1] * ii + inv[1, 2]
-        ww = inv[2, 0] * jj + inv[2, 1] * ii + inv[2, 2]
+        uu = inv[0][0] * jj + inv[0][1] * ii + inv[0][2]
+        vv = inv[1][0] * jj + inv[1][1] * ii + inv[1][2]
+        ww = inv[2][0] * jj + inv[2][1] * ii + inv[2][2]
         dx, dy = uu / ww - cx, vv / ww - cy
         corners.append(xp.stack([cx + m00 * dx + m01 * dy, cy + m10 * dx + m11 * dy], axis=-1))
     return xp.stack(corners, axis=-2)
