@@ -174,8 +174,8 @@ def nl_means(image, *, patch_size: int = 7, patch_distance: int = 11, h: float,
     Notes
     -----
     Backend notes: the NumPy twin loops over search offsets (half of them, by symmetry, in
-    fast mode) with whole-image array operations; the CUDA kernels compute one pixel per
-    thread. Both accumulate in float32 for float32 images (scikit-image uses float64 in
+    fast mode) with whole-image array operations, split over ``GPUIMG_NUM_THREADS``
+    threads (default: the CPU count); the CUDA kernels compute one pixel per thread. Both accumulate in float32 for float32 images (scikit-image uses float64 in
     fast mode), which changes results by ~1e-6.
 
     References

@@ -423,13 +423,12 @@ def bead_profile(mask, *, side: str = "top"):
         raise ValueError("mask contains no foreground object")
     sizes = xp.bincount(labels.ravel())
     sizes[0] = 0
-    obj = labels == xp.argmax(sizes)
+    obj = (labels == xp.argmax(sizes)).astype(np.uint8)
     rows = m.shape[0]
     present = obj.any(axis=0)
-    if side == "top":
-        edge = rows - xp.argmax(obj, axis=0).astype(np.float64)
-    else:
-        edge = rows - xp.argmax(obj[::-1], axis=0).astype(np.float64)
+    if side == "bottom":
+        obj = obj[::-1]
+    edge = rows - xp.argmax(obj, axis=0).astype(np.float64)
     return xp.where(present, edge, xp.nan)
 
 

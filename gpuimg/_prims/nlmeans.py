@@ -19,13 +19,11 @@ restricted to the image.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._prims.spline import run_chunks, workers
 
 _FAMILY = KernelFamily(
     "nlmeans.cu",
@@ -79,13 +77,6 @@ def _box_flat(a, step, m):
             power = power[:-k] + power[k:]
             width *= 2
     return acc
-
-
-def _workers(n_tasks):
-    """Threads for the shift loop (NumPy releases the GIL inside ufuncs)."""
-    env = os.environ.get("GPUIMG_NUM_THREADS")
-    n = int(env) if env else (os.cpu_count() or 1)
-    return max(1, min(n, n_tasks, 8))
 
 
 def _weight_bits(dtype):
@@ -159,16 +150,13 @@ def _nlm_fast_numpy(be, x, s, dist, h, var):
                     np.multiply(w, raw[bi, ch, near], out=tmp)
                     num[ch, far] += tmp
 
-    workers = _workers(2 * dist + 1)
+    n_groups = max(1, min(workers(), 2 * dist + 1))
     for bi in range(b):
-        groups = [list(range(-dist + k, dist + 1, workers)) for k in range(workers)]
+        # rows of shifts split across threads (NumPy releases the GIL), one accumulator each
+        groups = [range(-dist + k, dist + 1, n_groups) for k in range(n_groups)]
         nums = [np.zeros((c, n), dtype=dt) for _ in groups]
         dens = [np.zeros(n, dtype=dt) for _ in groups]
-        if workers == 1:
-            accumulate(bi, groups[0], nums[0], dens[0])
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(accumulate, [bi] * workers, groups, nums, dens))
+        run_chunks(accumulate, [(bi, g, nu, de) for g, nu, de in zip(groups, nums, dens)])
         num, den = sum(nums[1:], nums[0]), sum(dens[1:], dens[0])
         inner = (slice(None), slice(pad, pad + rows), slice(pad, pad + cols))
         out[bi] = num.reshape(c, prow, pcol)[inner] / den.reshape(1, prow, pcol)[inner]
