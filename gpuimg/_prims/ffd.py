@@ -49,7 +49,7 @@ def _adjoint_numpy(be, g, control_shape, spacing):
     _, h, w = g.shape
     by = basis(h, control_shape[0], spacing[0], g.dtype)
     bx = basis(w, control_shape[1], spacing[1], g.dtype)
-    return np.matmul(np.matmul(by.T, g), bx)
+    return np.stack([by.T @ gc @ bx for gc in g])
 
 
 @primitive("bspline_adjoint", "cupy")

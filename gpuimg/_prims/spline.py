@@ -190,21 +190,14 @@ def _grad_numpy(be, coeffs, coords, mode, cval=0.0):
     xy = np.asarray(coords, dtype=c.dtype)
     iy, wy, dy, in_y = _grad_axis(xy[0], h, mode)
     ix, wx, dx, in_x = _grad_axis(xy[1], wd, mode)
-    m = xy.shape[1]
-    out = np.zeros((3, batch, m), dtype=c.dtype)
-    flat = c.reshape(batch, h * wd)
-    for k in range(4):
-        rv = np.zeros((batch, m), dtype=c.dtype)
-        rd = np.zeros((batch, m), dtype=c.dtype)
-        for l in range(4):
-            s = flat[:, np.maximum(iy[k], 0) * wd + np.maximum(ix[l], 0)]
-            if mode == "grid-constant":
-                s = np.where((iy[k] < 0) | (ix[l] < 0), c.dtype.type(cval), s)
-            rv += s * wx[l]
-            rd += s * dx[l]
-        out[0] += wy[k] * rv
-        out[1] += dy[k] * rv
-        out[2] += wy[k] * rd
+    taps = np.maximum(iy, 0)[:, None, :] * wd + np.maximum(ix, 0)[None, :, :]
+    vals = c.reshape(batch, h * wd)[:, taps]
+    if mode == "grid-constant":
+        vals = np.where((iy[:, None, :] < 0) | (ix[None, :, :] < 0), c.dtype.type(cval), vals)
+    rv = np.einsum("bklm,lm->bkm", vals, wx)
+    rd = np.einsum("bklm,lm->bkm", vals, dx)
+    out = np.stack([np.einsum("bkm,km->bm", rv, wy), np.einsum("bkm,km->bm", rv, dy),
+                    np.einsum("bkm,km->bm", rd, wy)])
     outside = ~(in_y & in_x)
     if outside.any():
         out[0][:, outside] = cval
