@@ -26,7 +26,7 @@ __global__ void bilateral_tiled(const T* __restrict__ x, const T* __restrict__ s
                                 T* __restrict__ out, long long batch, int channels,
                                 long long rows, long long cols, int radius, T color_coeff,
                                 T cval) {
-    extern __shared__ unsigned char bilateral_smem[];
+    extern __shared__ __align__(16) unsigned char bilateral_smem[];
     T* tile = reinterpret_cast<T*>(bilateral_smem);
     const int tw = blockDim.x + 2 * radius;
     const int th = blockDim.y + 2 * radius;

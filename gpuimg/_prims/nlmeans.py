@@ -217,34 +217,29 @@ def _nlm_classic_numpy(be, x, s, dist, h, var):
 # CUDA twins
 # ----------------------------------------------------------------------------------------
 
-@primitive("nl_means_fast", "cupy")
-def _nlm_fast_cupy(be, x, s, dist, h, var):
+def _launch_cupy(be, x, kernel, pad, make_args):
+    """Pad ``x`` by reflection, launch one thread per output pixel, return the output."""
     xp = be.xp
     b, c, rows, cols = x.shape
-    off = s // 2
-    pad = off + dist + 1
-    padded = xp.ascontiguousarray(
-        xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect"))
+    padded = xp.ascontiguousarray(xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect"))
     out = xp.empty(x.shape, dtype=x.dtype)
-    kern = _FAMILY.get(f"nlm_fast<{type_name(x.dtype)}>")
-    launch_1d(kern, b * rows * cols,
-              (padded, out, np.int64(b), np.int32(c), np.int64(rows), np.int64(cols),
-               np.int64(pad), np.int32(off), np.int32(dist),
-               np.float64(c * h * h * s * s), np.float64(2.0 * var)), block=128)
+    head = (np.int64(b), np.int32(c), np.int64(rows), np.int64(cols))
+    kern = _FAMILY.get(f"{kernel}<{type_name(x.dtype)}>")
+    launch_1d(kern, b * rows * cols, make_args(padded, out, head), block=128)
     return out
+
+
+@primitive("nl_means_fast", "cupy")
+def _nlm_fast_cupy(be, x, s, dist, h, var):
+    c = x.shape[1]
+    pad = s // 2 + dist + 1
+    return _launch_cupy(be, x, "nlm_fast", pad, lambda p, out, head: (
+        p, out, *head, np.int64(pad), np.int32(s // 2), np.int32(dist),
+        np.float64(c * h * h * s * s), np.float64(2.0 * var)))
 
 
 @primitive("nl_means_classic", "cupy")
 def _nlm_classic_cupy(be, x, s, dist, h, var):
-    xp = be.xp
-    b, c, rows, cols = x.shape
-    off = s // 2
-    padded = xp.ascontiguousarray(
-        xp.pad(x, ((0, 0), (0, 0), (off, off), (off, off)), mode="reflect"))
-    w = xp.asarray(classic_patch_weights(s, c, h, x.dtype))
-    out = xp.empty(x.shape, dtype=x.dtype)
-    kern = _FAMILY.get(f"nlm_classic<{type_name(x.dtype)}>")
-    launch_1d(kern, b * rows * cols,
-              (padded, w, out, np.int64(b), np.int32(c), np.int64(rows), np.int64(cols),
-               np.int32(s), np.int32(dist), x.dtype.type(2.0 * var)), block=128)
-    return out
+    w = be.xp.asarray(classic_patch_weights(s, x.shape[1], h, x.dtype))
+    return _launch_cupy(be, x, "nlm_classic", s // 2, lambda p, out, head: (
+        p, w, out, *head, np.int32(s), np.int32(dist), x.dtype.type(2.0 * var)))
