@@ -463,9 +463,14 @@ def _cmd_register(args: argparse.Namespace) -> int:
     transform.save(out)
     print(f"wrote {out}")
     if args.warped is not None:
-        moving_raw = gio.read_image(args.moving)
-        warped = transform.warp(gio.to_float(be.asarray(moving_raw)) if moving_raw.ndim == 2 else moving)
-        gio.write_image(args.warped, be.to_numpy(gio.from_float(warped, moving_raw.dtype if moving_raw.ndim == 2 else np.float32)))
+        raw = gio.read_image(args.moving)
+        x = gio.to_float(be.asarray(raw))
+        if raw.ndim == 3:
+            x = be.xp.moveaxis(x, -1, 0)  # channels are a batch for the warp
+        y = transform.warp(x)
+        if raw.ndim == 3:
+            y = be.xp.moveaxis(y, 0, -1)
+        gio.write_image(args.warped, be.to_numpy(gio.from_float(y, raw.dtype)))
         print(f"wrote {args.warped}")
     return 0
 
@@ -620,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=("ssd", "ncc"), default="ssd")
     p.add_argument("--levels", type=_positive(int), default=3)
     p.add_argument("--bending-weight", type=float, default=0.0)
-    p.add_argument("--max-iter", type=_positive(int), default=100)
+    p.add_argument("--max-iter", type=_positive(int), default=200)
     _add_common(p, batch=False)
     p.set_defaults(func=_cmd_register)
 

@@ -157,3 +157,8 @@ def test_bad_arguments(tmp_path):
     assert proc.returncode == 2 and "bogus" in proc.stderr
     proc = gpuimg("deblur", tmp_path / "nothing-here", "--out", tmp_path / "o", "--psf-disk", 2, "-q")
     assert proc.returncode == 1 and "nothing-here" in proc.stderr
+
+
+def test_bench_runs_suites_and_prints_ratios():
+    proc = gpuimg("bench", "--quick", "-k", "test_pad_reflect and numpy", timeout=300, check=0)
+    assert "peer time / gpuimg time" in proc.stdout and "vs numpy" in proc.stdout
