@@ -66,7 +66,21 @@ def zone_plate(n):
     return f(xx, yy), f, c
 
 
+def supersampled(f, inv, no, ss):
+    """Box filter over each output pixel of the analytic ``f`` (ss x ss samples per pixel)."""
+    qy, qx = np.mgrid[:no, :no].astype(np.float64)
+    ref = np.zeros((no, no))
+    offs = (np.arange(ss) + 0.5) / ss - 0.5
+    for dy in offs:
+        for dx in offs:
+            px, py = qx + dx, qy + dy
+            w = inv[2, 0] * px + inv[2, 1] * py + inv[2, 2]
+            ref += f((inv[0, 0] * px + inv[0, 1] * py + inv[0, 2]) / w, (inv[1, 0] * px + inv[1, 1] * py + inv[1, 2]) / w)
+    return ref / (ss * ss)
+
+
 def test_zone_plate_aliasing(be):
+    # the chirp rotated 30 degrees and shrunk 4x, against a 16x-supersampled box-filtered reference
     n, k, no, ss = 384, 4.0, 66, 16
     src, f, c = zone_plate(n)
     theta = np.deg2rad(30.0)
@@ -76,15 +90,7 @@ def test_zone_plate_aliasing(be):
     inv[:2, :2] = k * rot
     inv[:2, 2] = np.array([c, c]) - k * rot @ [co, co]
     m = np.linalg.inv(inv)[:2]
-    # 16x16-supersampled box filter over each output pixel, evaluated on the analytic chirp
-    qy, qx = np.mgrid[:no, :no].astype(np.float64)
-    ref = np.zeros((no, no))
-    offs = (np.arange(ss) + 0.5) / ss - 0.5
-    for dy in offs:
-        for dx in offs:
-            px, py = qx + dx, qy + dy
-            ref += f(inv[0, 0] * px + inv[0, 1] * py + inv[0, 2], inv[1, 0] * px + inv[1, 1] * py + inv[1, 2])
-    ref /= ss * ss
+    ref = supersampled(f, inv, no, ss)
 
     def error_db(a):
         return 10 * np.log10(np.mean((a - ref) ** 2))
@@ -107,16 +113,9 @@ def test_perspective_footprint_reduces_aliasing(be):
     d = np.float32([[10, 12], [52, 5], [60, 58], [3, 50]])
     hmat = cv2.getPerspectiveTransform(s, d)
     inv = np.linalg.inv(hmat)
-    no, ss = 64, 8
-    qy, qx = np.mgrid[:no, :no].astype(np.float64)
-    ref = np.zeros((no, no))
-    offs = (np.arange(ss) + 0.5) / ss - 0.5
-    for dy in offs:
-        for dx in offs:
-            px, py = qx + dx, qy + dy
-            w = inv[2, 0] * px + inv[2, 1] * py + inv[2, 2]
-            ref += f((inv[0, 0] * px + inv[0, 1] * py + inv[0, 2]) / w, (inv[1, 0] * px + inv[1, 1] * py + inv[1, 2]) / w)
-    ref /= ss * ss
+    no = 64
+    ref = supersampled(f, inv, no, 8)
+    qy, qx = np.mgrid[:no, :no]
     inside = (qx > 12) & (qx < 50) & (qy > 14) & (qy < 48)
     ours = be.to_numpy(transform.warp_perspective(be.asarray(src), hmat, (no, no), antialias=True, mode="mirror"))
     point = cv2.warpPerspective(src, hmat, (no, no), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)

@@ -45,26 +45,24 @@ def pillow_resize(img, shape, filt):
     return np.asarray(Image.fromarray(img.astype(np.float32), mode="F").resize((shape[1], shape[0]), filt))
 
 
+CASES = [("opencv", k) for k in sorted(CV_FLAGS)] + [("pillow", k) for k in sorted(PIL_FILTERS)]
+
+
 @pytest.mark.parametrize("sizes", SIZES, ids=lambda s: f"{s[0]}->{s[1]}")
-@pytest.mark.parametrize("interpolation", sorted(CV_FLAGS))
-def test_resize_matches_opencv(be, rng, sizes, interpolation):
+@pytest.mark.parametrize("reference,interpolation", CASES)
+def test_resize_matches_reference(be, rng, sizes, reference, interpolation):
+    # OpenCV's kernels with antialias=False, Pillow's widened filters with antialias=True
     src, dst = sizes
     img = rng.random(src).astype(np.float32)
-    ref = opencv_resize(img, dst, CV_FLAGS[interpolation])
-    got = be.to_numpy(transform.resize(be.asarray(img), dst, interpolation=interpolation, antialias=False))
+    if reference == "opencv":
+        ref = opencv_resize(img, dst, CV_FLAGS[interpolation])
+    else:
+        ref = pillow_resize(img, dst, PIL_FILTERS[interpolation])
+    got = be.to_numpy(transform.resize(be.asarray(img), dst, interpolation=interpolation,
+                                       antialias=reference == "pillow"))
     assert got.dtype == np.float32
     tol = 1e-5 if interpolation == "area" else 1e-4
     np.testing.assert_allclose(got, ref, atol=tol, rtol=0)
-
-
-@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: f"{s[0]}->{s[1]}")
-@pytest.mark.parametrize("interpolation", sorted(PIL_FILTERS))
-def test_resize_antialias_matches_pillow(be, rng, sizes, interpolation):
-    src, dst = sizes
-    img = rng.random(src).astype(np.float32)
-    ref = pillow_resize(img, dst, PIL_FILTERS[interpolation])
-    got = be.to_numpy(transform.resize(be.asarray(img), dst, interpolation=interpolation, antialias=True))
-    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
 
 def test_resize_hand_computed_values(be):
