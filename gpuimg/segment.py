@@ -105,17 +105,15 @@ def threshold_local(image, block_size, *, method: str = "gaussian", offset: floa
     elif param is not None:
         raise ValueError(f"param is only used by method='gaussian', got param={param!r} with method={method!r}")
 
-    from gpuimg import filters
-
     be = get_backend(image, names=("image",))
     x = to_float(image, be.xp)
+    lead = x.ndim - 2
     if method == "gaussian":
-        t = filters.gaussian_filter(x, sigma, mode=mode, cval=float(cval))
+        t = be.ndimage.gaussian_filter(x, (0.0,) * lead + sigma, mode=mode, cval=float(cval), truncate=4.0)
     elif method == "mean":
-        t = filters.uniform_filter(x, sizes, mode=mode, cval=float(cval))
+        t = be.ndimage.uniform_filter(x, (1,) * lead + sizes, mode=mode, cval=float(cval))
     else:
-        size = (1,) * (x.ndim - 2) + sizes
-        t = be.ndimage.median_filter(x, size=size, mode=mode, cval=float(cval))
+        t = be.ndimage.median_filter(x, size=(1,) * lead + sizes, mode=mode, cval=float(cval))
     return t - x.dtype.type(offset)
 
 
