@@ -39,36 +39,28 @@ def test_convolve_random_kernel(bench, be, rng, impl, k):
 
 
 @pytest.mark.parametrize("impl", ["gpuimg", "scipy", "cupyx"])
-def test_gaussian_filter(bench, be, rng, impl):
+@pytest.mark.parametrize("name, arg", [("gaussian_filter", 3.0), ("uniform_filter", 9)])
+def test_separable_filter(bench, be, rng, impl, name, arg):
     peer = _peer(be, impl)
     x = be.asarray(rng.random((N, N), dtype=np.float32))
-    fn = filters.gaussian_filter if peer is None else peer.gaussian_filter
-    bench(fn, x, 3.0, group=f"gaussian_filter {N}^2 f32 sigma 3", impl=impl, be=be)
+    fn = getattr(filters if peer is None else peer, name)
+    bench(fn, x, arg, group=f"{name} {N}^2 f32 {arg}", impl=impl, be=be)
 
 
-@pytest.mark.parametrize("impl", ["gpuimg", "scipy", "cupyx"])
-def test_uniform_filter(bench, be, rng, impl):
-    peer = _peer(be, impl)
+def _crossover(bench, be, rng, w, method, label, slow):
     x = be.asarray(rng.random((N, N), dtype=np.float32))
-    fn = filters.uniform_filter if peer is None else peer.uniform_filter
-    bench(fn, x, 9, group=f"uniform_filter {N}^2 f32 size 9", impl=impl, be=be)
+    bench(filters.convolve, x, be.asarray(w), method=method, group=f"crossover {N}^2 f32 {label}",
+          impl="gpuimg" if method == "direct" else "fft", be=be,
+          rounds=3 if (method == "direct" and slow and not be.is_gpu) else None)
 
 
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("k", [3, 4, 5, 7, 11, 15])
 def test_crossover_general(bench, be, rng, method, k):
-    x = be.asarray(rng.random((N, N), dtype=np.float32))
-    w = be.asarray(rng.random((k, k)))
-    bench(filters.convolve, x, w, method=method, group=f"crossover {N}^2 f32 {k}x{k}",
-          impl="gpuimg" if method == "direct" else "fft", be=be,
-          rounds=3 if (method == "direct" and k > 7 and not be.is_gpu) else None)
+    _crossover(bench, be, rng, rng.random((k, k)), method, f"{k}x{k}", k > 7)
 
 
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("k", [9, 15, 31, 61, 101])
 def test_crossover_separable(bench, be, rng, method, k):
-    x = be.asarray(rng.random((N, N), dtype=np.float32))
-    w = be.asarray(np.outer(rng.random(k), rng.random(k)))
-    bench(filters.convolve, x, w, method=method, group=f"crossover {N}^2 f32 separable {k}x{k}",
-          impl="gpuimg" if method == "direct" else "fft", be=be,
-          rounds=3 if (method == "direct" and k > 15 and not be.is_gpu) else None)
+    _crossover(bench, be, rng, np.outer(rng.random(k), rng.random(k)), method, f"separable {k}x{k}", k > 15)

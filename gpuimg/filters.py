@@ -12,12 +12,19 @@ Method selection
 GPU, SciPy's filter loops on the CPU; a 2-D kernel of rank one runs as two 1-D passes) or by
 FFT of the boundary-padded image (``scipy.fft`` with all CPU cores, cuFFT with cached plans on
 the GPU). The FFT path pads the image by the kernel's half-widths through the same boundary
-rule, so it is not periodic and agrees with the direct path. ``method="auto"`` compares the
-kernel's tap count (the sum of the two 1-D lengths for separable kernels) with a crossover
-measured per backend (``be.correlate_crossover()``). On the CPU the crossovers were measured on
-2048x2048 float32 and 512x512 float64 images: SciPy's direct loop is faster for general kernels
-up to 5x5 and for separable kernels up to about 2x100 taps; beyond that the padded FFT wins and
-its cost hardly grows with the kernel.
+rule, so it is not periodic and agrees with the direct path; the spectra of the last few
+kernels are cached, so applying one PSF repeatedly costs two transforms per call.
+
+``method="auto"`` compares the kernel's tap count with a crossover per backend
+(``be.correlate_crossover()``): a general kernel runs directly up to ``direct_max_taps`` taps, a
+rank-one 2-D kernel (or a 1-D kernel) runs as 1-D passes while the lengths sum to at most
+``separable_max_taps``; larger kernels use the FFT. On the CPU these were measured with
+``benchmarks/bench_filters.py`` (groups ``crossover ...``) on 2048x2048 float32 and checked on
+512x512 float64 and 256x256 float32: SciPy's direct loop wins at 3x3, ties at 4x4 and loses from
+5x5 on (16 taps); separable passes win up to about 2x12 taps (24). On the GPU the same groups
+time the tiled kernel against cuFFT; the values there (121 and 200 taps) follow from the cost of
+the tiled kernel (about one shared-memory read per multiply-add) against four bandwidth-bound
+FFT passes, and are the ones to re-check when that benchmark runs on a new device.
 """
 
 from __future__ import annotations
@@ -257,6 +264,26 @@ def _filtered_axes(name: str, value: Any, ndim: int) -> int:
     return n
 
 
+def _check_ints(name: str, values: list, original: Any, minimum: int) -> list[int]:
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
+            raise TypeError(f"{name} must be an integer >= {minimum} or a sequence of them, got {original!r}")
+        if v < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {original!r}")
+    return [int(v) for v in values]
+
+
+def _passes(image, passes, mode: str, cval: float):
+    """1-D correlations along the trailing ``len(passes)`` axes; ``(w, center)`` or None per axis."""
+    be = get_backend(image, names=("image",))
+    x = to_float(image, be.xp)
+    out = x
+    for axis, spec in zip(range(x.ndim - len(passes), x.ndim), passes):
+        if spec is not None:
+            out = be.correlate1d(out, spec[0], axis, mode, cval, spec[1])
+    return x.copy() if out is x else out
+
+
 def _gaussian_kernel1d(sigma: float, order: int, radius: int) -> np.ndarray:
     """Sampled Gaussian (normalised to sum 1) times the Hermite factor of its ``order``-th derivative."""
     x = np.arange(-radius, radius + 1, dtype=np.float64)
@@ -317,28 +344,18 @@ def gaussian_filter(image, sigma, *, order: Any = 0, mode: str = "reflect", cval
     for s in sigmas:
         if not np.isfinite(s) or s < 0:
             raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
-    orders = _per_axis("order", order, naxes)
-    for o in orders:
-        if isinstance(o, (bool, np.bool_)) or not isinstance(o, (numbers.Integral, np.integer)):
-            raise TypeError(f"order must be a non-negative integer or a sequence of them, got {order!r}")
-        if o < 0:
-            raise ValueError(f"order must be >= 0, got {order!r}")
+    orders = _check_ints("order", _per_axis("order", order, naxes), order, 0)
     truncate = _check_real("truncate", truncate)
     if not np.isfinite(truncate) or truncate <= 0:
         raise ValueError(f"truncate must be finite and > 0, got {truncate!r}")
     check_mode(mode)
     cval = _check_real("cval", cval)
-
-    be = get_backend(image, names=("image",))
-    x = to_float(image, be.xp)
-    out = None
-    for axis, s, o in zip(range(x.ndim - naxes, x.ndim), sigmas, orders):
-        if s <= 1e-15:
-            continue
+    passes = []
+    for s, o in zip(sigmas, orders):
         radius = int(truncate * s + 0.5)
-        w = np.ascontiguousarray(_gaussian_kernel1d(s, int(o), radius)[::-1])
-        out = be.correlate1d(x if out is None else out, w, axis, mode, cval, radius)
-    return x.copy() if out is None else out
+        w = np.ascontiguousarray(_gaussian_kernel1d(s, o, radius)[::-1]) if s > 1e-15 else None
+        passes.append(None if w is None else (w, radius))
+    return _passes(image, passes, mode, cval)
 
 
 def uniform_filter(image, size, *, mode: str = "reflect", cval: float = 0.0):
@@ -366,21 +383,7 @@ def uniform_filter(image, size, *, mode: str = "reflect", cval: float = 0.0):
     """
     check_array("image", image, min_ndim=1)
     naxes = _filtered_axes("size", size, image.ndim)
-    sizes = _per_axis("size", size, naxes)
-    for n in sizes:
-        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (numbers.Integral, np.integer)):
-            raise TypeError(f"size must be a positive integer or a sequence of them, got {size!r}")
-        if n < 1:
-            raise ValueError(f"size must be >= 1, got {size!r}")
+    sizes = _check_ints("size", _per_axis("size", size, naxes), size, 1)
     check_mode(mode)
     cval = _check_real("cval", cval)
-
-    be = get_backend(image, names=("image",))
-    x = to_float(image, be.xp)
-    out = None
-    for axis, n in zip(range(x.ndim - naxes, x.ndim), sizes):
-        n = int(n)
-        if n == 1:
-            continue
-        out = be.correlate1d(x if out is None else out, np.full(n, 1.0 / n), axis, mode, cval, n // 2)
-    return x.copy() if out is None else out
+    return _passes(image, [None if n == 1 else (np.full(n, 1.0 / n), n // 2) for n in sizes], mode, cval)
