@@ -2,6 +2,8 @@
 // Lanczos / Pillow filter taps, pyramid steps). x is viewed as (outer, n_in, inner) and
 // out as (outer, n_out, inner):
 //   out[o, k, c] = sum_t w[k, t] * x[o, idx[k, t], c],   idx in [0, n_in) (boundary applied).
+// Zero-weight taps are skipped (as in the sparse-matrix CPU twin), so NaN spreads only
+// to outputs whose support holds it.
 // One thread per output sample; consecutive threads walk the innermost axis, so the column
 // pass (inner = 1) reads each row's taps from cache and the row pass reads coalesced rows.
 template <typename T>
@@ -18,7 +20,8 @@ __global__ void resample_axis(const T* __restrict__ x, const long long* __restri
         const long long* ik = idx + k * taps;
         const T* wk = w + k * taps;
         T acc = T(0);
-        for (int j = 0; j < taps; ++j) acc += wk[j] * src[ik[j] * inner];
+        for (int j = 0; j < taps; ++j)
+            if (wk[j] != T(0)) acc += wk[j] * src[ik[j] * inner];  // unused taps never read
         out[t] = acc;
     }
 }

@@ -55,26 +55,31 @@ __global__ void warp_footprint(const T* __restrict__ src, T* __restrict__ dst,
         // pixels whose squares meet the quad's bounding box
         const long long c0 = (long long)floor(xmin + 0.5), c1 = (long long)ceil(xmax + 0.5) - 1;
         const long long r0 = (long long)floor(ymin + 0.5), r1 = (long long)ceil(ymax + 0.5) - 1;
-        double total = 0.0;
-        for (long long b = 0; b < nimg; ++b) dst[b * npix + p] = T(0);
-        for (long long r = r0; r <= r1; ++r) {
-            const long long ri = gpuimg::boundary_index<MODE, long long>(r, h);
-            for (long long c = c0; c <= c1; ++c) {
-                double cov = 0.0;
-                for (int e = 0; e < 4; ++e) {
-                    const int f = (e + 1) & 3;
-                    cov += edge_coverage(qx[e], qy[e], qx[f], qy[f], (double)c - 0.5, (double)r - 0.5);
-                }
-                if (cov == 0.0) continue;
-                total += cov;
-                const long long ci = gpuimg::boundary_index<MODE, long long>(c, w);
-                for (long long b = 0; b < nimg; ++b) {
-                    const T v = (ri < 0 || ci < 0) ? cval : src[b * plane + ri * w + ci];
-                    dst[b * npix + p] += T(cov) * v;
+        // images in groups of GROUP with register accumulators; coverage is recomputed per group
+        const int GROUP = 4;
+        for (long long b0 = 0; b0 < nimg; b0 += GROUP) {
+            const int nb = (int)min((long long)GROUP, nimg - b0);
+            T acc[GROUP] = {T(0), T(0), T(0), T(0)};
+            double total = 0.0;
+            for (long long r = r0; r <= r1; ++r) {
+                const long long ri = gpuimg::boundary_index<MODE, long long>(r, h);
+                for (long long c = c0; c <= c1; ++c) {
+                    double cov = 0.0;
+                    for (int e = 0; e < 4; ++e) {
+                        const int f = (e + 1) & 3;
+                        cov += edge_coverage(qx[e], qy[e], qx[f], qy[f], (double)c - 0.5, (double)r - 0.5);
+                    }
+                    if (cov == 0.0) continue;
+                    total += cov;
+                    const long long ci = gpuimg::boundary_index<MODE, long long>(c, w);
+                    for (int q = 0; q < nb; ++q) {
+                        const T v = (ri < 0 || ci < 0) ? cval : src[(b0 + q) * plane + ri * w + ci];
+                        acc[q] += T(cov) * v;
+                    }
                 }
             }
+            const T inv = T(total != 0.0 ? 1.0 / total : 0.0);
+            for (int q = 0; q < nb; ++q) dst[(b0 + q) * npix + p] = acc[q] * inv;
         }
-        const T inv = T(total != 0.0 ? 1.0 / total : 0.0);
-        for (long long b = 0; b < nimg; ++b) dst[b * npix + p] *= inv;
     }
 }

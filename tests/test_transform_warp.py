@@ -143,6 +143,19 @@ def test_batch_and_channels_equal_loop(be, rng):
     assert np.abs(got - ref).mean() <= 2e-3
 
 
+@pytest.mark.parametrize("mode", ["mirror", "grid-constant", "nearest"])
+def test_single_row_and_column_images(be, rng, mode):
+    row = smooth((1, 40), rng)
+    m = np.array([[1.0, 0.0, 2.3], [0.0, 1.0, 0.0]])
+    ref = cv2.warpAffine(row, m, (40, 1), flags=cv2.INTER_LINEAR, borderMode=BORDERS[mode])
+    got = be.to_numpy(transform.warp_affine(be.asarray(row), m, mode=mode))
+    np.testing.assert_allclose(got, ref.reshape(1, 40), atol=2e-3)
+    col = np.ascontiguousarray(row.T)
+    ref = cv2.warpAffine(col, m[:, [1, 0, 2]][[1, 0]], (1, 40), flags=cv2.INTER_LINEAR, borderMode=BORDERS[mode])
+    got = be.to_numpy(transform.warp_affine(be.asarray(col), m[:, [1, 0, 2]][[1, 0]], mode=mode))
+    np.testing.assert_allclose(got, ref.reshape(40, 1), atol=2e-3)
+
+
 def test_remap_non_finite_positions_give_cval(be):
     img = np.ones((8, 8))
     mx = np.full((2, 3), 3.0)

@@ -306,11 +306,14 @@ def _sample_footprint_numpy(be, x, quads, *, mode="constant", cval=0.0):
     q = np.asarray(quads, dtype=np.float64).reshape(-1, 4, 2)
     out = np.empty((nimg, q.shape[0]), dtype=x.dtype)
     flat_x = x.reshape(nimg, -1)
+    # box side per quad; chunks keep the (quads x box x edges) temporaries near 2**21 elements
+    side = np.ptp(q, axis=1).max(axis=1) + 2.0
+    budget = 2**21 // 4
     start = 0
     while start < q.shape[0]:
-        # keep the (pixels x box) temporaries near 2**21 elements
-        ext = np.ptp(q[start:start + 4096], axis=1).max() + 2.0
-        step = max(64, int(2**21 // (ext * ext * 4)))
+        step = 4096
+        while step > 1 and step * side[start:start + step].max() ** 2 > budget:
+            step //= 2
         sl = slice(start, min(start + step, q.shape[0]))
         c0, r0, wts = footprint_weights(q[sl])
         kr, kc = wts.shape[1:]
@@ -321,6 +324,9 @@ def _sample_footprint_numpy(be, x, quads, *, mode="constant", cval=0.0):
         fill = (ri[:, :, None] < 0) | (ci[:, None, :] < 0)
         if fill.any():
             vals = np.where(fill[None], x.dtype.type(cval), vals)
+        unused = wts == 0  # box pixels outside the quad are not read (NaN stays local)
+        if unused.any():
+            vals = np.where(unused[None], x.dtype.type(0), vals)
         out[:, sl] = np.einsum("bnrc,nrc->bn", vals, wts.astype(x.dtype))
         start = sl.stop
     return out.reshape(nimg, ho, wo)
