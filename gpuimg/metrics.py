@@ -117,8 +117,10 @@ def _uniform_taps(size):
 # --------------------------------------------------------------------------------------
 
 def _sq_err_sum(be, a, b):
-    d = be.xp.subtract(a, b, dtype=be.xp.float64)
-    return be.xp.vdot(d.ravel(), d.ravel())
+    """``sum((a - b)^2)`` accumulated in float64 (differences in the inputs' float dtype)."""
+    d = a - b
+    d *= d
+    return be.xp.sum(d, dtype=be.xp.float64)
 
 
 def mse(a, b, *, check_finite=False):
@@ -133,7 +135,8 @@ def mse(a, b, *, check_finite=False):
 
     Returns
     -------
-    0-d float64 array on the input backend; the differences are formed and summed in float64.
+    0-d float64 array on the input backend. Differences are formed in the inputs' float
+    dtype (float32 stays float32) and summed in float64.
     """
     be = get_backend(a, b, names=("a", "b"))
     a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
@@ -145,7 +148,7 @@ def mae(a, b, *, check_finite=False):
     be = get_backend(a, b, names=("a", "b"))
     a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
     xp = be.xp
-    return xp.abs(xp.subtract(a, b, dtype=xp.float64)).mean()
+    return xp.sum(xp.abs(a - b), dtype=xp.float64) / a.size
 
 
 def psnr(reference, test, *, data_range=None, check_finite=False):
@@ -188,8 +191,7 @@ def snr(reference, test, *, check_finite=False):
     be = get_backend(reference, test, names=("reference", "test"))
     ref, tst = _pair(be, reference, test, ("reference", "test"), _check_bool("check_finite", check_finite))
     xp = be.xp
-    r = ref.astype(xp.float64, copy=False).ravel()
-    sig = xp.vdot(r, r)
+    sig = xp.sum(ref * ref, dtype=xp.float64)
     return _db(be, sig, _sq_err_sum(be, ref, tst))
 
 
