@@ -292,47 +292,45 @@ def test_nan_propagates_without_check(be, rng):
 
 # ---------------------------------------------------------------------------- bad input
 
-def test_bad_input(be, rng):
+_Z4 = np.zeros((8,) * 4)
+_BAD = [  # (call on images A, B of shape (20, 20), error type, message fragment)
+    (lambda be, A, B: metrics.ssim(A, B[:, :19], data_range=1.0), ValueError, "a and b"),
+    (lambda be, A, B: metrics.psnr(A, B[:, :19], data_range=1.0), ValueError, "reference and test"),
+    (lambda be, A, B: metrics.ssim(A, B, data_range=1.0, win_size=6), ValueError, "win_size"),
+    (lambda be, A, B: metrics.ssim(A, B, data_range=1.0, win_size=21), ValueError, "win_size"),
+    (lambda be, A, B: metrics.local_ncc(A, B, win_size=4), ValueError, "win_size"),
+    (lambda be, A, B: metrics.ssim(A, B), ValueError, "data_range"),
+    (lambda be, A, B: metrics.psnr(A, B), ValueError, "data_range"),
+    (lambda be, A, B: metrics.ms_ssim(A, B), ValueError, "data_range"),
+    (lambda be, A, B: metrics.local_ssim(A, B), ValueError, "data_range"),
+    (lambda be, A, B: metrics.ssim(A, B, data_range=-1.0), ValueError, "data_range"),
+    (lambda be, A, B: metrics.local_mse(A, B, mode="bogus"), ValueError, "mode"),
+    (lambda be, A, B: metrics.ssim(be.asarray(_Z4), be.asarray(_Z4), data_range=1.0), ValueError, "spatial_ndim"),
+    (lambda be, A, B: metrics.ssim(A, B, data_range=1.0, spatial_ndim=3), ValueError, "spatial_ndim"),
+    (lambda be, A, B: metrics.ssim(A, B, data_range=1.0, channel_axis=2), ValueError, "channel_axis"),
+    (lambda be, A, B: metrics.ms_ssim(A, B, data_range=1.0), ValueError, "a: 5 scales"),
+    (lambda be, A, B: metrics.ms_ssim(A, B, data_range=1.0, weights=()), ValueError, "weights"),
+    (lambda be, A, B: metrics.ssim(A, B, data_range=1.0, K1=-0.1), ValueError, "K1"),
+    (lambda be, A, B: metrics.ssim(A, B, data_range=1.0, gaussian_weights=True, sigma=0.0), ValueError, "sigma"),
+    (lambda be, A, B: metrics.local_ncc(A, B, eps=-1.0), ValueError, "eps"),
+    (lambda be, A, B: metrics.mse(A + 1j, B), TypeError, "a must be real"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(_BAD)))
+def test_bad_input(be, rng, case):
+    call, exc, match = _BAD[case]
     a, b = _pair(rng, (20, 20))
-    A, B = be.asarray(a), be.asarray(b)
-    with pytest.raises(ValueError, match="a and b"):
-        metrics.ssim(A, be.asarray(b[:, :19]), data_range=1.0)
-    with pytest.raises(ValueError, match="reference and test"):
-        metrics.psnr(A, be.asarray(b[:, :19]), data_range=1.0)
-    with pytest.raises(ValueError, match="win_size"):
-        metrics.ssim(A, B, data_range=1.0, win_size=6)
-    with pytest.raises(ValueError, match="win_size"):
-        metrics.ssim(A, B, data_range=1.0, win_size=21)
-    with pytest.raises(ValueError, match="win_size"):
-        metrics.local_ncc(A, B, win_size=4)
-    for fn in (metrics.ssim, metrics.psnr, metrics.ms_ssim, metrics.local_ssim):
-        with pytest.raises(ValueError, match="data_range"):
-            fn(A, B)
-    with pytest.raises(ValueError, match="data_range"):
-        metrics.ssim(A, B, data_range=-1.0)
-    with pytest.raises(ValueError, match="mode"):
-        metrics.local_mse(A, B, mode="bogus")
-    with pytest.raises(ValueError, match="spatial_ndim"):
-        metrics.ssim(be.asarray(np.zeros((8,) * 4)), be.asarray(np.zeros((8,) * 4)), data_range=1.0)
-    with pytest.raises(ValueError, match="spatial_ndim"):
-        metrics.ssim(A, B, data_range=1.0, spatial_ndim=3)
-    with pytest.raises(ValueError, match="channel_axis"):
-        metrics.ssim(A, B, data_range=1.0, channel_axis=2)
-    with pytest.raises(ValueError, match="a: 5 scales"):
-        metrics.ms_ssim(A, B, data_range=1.0)
-    with pytest.raises(ValueError, match="weights"):
-        metrics.ms_ssim(A, B, data_range=1.0, weights=())
-    with pytest.raises(ValueError, match="K1"):
-        metrics.ssim(A, B, data_range=1.0, K1=-0.1)
-    with pytest.raises(ValueError, match="sigma"):
-        metrics.ssim(A, B, data_range=1.0, gaussian_weights=True, sigma=0.0)
-    with pytest.raises(TypeError, match="a"):
-        metrics.mse(be.asarray(a + 1j), B)
-    bad = a.copy()
-    bad[3, 4] = np.nan
-    for fn, kw in ((metrics.ssim, {"data_range": 1.0}), (metrics.mse, {}), (metrics.local_ncc, {}),
-                   (metrics.ms_ssim, {"data_range": 1.0, "weights": (1.0,)})):
-        with pytest.raises(ValueError, match="a contains NaN"):
-            fn(be.asarray(bad), B, check_finite=True, **kw)
-    with pytest.raises(ValueError, match="reference contains NaN"):
-        metrics.psnr(be.asarray(bad), B, data_range=1.0, check_finite=True)
+    with pytest.raises(exc, match=match):
+        call(be, be.asarray(a), be.asarray(b))
+
+
+@pytest.mark.parametrize("fn, kw, name", [
+    (metrics.ssim, {"data_range": 1.0}, "a"), (metrics.mse, {}, "a"), (metrics.local_ncc, {}, "a"),
+    (metrics.ms_ssim, {"data_range": 1.0, "weights": (1.0,)}, "a"), (metrics.psnr, {"data_range": 1.0}, "reference"),
+])
+def test_check_finite_rejects_nan(be, rng, fn, kw, name):
+    a, b = _pair(rng, (20, 20))
+    a[3, 4] = np.nan
+    with pytest.raises(ValueError, match=f"{name} contains NaN"):
+        fn(be.asarray(a), be.asarray(b), check_finite=True, **kw)
