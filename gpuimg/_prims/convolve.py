@@ -96,7 +96,7 @@ def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
     n = x.shape[axis]
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
     inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
-    wd = xp.ascontiguousarray(xp.asarray(w, dtype=x.dtype))
+    wd = xp.ascontiguousarray(xp.asarray(w), dtype=x.dtype)
     out = xp.empty_like(x)
     kern = _FAMILY.get(f"correlate1d_axis<{type_name(x.dtype)}, {_boundary.MODE_CODES[mode]}>")
     shared = wd.size * x.dtype.itemsize
@@ -127,7 +127,7 @@ def _correlate_direct_numpy(be, x, w, mode, cval, centers):
 def _correlate_direct_cupy(be, x, w, mode, cval, centers):
     xp = be.xp
     x = xp.ascontiguousarray(x)
-    wd = xp.ascontiguousarray(xp.asarray(w, dtype=x.dtype)).reshape((1,) * (3 - w.ndim) + tuple(w.shape))
+    wd = xp.ascontiguousarray(xp.asarray(w), dtype=x.dtype).reshape((1,) * (3 - w.ndim) + tuple(w.shape))
     c3 = (0,) * (3 - w.ndim) + tuple(int(c) for c in centers)
     height, width = x.shape[-2:]
     depth = x.shape[-3] if w.ndim == 3 else 1
