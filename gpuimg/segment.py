@@ -235,6 +235,52 @@ def _lines_from_coef(coef, inner):
     return slopes, intercepts
 
 
+class _HingeSums:
+    """Residual of the continuous fit as a function of the breakpoints in O(K^2 + K log n).
+
+    With ``u`` the abscissae scaled to [0, 1] and tail sums ``T[k] = sum_{i >= k} ...``, the
+    Gram matrix and right-hand side of the hinge basis ``1, u, (u - b_i)_+`` follow from
+    ``sum_{u >= m} w u^p y^q`` at ``m = max(b_i, b_j)``; the residual is
+    ``sum w y^2 - r^T G^{-1} r`` and its gradient ``2 c_i sum_{u > b_i} w (y - f(u))``.
+    """
+
+    def __init__(self, u, y, w):
+        self.u = u
+
+        def tail(v):
+            return np.concatenate([np.cumsum(v[::-1])[::-1], [0.0]])
+
+        self.t0, self.t1, self.t2 = tail(w), tail(w * u), tail(w * u * u)
+        self.ty, self.tuy = tail(w * y), tail(w * u * y)
+        self.yy = float(np.sum(w * y * y))
+
+    def __call__(self, b_in):
+        rank = np.argsort(np.argsort(b_in, kind="stable"), kind="stable")
+        b = np.sort(np.clip(b_in, 0.0, 1.0))
+        k = np.searchsorted(self.u, b, side="left")
+        t0, t1, t2 = self.t0, self.t1, self.t2
+        n = b.size + 2
+        g = np.empty((n, n))
+        r = np.empty(n)
+        g[0, 0], g[0, 1], g[1, 1] = t0[0], t1[0], t2[0]
+        r[0], r[1] = self.ty[0], self.tuy[0]
+        g[0, 2:] = t1[k] - b * t0[k]
+        g[1, 2:] = t2[k] - b * t1[k]
+        # pairs of hinges: tail beyond the later breakpoint (b is sorted)
+        km = np.maximum(k[:, None], k[None, :])
+        bi, bj = b[:, None], b[None, :]
+        g[2:, 2:] = t2[km] - (bi + bj) * t1[km] + bi * bj * t0[km]
+        g[2:, :2] = g[:2, 2:].T
+        g[1, 0] = g[0, 1]
+        r[2:] = self.tuy[k] - b * self.ty[k]
+        c = np.linalg.lstsq(g, r, rcond=1e-13)[0]
+        sse = max(self.yy - float(r @ c), 0.0)
+        # sum_{u >= b_i} w (y - f): f's tail sums per basis function
+        tail_f = c[0] * t0[k] + c[1] * t1[k] + ((t1[km] - bj * t0[km]) * c[None, 2:]).sum(axis=1)
+        grad = 2.0 * c[2:] * (self.ty[k] - tail_f)
+        return sse, grad[rank]
+
+
 def _fit_continuous(x, y, w, n_segments):
     from scipy.optimize import least_squares, minimize
 
@@ -243,36 +289,38 @@ def _fit_continuous(x, y, w, n_segments):
     if n_segments == 1:
         coef, res = _continuous_solve(x, y, sw, np.empty(0))
         return np.empty(0), coef, float(res @ res)
+    span = hi - lo
+    yc = y - np.average(y, weights=w)
+    objective = _HingeSums((x - lo) / span, yc, w)
+    total = objective.yy + 1e-300
 
-    def sse(b):
-        _, r = _continuous_solve(x, y, sw, np.clip(b, lo, hi))
-        return float(r @ r)
-
-    def resid(b):
-        return _continuous_solve(x, y, sw, b)[1]
-
-    total = float(w @ (y - np.average(y, weights=w)) ** 2) + 1e-300
     idx, _ = _dp_partition(x, y, w, n_segments)
     starts = [0.5 * (x[idx[1:-1] - 1] + x[idx[1:-1]])]
     # equal-count split as a second start, in case the discontinuous optimum misleads
     q = np.linspace(0, x.size - 1, n_segments + 1)[1:-1].round().astype(int)
     starts.append(x[q].astype(float))
-    span = hi - lo
     best = None
     for b0 in starts:
-        b0 = np.clip(np.sort(b0), lo + 1e-9 * span, hi - 1e-9 * span)
-        sol = least_squares(resid, b0, bounds=(lo, hi), x_scale=span / n_segments, diff_step=1e-7,
-                            xtol=1e-12, ftol=1e-14, gtol=1e-14, max_nfev=200 * n_segments)
-        b = sol.x
-        nm = minimize(sse, b, method="Nelder-Mead",
-                      options={"xatol": 1e-9 * span, "fatol": 1e-15 * total,
-                               "maxiter": 400 * n_segments})
-        if nm.fun <= sse(b):
-            b = np.clip(nm.x, lo, hi)
-        f = sse(b)
+        u0 = np.clip((np.sort(b0) - lo) / span, 1e-9, 1 - 1e-9)
+        sol = minimize(objective, u0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * u0.size,
+                       options={"ftol": 1e-15, "gtol": 1e-12 * total, "maxiter": 500})
+        u = sol.x
+        # a derivative-free step across kinks (a breakpoint on a sample)
+        polish = minimize(lambda v: objective(v)[0], u, method="Nelder-Mead",
+                          options={"xatol": 1e-8, "fatol": 1e-14 * total, "maxiter": 100 * n_segments})
+        if polish.fun < objective(u)[0]:
+            u = np.clip(polish.x, 0.0, 1.0)
+        f = objective(u)[0]
         if best is None or f < best[1]:
-            best = (np.sort(b), f)
-    inner = best[0]
+            best = (np.sort(u), f)
+    # Gauss-Newton on the exact residuals: the tail sums lose digits when the residual is tiny
+    inner = lo + span * best[0]
+    _, res0 = _continuous_solve(x, y, sw, inner)
+    sol = least_squares(lambda b: _continuous_solve(x, y, sw, b)[1], inner, bounds=(lo, hi),
+                        x_scale=span / n_segments, xtol=1e-14, ftol=1e-15, gtol=1e-15,
+                        max_nfev=20 * n_segments)
+    if float(sol.fun @ sol.fun) < float(res0 @ res0):
+        inner = np.sort(sol.x)
     coef, res = _continuous_solve(x, y, sw, inner)
     return inner, coef, float(res @ res)
 
