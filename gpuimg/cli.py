@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 import gpuimg
+from gpuimg._boundary import MODE_CODES
 
 _EXAMPLE_FORMAT = argparse.RawDescriptionHelpFormatter
 
@@ -594,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inverse", action="store_true", help="the matrix maps destination to source")
     p.add_argument("--size", type=_size, default=None, metavar="HxW", help="output size (default: the input's)")
     p.add_argument("--interpolation", default="linear", choices=("nearest", "linear", "cubic", "lanczos4", "area"))
-    p.add_argument("--mode", default="constant", help="boundary mode (SciPy name, default constant)")
+    p.add_argument("--mode", default="constant", choices=tuple(MODE_CODES),
+                   help="boundary mode, SciPy's names (default constant)")
     p.add_argument("--cval", type=float, default=0.0, help="fill value for mode constant")
     p.add_argument("--antialias", action="store_true", help="integrate each output pixel's footprint")
     _add_common(p)

@@ -137,8 +137,8 @@ def _to_png(x: np.ndarray) -> np.ndarray:
     return from_float(np.clip(x, 0.0, 1.0), np.uint8)
 
 
-def _montage(tiles: list[tuple[str, np.ndarray, np.ndarray | None]]) -> np.ndarray:
-    """Images (top row) over their local SSIM maps (bottom row), labelled."""
+def _montage(tiles: list[tuple[str, np.ndarray, np.ndarray, str]]) -> np.ndarray:
+    """Images (top row) over a second picture each (bottom row: local SSIM maps), labelled."""
     from PIL import Image, ImageDraw, ImageFont
 
     h, w = tiles[0][1].shape
@@ -146,20 +146,31 @@ def _montage(tiles: list[tuple[str, np.ndarray, np.ndarray | None]]) -> np.ndarr
     gap = 4
     n = len(tiles)
     canvas = np.full((2 * (h + label_h) + gap, n * (w + gap) - gap), 1.0)
-    for i, (name, img, smap) in enumerate(tiles):
+    for i, (name, img, below, _) in enumerate(tiles):
         x = i * (w + gap)
         canvas[label_h:label_h + h, x:x + w] = np.clip(img, 0, 1)
-        if smap is not None:
-            canvas[2 * label_h + h + gap:2 * label_h + 2 * h + gap, x:x + w] = np.clip(smap, 0, 1)
+        canvas[2 * label_h + h + gap:2 * label_h + 2 * h + gap, x:x + w] = np.clip(below, 0, 1)
     im = Image.fromarray(_to_png(canvas))
     draw = ImageDraw.Draw(im)
     font = ImageFont.load_default(size=label_h - 3)
-    for i, (name, _, smap) in enumerate(tiles):
+    for i, (name, _, _, below_name) in enumerate(tiles):
         x = i * (w + gap)
         draw.text((x + 2, 1), name, fill=0, font=font)
-        if smap is not None:
-            draw.text((x + 2, h + label_h + gap + 1), "local SSIM", fill=0, font=font)
+        draw.text((x + 2, h + label_h + gap + 1), below_name, fill=0, font=font)
     return np.asarray(im)
+
+
+def _psf_tile(true_psf: np.ndarray, est_psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The true and the estimated PSF side by side, enlarged (nearest) to fill ``shape``."""
+    n = max(true_psf.shape + est_psf.shape)
+    tile = np.ones(shape)
+    scale = max(1, min(shape[0], shape[1] // 2) // n)
+    for k, x0 in ((true_psf, 0), (est_psf, shape[1] // 2)):
+        big = np.kron(k / k.max(), np.ones((scale, scale)))
+        top = (shape[0] - big.shape[0]) // 2
+        left = x0 + (shape[1] // 2 - big.shape[1]) // 2
+        tile[top:top + big.shape[0], left:left + big.shape[1]] = 1.0 - big
+    return tile
 
 
 def run(out: str | Path = "demo-out", *, backend: str | None = None, size: int = 256,
@@ -224,7 +235,7 @@ def run(out: str | Path = "demo-out", *, backend: str | None = None, size: int =
         say(f"  {name:<16} {rows[-1][2]:.3f} s")
 
     results = []
-    tiles: list[tuple[str, np.ndarray, np.ndarray | None]] = [("sharp", truth, None)]
+    tiles = [("sharp", truth, _psf_tile(true_psf, est_psf, truth.shape), "PSF: true | from LED")]
     for name, res, secs in rows:
         clipped = be.xp.clip(res, 0.0, 1.0)
         smap = metrics.local_ssim(t_dev, clipped, data_range=1.0)
@@ -237,7 +248,7 @@ def run(out: str | Path = "demo-out", *, backend: str | None = None, size: int =
             backend=be.name,
         ))
         host = be.to_numpy(clipped)
-        tiles.append((name, host, be.to_numpy(smap)))
+        tiles.append((name, host, be.to_numpy(smap), "local SSIM"))
         gio.write_image(out / f"{name.replace(' ', '_')}.png", _to_png(host))
 
     gio.write_image(out / "sharp.png", _to_png(truth))
