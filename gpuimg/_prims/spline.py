@@ -165,43 +165,62 @@ def _sample_cupy(be, coeffs, coords, order, mode, cval=0.0, offset=0.0):
 
 def _grad_axis(cc, n, mode):
     """Tap indices (4, m), value and derivative weights (4, m), inside mask of one axis."""
-    inside = np.ones(cc.shape, dtype=bool)
-    if mode == "constant":
-        inside = (cc >= 0) & (cc <= n - 1)
     fl = np.floor(cc)
     f = cc - fl
     g = 1.0 - f
-    w = np.stack([g * g * g / 6, (f * f * (f - 2) * 3 + 4) / 6, (g * g * (g - 2) * 3 + 4) / 6, f * f * f / 6])
-    dw = np.stack([-0.5 * g * g, f * (1.5 * f - 2), 2 * g - 1.5 * g * g, 0.5 * f * f])
+    f2, g2 = f * f, g * g
+    w = np.empty((4,) + cc.shape, dtype=cc.dtype)
+    dw = np.empty_like(w)
+    w[0] = g2 * g / 6
+    w[3] = f2 * f / 6
+    w[1] = 2.0 / 3.0 - f2 + 0.5 * f2 * f
+    w[2] = 1.0 - w[0] - w[1] - w[3]
+    dw[0] = -0.5 * g2
+    dw[3] = 0.5 * f2
+    dw[1] = f * (1.5 * f - 2)
+    dw[2] = -(dw[0] + dw[1] + dw[3])
     j = fl.astype(np.int64)[None] + np.arange(-1, 3)[:, None]
+    inside = None
     if mode == "nearest":
-        j = np.clip(j, 0, n - 1)
+        np.clip(j, 0, n - 1, out=j)
     elif mode == "constant":
-        j = _boundary.index(j, n, "mirror")
+        inside = (cc >= 0) & (cc <= n - 1)
+        if (j.min() < 0) or (j.max() >= n):
+            j = _boundary.index(j, n, "mirror")
     else:
         j = np.where((j >= 0) & (j < n), j, -1)
-    return j, w.astype(cc.dtype), dw.astype(cc.dtype), inside
+    return j, w, dw, inside
+
+
+def _grad_chunk(c, xy, mode, cval, out):
+    batch, h, wd = c.shape
+    iy, wy, dy, in_y = _grad_axis(xy[0], h, mode)
+    ix, wx, dx, in_x = _grad_axis(xy[1], wd, mode)
+    taps = np.maximum(iy, 0)[:, None, :] * wd + np.maximum(ix, 0)[None, :, :]
+    for b in range(batch):
+        vals = c[b].reshape(-1).take(taps)
+        if mode == "grid-constant":
+            vals = np.where((iy[:, None, :] < 0) | (ix[None, :, :] < 0), c.dtype.type(cval), vals)
+        rv = np.einsum("klm,lm->km", vals, wx)
+        rd = np.einsum("klm,lm->km", vals, dx)
+        out[0, b] = np.einsum("km,km->m", rv, wy)
+        out[1, b] = np.einsum("km,km->m", rv, dy)
+        out[2, b] = np.einsum("km,km->m", rd, wy)
+    if in_y is not None:
+        outside = ~(in_y & in_x)
+        if outside.any():
+            out[0][:, outside] = cval
+            out[1:, :, outside] = 0
 
 
 @primitive("spline_sample_grad2d", "numpy")
 def _grad_numpy(be, coeffs, coords, mode, cval=0.0):
     c = np.asarray(coeffs)
-    batch, h, wd = c.shape
     xy = np.asarray(coords, dtype=c.dtype)
-    iy, wy, dy, in_y = _grad_axis(xy[0], h, mode)
-    ix, wx, dx, in_x = _grad_axis(xy[1], wd, mode)
-    taps = np.maximum(iy, 0)[:, None, :] * wd + np.maximum(ix, 0)[None, :, :]
-    vals = c.reshape(batch, h * wd)[:, taps]
-    if mode == "grid-constant":
-        vals = np.where((iy[:, None, :] < 0) | (ix[None, :, :] < 0), c.dtype.type(cval), vals)
-    rv = np.einsum("bklm,lm->bkm", vals, wx)
-    rd = np.einsum("bklm,lm->bkm", vals, dx)
-    out = np.stack([np.einsum("bkm,km->bm", rv, wy), np.einsum("bkm,km->bm", rv, dy),
-                    np.einsum("bkm,km->bm", rd, wy)])
-    outside = ~(in_y & in_x)
-    if outside.any():
-        out[0][:, outside] = cval
-        out[1:, :, outside] = 0
+    m = xy.shape[1]
+    out = np.empty((3, c.shape[0], m), dtype=c.dtype)
+    parts = max(1, min(2 * workers(), m // (_CHUNK // 4))) if workers() > 1 else 1
+    run_chunks(lambda sl: _grad_chunk(c, xy[:, sl], mode, cval, out[:, :, sl]), [(sl,) for sl in _splits(m, parts)])
     return out
 
 

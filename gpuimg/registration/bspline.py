@@ -93,7 +93,7 @@ class BSplineTransform:
     def displacement(self, shape: Sequence[int]):
         """Dense ``(2, h, w)`` field ``(dy, dx)`` on the pixel grid of ``shape`` (``By C Bx^T``)."""
         by, bx = self._basis(shape, self.coefficients.dtype)
-        return by @ self.coefficients @ bx.T
+        return self.backend.xp.stack([by @ c @ bx.T for c in self.coefficients])
 
     def displacement_at(self, points):
         """Displacement ``(n, 2)`` = ``(dy, dx)`` at ``(n, 2)`` points ``(y, x)`` (any real positions).

@@ -237,7 +237,7 @@ def register_bspline(fixed, moving, *, grid_spacing, metric: str = "ssd", levels
             total, grad = 0.0, xp.zeros_like(c)
             dmetric = 0.0
             if wi > 0:
-                u = (by @ c @ bx.T).reshape(2, -1)
+                u = xp.stack([by @ c[0] @ bx.T, by @ c[1] @ bx.T]).reshape(2, -1)
                 vals = be.spline_sample_grad2d(mcoef, grid + u, "nearest", 0.0)[:, 0]
                 a = vals[0]
                 if metric == "ssd":
