@@ -183,35 +183,44 @@ def _continuous_solve(x, y, sw, inner):
     return coef, y * sw - a @ coef
 
 
-def _segment_costs(x, y, w, cand):
-    """SSE of the weighted line fit to points ``cand[i] .. cand[j]-1`` for all i < j."""
-    def prefix(v):
-        return np.concatenate([[0.0], np.cumsum(v)])
+class _LineCosts:
+    """SSE of the weighted least-squares line through samples ``i .. j-1`` from prefix sums
+    (inputs centred, so the differences of sums keep their digits)."""
 
-    s1, sx, sy = prefix(w), prefix(w * x), prefix(w * y)
-    sxx, sxy, syy = prefix(w * x * x), prefix(w * x * y), prefix(w * y * y)
-    i, j = cand[:, None], cand[None, :]
-    n = s1[j] - s1[i]
-    mx = sx[j] - sx[i]
-    my = sy[j] - sy[i]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vxx = (sxx[j] - sxx[i]) - mx * mx / n
-        vxy = (sxy[j] - sxy[i]) - mx * my / n
-        vyy = (syy[j] - syy[i]) - my * my / n
-        cost = vyy - np.where(vxx > 1e-12 * np.maximum(sxx[j] - sxx[i], 1e-300), vxy * vxy / vxx, 0.0)
-    counts = j - i
-    return np.where(counts >= 2, np.maximum(cost, 0.0), np.inf)
+    def __init__(self, x, y, w):
+        x = x - np.average(x, weights=w)
+        y = y - np.average(y, weights=w)
+
+        def prefix(v):
+            return np.concatenate([[0.0], np.cumsum(v)])
+
+        self.s = [prefix(v) for v in (w, w * x, w * y, w * x * x, w * x * y, w * y * y)]
+
+    def __call__(self, i, j):
+        s1, sx, sy, sxx, sxy, syy = (p[j] - p[i] for p in self.s)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vxx = sxx - sx * sx / s1
+            vxy = sxy - sx * sy / s1
+            vyy = syy - sy * sy / s1
+            cost = vyy - np.where(vxx > 1e-12 * np.maximum(sxx, 1e-300), vxy * vxy / vxx, 0.0)
+        return np.where(np.asarray(j) - np.asarray(i) >= 2, np.maximum(cost, 0.0), np.inf)
 
 
 def _dp_partition(x, y, w, n_segments, max_candidates=400):
-    """Split points (data indices) minimising the summed per-segment line-fit SSE."""
+    """Split points (data indices, first 0 and last n) minimising the summed line-fit SSE.
+
+    Dynamic programming over splits between distinct x values (at most ``max_candidates``
+    of them, evenly spread); when candidates were thinned, each split is then moved to the
+    best gap between its neighbours in turn until nothing improves.
+    """
     n = x.size
-    # a split may fall between distinct x values only
-    gaps = np.nonzero(np.diff(x) > 0)[0] + 1
+    costs = _LineCosts(x, y, w)
+    all_gaps = np.nonzero(np.diff(x) > 0)[0] + 1
+    gaps = all_gaps
     if gaps.size > max_candidates:
         gaps = gaps[np.unique(np.linspace(0, gaps.size - 1, max_candidates).round().astype(int))]
     cand = np.concatenate([[0], gaps, [n]])
-    cost = _segment_costs(x, y, w, cand)
+    cost = costs(cand[:, None], cand[None, :])
     m = cand.size
     best = cost[0].copy()  # one segment from 0 to cand[j]
     back = []
@@ -225,7 +234,20 @@ def _dp_partition(x, y, w, n_segments, max_candidates=400):
         splits.append(int(arg[splits[-1]]))
     splits.append(0)
     idx = cand[np.array(splits[::-1])]
-    return idx, float(best[m - 1])
+    if gaps.size < all_gaps.size:
+        for _ in range(10 * n_segments):
+            moved = False
+            for k in range(1, n_segments):
+                opts = all_gaps[(all_gaps > idx[k - 1]) & (all_gaps < idx[k + 1])]
+                if opts.size == 0:
+                    continue
+                tot = costs(idx[k - 1], opts) + costs(opts, idx[k + 1])
+                j = int(opts[np.argmin(tot)])
+                if j != idx[k] and tot.min() < costs(idx[k - 1], idx[k]) + costs(idx[k], idx[k + 1]):
+                    idx[k], moved = j, True
+            if not moved:
+                break
+    return idx
 
 
 def _lines_from_coef(coef, inner):
@@ -294,7 +316,7 @@ def _fit_continuous(x, y, w, n_segments):
     objective = _HingeSums((x - lo) / span, yc, w)
     total = objective.yy + 1e-300
 
-    idx, _ = _dp_partition(x, y, w, n_segments)
+    idx = _dp_partition(x, y, w, n_segments)
     starts = [0.5 * (x[idx[1:-1] - 1] + x[idx[1:-1]])]
     # equal-count split as a second start, in case the discontinuous optimum misleads
     q = np.linspace(0, x.size - 1, n_segments + 1)[1:-1].round().astype(int)
@@ -326,7 +348,7 @@ def _fit_continuous(x, y, w, n_segments):
 
 
 def _fit_discontinuous(x, y, w, n_segments):
-    idx, _ = _dp_partition(x, y, w, n_segments, max_candidates=max(400, x.size))
+    idx = _dp_partition(x, y, w, n_segments, max_candidates=1000)
     slopes, intercepts = np.empty(n_segments), np.empty(n_segments)
     sse = 0.0
     for k in range(n_segments):
