@@ -166,3 +166,18 @@ def test_bad_arguments(tmp_path):
 def test_bench_runs_suites_and_prints_ratios():
     proc = gpuimg("bench", "--quick", "-k", "test_pad_reflect and numpy", timeout=300, check=0)
     assert "peer time / gpuimg time" in proc.stdout and "vs numpy" in proc.stdout
+
+
+def test_deblur_with_psf_from_led_photo(tmp_path, rng):
+    from gpuimg import demo
+
+    true_psf = np.asarray(psf.disk(2.5))
+    led = demo.led_photo(true_psf, size=40)
+    gio.write_image(tmp_path / "led.tif", led.astype(np.float32))
+    imgs = _blurry_pngs(tmp_path / "in", rng, 2)
+    gpuimg("deblur", tmp_path / "in", "--out", tmp_path / "out", "--psf-led", tmp_path / "led.tif",
+           "--method", "wiener", "--weight", 0.05, "-q", check=0)
+    est = np.asarray(psf.from_image(led.astype(np.float32).astype(np.float64)))
+    for name, img in imgs.items():
+        ref = gio.from_float(restoration.wiener(gio.to_float(img), est.astype(np.float32), balance=0.05), np.uint8)
+        np.testing.assert_allclose(np.array(Image.open(tmp_path / "out" / name)).astype(int), ref.astype(int), atol=1)
