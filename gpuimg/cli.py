@@ -111,6 +111,9 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
     be = _resolve_backend(args)
     items, missing = expand_inputs(args.inputs)
     out_dir: Path = args.out
+    # an output folder inside an input folder must not feed its own results back in
+    out_abs = out_dir.resolve()
+    items = [it for it in items if out_abs not in it.path.resolve().parents]
     rename = output_name or (lambda rel: rel)
 
     def output_for(it: Any) -> Path:

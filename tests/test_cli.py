@@ -181,3 +181,12 @@ def test_deblur_with_psf_from_led_photo(tmp_path, rng):
     for name, img in imgs.items():
         ref = gio.from_float(restoration.wiener(gio.to_float(img), est.astype(np.float32), balance=0.05), np.uint8)
         np.testing.assert_allclose(np.array(Image.open(tmp_path / "out" / name)).astype(int), ref.astype(int), atol=1)
+
+
+def test_output_folder_inside_input_folder_is_not_read(tmp_path, rng):
+    _blurry_pngs(tmp_path, rng, 3)
+    for _ in range(2):
+        proc = gpuimg("deblur", tmp_path, "--out", tmp_path / "out", "--psf-disk", 1.5, "--method", "wiener", "-q",
+                      check=0)
+        assert "3 done" in proc.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["im00.png", "im01.png", "im02.png"]
