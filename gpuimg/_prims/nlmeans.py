@@ -33,6 +33,7 @@ _FAMILY = KernelFamily(
 EXP_A = 1512775.3951951856938  # 2**20 / ln 2
 EXP_BC = 1072632447  # 1023 * 2**20 - 60801
 CUTOFF = 5.0
+_STRIP = 1 << 16  # samples per strip of near rows (arrays of a shift stay in L2)
 
 
 def fast_exp(y):
@@ -106,54 +107,63 @@ def _nlm_fast_numpy(be, x, s, dist, h, var):
     limit = dt.type(unit * CUTOFF)
     out = np.empty_like(x)
 
-    def accumulate(bi, shifts_tr, num, den):
-        for tr in shifts_tr:
-            # pixels p whose pair (p, p + t) touches the output rows
-            a0 = (pad - max(tr, 0)) * pcol
-            a1 = (pad + rows + max(-tr, 0)) * pcol
-            length = a1 - a0
-            lo = a0 - max(off - 1, 0) * (pcol + 1)
-            hi = a1 + off * (pcol + 1)
-            bits = np.empty(length, dtype=itype)
-            w = bits.view(dt)
-            tmp = np.empty(length, dtype=dt)
-            cut = np.empty(length, dtype=bool)
-            for tc in range(0, dist + 1):
-                if tc == 0 and tr < 0:
-                    continue  # (tr, 0) and (-tr, 0) pair the same pixels
-                t = tr * pcol + tc
-                if m:
-                    d = scaled[bi, 0, lo:hi] - scaled[bi, 0, lo + t:hi + t]
-                    np.square(d, out=d)
-                    for ch in range(1, c):
-                        e = scaled[bi, ch, lo:hi] - scaled[bi, ch, lo + t:hi + t]
-                        np.square(e, out=e)
-                        d += e
-                    if var:
-                        d -= var_bits
-                    box = _box_flat(_box_flat(d, 1, m), pcol, m)[:length]
-                    if var:
-                        np.maximum(box, 0, out=box)
-                    np.subtract(dt.type(bits0), box, out=bits, casting="unsafe")
-                    np.greater(box, limit, out=cut)
-                    np.copyto(w, 0, where=cut)
-                else:
-                    w.fill(dt.type(fast_exp(0.0)))
-                if tc == 0 and tr == 0:
-                    w *= dt.type(0.5)
-                near, far = slice(a0, a1), slice(a0 + t, a1 + t)
-                den[near] += w
-                den[far] += w
-                for ch in range(c):
-                    np.multiply(w, raw[bi, ch, far], out=tmp)
-                    num[ch, near] += tmp
-                    np.multiply(w, raw[bi, ch, near], out=tmp)
-                    num[ch, far] += tmp
+    def accumulate(bi, strips, num, den):
+        for e0, e1 in strips:
+            for tr in range(-dist, dist + 1):
+                # near pixels p (rows e0..e1 of this strip) whose pair (p, p + t) touches the
+                # output rows; each pair is visited once, in the strip holding its near pixel
+                r0 = max(pad - max(tr, 0), e0)
+                r1 = min(pad + rows + max(-tr, 0), e1)
+                if r0 >= r1:
+                    continue
+                a0, a1 = r0 * pcol, r1 * pcol
+                length = a1 - a0
+                lo = a0 - max(off - 1, 0) * (pcol + 1)
+                hi = a1 + off * (pcol + 1)
+                bits = np.empty(length, dtype=itype)
+                w = bits.view(dt)
+                tmp = np.empty(length, dtype=dt)
+                cut = np.empty(length, dtype=bool)
+                for tc in range(0, dist + 1):
+                    if tc == 0 and tr < 0:
+                        continue  # (tr, 0) and (-tr, 0) pair the same pixels
+                    t = tr * pcol + tc
+                    if m:
+                        d = scaled[bi, 0, lo:hi] - scaled[bi, 0, lo + t:hi + t]
+                        np.square(d, out=d)
+                        for ch in range(1, c):
+                            e = scaled[bi, ch, lo:hi] - scaled[bi, ch, lo + t:hi + t]
+                            np.square(e, out=e)
+                            d += e
+                        if var:
+                            d -= var_bits
+                        box = _box_flat(_box_flat(d, 1, m), pcol, m)[:length]
+                        if var:
+                            np.maximum(box, 0, out=box)
+                        np.subtract(dt.type(bits0), box, out=bits, casting="unsafe")
+                        np.greater(box, limit, out=cut)
+                        np.copyto(w, 0, where=cut)
+                    else:
+                        w.fill(dt.type(fast_exp(0.0)))
+                    if tc == 0 and tr == 0:
+                        w *= dt.type(0.5)
+                    near, far = slice(a0, a1), slice(a0 + t, a1 + t)
+                    den[near] += w
+                    den[far] += w
+                    for ch in range(c):
+                        np.multiply(w, raw[bi, ch, far], out=tmp)
+                        num[ch, near] += tmp
+                        np.multiply(w, raw[bi, ch, near], out=tmp)
+                        num[ch, far] += tmp
 
-    n_groups = max(1, min(workers(), 2 * dist + 1))
+    # near rows in strips that keep a shift's working arrays in cache; strips dealt to threads
+    first, last = pad - dist, pad + rows + dist
+    n_groups = max(1, min(workers(), last - first))
+    n_strips = n_groups * max(1, -(-(last - first) * pcol // (_STRIP * n_groups)))
+    edges = np.linspace(first, last, min(n_strips, last - first) + 1).round().astype(int)
+    strips = list(zip(edges[:-1], edges[1:]))
     for bi in range(b):
-        # rows of shifts split across threads (NumPy releases the GIL), one accumulator each
-        groups = [range(-dist + k, dist + 1, n_groups) for k in range(n_groups)]
+        groups = [strips[k::n_groups] for k in range(n_groups)]
         nums = [np.zeros((c, n), dtype=dt) for _ in groups]
         dens = [np.zeros(n, dtype=dt) for _ in groups]
         run_chunks(accumulate, [(bi, g, nu, de) for g, nu, de in zip(groups, nums, dens)])
