@@ -40,28 +40,48 @@ def disk_offsets(radius: int) -> list[tuple[int, int]]:
 def _bilateral_numpy(be, x, space, radius, color_coeff, mode, cval=0.0):
     b, c, rows, cols = x.shape
     r = int(radius)
+    dt = x.dtype
     pm = _boundary.pad_mode(mode)
     kw = {"constant_values": cval} if pm == "constant" else {}
     padded = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode=pm, **kw)
-    cc = x.dtype.type(color_coeff)
-    num = np.zeros_like(x)
-    den = np.zeros((b, 1, rows, cols), dtype=x.dtype)
-    dist = np.empty_like(den)
-    tmp = np.empty_like(x)
-    for dy, dx in disk_offsets(r):
-        nb = padded[:, :, r + dy:r + dy + rows, r + dx:r + dx + cols]
-        np.subtract(nb, x, out=tmp)
-        np.abs(tmp, out=tmp)
-        np.sum(tmp, axis=1, keepdims=True, out=dist)
-        np.square(dist, out=dist)
-        dist *= cc
-        np.exp(dist, out=dist)
-        dist *= space[dy + r, dx + r]
-        den += dist
-        np.multiply(nb, dist, out=tmp)
-        num += tmp
-    num /= den
-    return num
+    prow, pcol = padded.shape[2:]
+    n = prow * pcol
+    raw = padded.reshape(b, c, n)
+    # w = exp(log space - (sqrt(-coeff) * dist)^2): one exp per pair, colour scale folded in
+    scaled = raw * dt.type(np.sqrt(-color_coeff))
+    log_space = np.log(np.maximum(space, np.finfo(dt).tiny)).astype(dt)
+    out = np.empty_like(x)
+    # the pair (p, p + o) has the weight of (p + o, p): visit half the disk, credit both ends
+    half = [(dy, dx) for dy, dx in disk_offsets(r) if dy > 0 or (dy == 0 and dx > 0)]
+    for bi in range(b):
+        num = raw[bi].copy()  # the centre sample, weight exp(0) * space[r, r] = 1
+        den = np.ones(n, dtype=dt)
+        for dy, dx in half:
+            # near samples p in rows [r - dy, r + rows): p or p + o is an output pixel
+            a0, a1 = (r - dy) * pcol, (r + rows) * pcol
+            o = dy * pcol + dx
+            near, far = slice(a0, a1), slice(a0 + o, a1 + o)
+            d = scaled[bi, 0, near] - scaled[bi, 0, far]
+            if c > 1:
+                np.abs(d, out=d)
+                for ch in range(1, c):
+                    e = scaled[bi, ch, near] - scaled[bi, ch, far]
+                    np.abs(e, out=e)
+                    d += e
+            np.square(d, out=d)
+            np.subtract(log_space[dy + r, dx + r], d, out=d)
+            w = np.exp(d, out=d)
+            den[near] += w
+            den[far] += w
+            tmp = np.empty_like(w)
+            for ch in range(c):
+                np.multiply(w, raw[bi, ch, far], out=tmp)
+                num[ch, near] += tmp
+                np.multiply(w, raw[bi, ch, near], out=tmp)
+                num[ch, far] += tmp
+        inner = (slice(None), slice(r, r + rows), slice(r, r + cols))
+        out[bi] = num.reshape(c, prow, pcol)[inner] / den.reshape(1, prow, pcol)[inner]
+    return out
 
 
 @primitive("bilateral", "cupy")
