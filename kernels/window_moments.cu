@@ -3,14 +3,20 @@
 // The image stack is (slices = batch * nz, ny, nx); the window is separable with taps
 // wz (2rz+1), wy (2ry+1), wx (2rx+1), read as one array [wz | wy | wx] (rz = 0 and ry = 0
 // for 2-D and 1-D images). A block of 32 x 8 threads owns an output tile of 32 columns by
-// tile_h rows (8, 16 or 32; each thread keeps tile_h / 8 rows in registers) of one slice:
+// tile_h rows (8, 16 or 32) of one slice; thread (tx, ty) owns column tx and the tile_h / 8
+// consecutive rows from ty * tile_h / 8.
 //   for each slice z + dz of the window (boundary mode in z):
 //     1. load a and b over the tile plus its halo into shared memory (boundary mode in y, x),
-//     2. correlate the needed products along x into shared memory (nq planes),
-//     3. correlate along y and add wz[dz] times the result into registers.
+//     2. correlate the needed products along x into shared memory (nq planes); a thread makes
+//        4 neighbouring outputs of one row from a rolling register window, so every tile
+//        sample and tap is read once per 4 outputs,
+//     3. correlate along y the same way (rolling window over the thread's rows) and add
+//        wz[dz] times the result into registers.
 // Then the formula (kind) runs on the moments, the map is written (write_map) and the part of
 // the map inside the crop box is summed in double, reduced over the block and stored as one
 // partial sum per (slice, tile) (write_partial); the caller sums the partials per image.
+// Shared rows have odd strides (tile: 32 + 2 rx + 1, moments: 33) so that threads walking
+// down rows hit distinct banks.
 //
 // kind 0 SSIM, 1 contrast-structure term, 2 windowed mean of (a-b)^2, 3 zero-mean NCC.
 // Moments per kind: SSIM/CS {W*a, W*b, W*(a^2+b^2), W*(ab)}, MSE {W*(a-b)^2},
@@ -19,7 +25,8 @@
 
 #define GPUIMG_WM_BX 32
 #define GPUIMG_WM_BY 8
-#define GPUIMG_WM_ROWS 4
+#define GPUIMG_WM_ROWS 4   // most rows per thread (tile_h <= 32)
+#define GPUIMG_WM_CW 4     // outputs per thread in the x pass
 #define GPUIMG_WM_NQ 5
 
 namespace gpuimg {
@@ -42,6 +49,57 @@ __device__ __forceinline__ T window_formula(int kind, const T* m, T cn, T c1, T 
     return ((T(2) * mxy + c1) * a2) / ((mm + c1) * b2);
 }
 
+// x pass for GPUIMG_WM_CW neighbouring outputs of one tile row. ra/rb point at the tile
+// sample under the first tap of the first output; out at its moment (plane stride `plane`).
+// Q = 4: {a, b, a^2+b^2, ab}; Q = 1: {(a-b)^2}; Q = 5: {a, b, a^2, b^2, ab}.
+template <typename T, int Q>
+__device__ __forceinline__ void window_xpass(const T* ra, const T* rb, const T* w, int nw, T* out,
+                                             int plane) {
+    const int CW = GPUIMG_WM_CW;
+    T va[CW], vb[CW], s[Q][CW];
+#pragma unroll
+    for (int j = 0; j < CW; ++j) {
+        va[j] = j < CW - 1 ? ra[j] : T(0);
+        vb[j] = j < CW - 1 ? rb[j] : T(0);
+#pragma unroll
+        for (int q = 0; q < Q; ++q) s[q][j] = T(0);
+    }
+    for (int t = 0; t < nw; ++t) {
+        va[CW - 1] = ra[t + CW - 1];
+        vb[CW - 1] = rb[t + CW - 1];
+        const T wt = w[t];
+#pragma unroll
+        for (int j = 0; j < CW; ++j) {
+            const T x = va[j], y = vb[j];
+            if (Q == 1) {
+                const T d = x - y;
+                s[0][j] += wt * d * d;
+            } else {
+                const T wx = wt * x, wy = wt * y;
+                s[0][j] += wx;
+                s[1][j] += wy;
+                if (Q == 5) {
+                    s[2][j] += wx * x;
+                    s[3][j] += wy * y;
+                    s[Q - 1][j] += wx * y;
+                } else {
+                    s[2][j] += wx * x + wy * y;
+                    s[Q - 1][j] += wx * y;
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < CW - 1; ++j) {
+            va[j] = va[j + 1];
+            vb[j] = vb[j + 1];
+        }
+    }
+#pragma unroll
+    for (int q = 0; q < Q; ++q)
+#pragma unroll
+        for (int j = 0; j < CW; ++j) out[q * plane + j] = s[q][j];
+}
+
 }  // namespace gpuimg
 
 template <typename T, int MODE>
@@ -52,22 +110,26 @@ __global__ void window_moments(const T* __restrict__ a, const T* __restrict__ b,
                                int kind, int write_map, int write_partial, T cov_norm, T c1,
                                T c2, T eps, long long cz, long long cy, long long cx) {
     extern __shared__ double gpuimg_wm_smem[];
-    const int BX = GPUIMG_WM_BX, BY = GPUIMG_WM_BY;
+    const int BX = GPUIMG_WM_BX, BY = GPUIMG_WM_BY, ROWS = GPUIMG_WM_ROWS, CW = GPUIMG_WM_CW;
+    const int NQ = GPUIMG_WM_NQ;
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int tid = ty * BX + tx;
     const int nthreads = BX * BY;
     const int nq = kind == 2 ? 1 : (kind == 3 ? 5 : 4);
     const int wz = 2 * rz + 1, wy = 2 * ry + 1, wx = 2 * rx + 1;
     const int ntaps = wz + wy + wx;
-    const int rows = tile_h + 2 * ry;
-    const int cols = BX + 2 * rx;
-    const int plane = rows * BX;
+    const int rows = tile_h + 2 * ry;      // tile rows with halo
+    const int cols = BX + 2 * rx;          // tile columns with halo
+    const int tstride = cols + 1;          // odd row strides: no bank conflicts down a column
+    const int hstride = BX + 1;
+    const int plane = rows * hstride;
+    const int rpt = tile_h / BY;           // rows per thread: 1, 2 or 4
 
     double* red = gpuimg_wm_smem;  // one partial per warp
     T* wts = reinterpret_cast<T*>(red + nthreads / 32);
     T* ta = wts + ntaps;
-    T* tb = ta + rows * cols;
-    T* hs = tb + rows * cols;
+    T* tb = ta + rows * tstride;
+    T* hs = tb + rows * tstride;
     const T* wzp = wts;
     const T* wyp = wts + wz;
     const T* wxp = wts + wz + wy;
@@ -79,15 +141,16 @@ __global__ void window_moments(const T* __restrict__ a, const T* __restrict__ b,
     const long long y0 = (long long)blockIdx.y * tile_h;
     const long long x = x0 + tx;
     const long long img = nz * ny * nx;
+    const int row0 = ty * rpt;  // first tile row owned by this thread
 
     for (long long s = blockIdx.z; s < slices; s += gridDim.z) {
         const long long n = s / nz;
         const long long z = s - n * nz;
-        T acc[GPUIMG_WM_NQ][GPUIMG_WM_ROWS];
+        T acc[NQ][ROWS];
 #pragma unroll
-        for (int q = 0; q < GPUIMG_WM_NQ; ++q)
+        for (int q = 0; q < NQ; ++q)
 #pragma unroll
-            for (int j = 0; j < GPUIMG_WM_ROWS; ++j) acc[q][j] = T(0);
+            for (int j = 0; j < ROWS; ++j) acc[q][j] = T(0);
 
         for (int dz = -rz; dz <= rz; ++dz) {
             const long long zi = gpuimg::boundary_index<MODE, long long>(z + dz, nz);
@@ -96,96 +159,79 @@ __global__ void window_moments(const T* __restrict__ a, const T* __restrict__ b,
             const T* ap = a + n * img + zi * ny * nx;
             const T* bp = b + n * img + zi * ny * nx;
 
+            // 1. tile with halo
             for (int i = tid; i < rows * cols; i += nthreads) {
                 const int r = i / cols, c = i - r * cols;
                 const long long yi = gpuimg::boundary_index<MODE, long long>(y0 - ry + r, ny);
                 const long long xi = gpuimg::boundary_index<MODE, long long>(x0 - rx + c, nx);
                 const bool inside = yi >= 0 && xi >= 0;
-                ta[i] = inside ? ap[yi * nx + xi] : T(0);
-                tb[i] = inside ? bp[yi * nx + xi] : T(0);
+                ta[r * tstride + c] = inside ? ap[yi * nx + xi] : T(0);
+                tb[r * tstride + c] = inside ? bp[yi * nx + xi] : T(0);
             }
             __syncthreads();
 
-            for (int i = tid; i < plane; i += nthreads) {
-                const int r = i / BX, c = i - r * BX;
-                const T* ra = ta + r * cols + c;
-                const T* rb = tb + r * cols + c;
-                if (kind == 2) {
-                    T s0 = T(0);
-                    for (int k = 0; k < wx; ++k) {
-                        const T d = ra[k] - rb[k];
-                        s0 += wxp[k] * d * d;
-                    }
-                    hs[i] = s0;
-                } else if (kind == 3) {
-                    T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0), s4 = T(0);
-                    for (int k = 0; k < wx; ++k) {
-                        const T w = wxp[k], va = ra[k], vb = rb[k];
-                        s0 += w * va;
-                        s1 += w * vb;
-                        s2 += w * va * va;
-                        s3 += w * vb * vb;
-                        s4 += w * va * vb;
-                    }
-                    hs[i] = s0;
-                    hs[plane + i] = s1;
-                    hs[2 * plane + i] = s2;
-                    hs[3 * plane + i] = s3;
-                    hs[4 * plane + i] = s4;
-                } else {
-                    T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0);
-                    for (int k = 0; k < wx; ++k) {
-                        const T w = wxp[k], va = ra[k], vb = rb[k];
-                        s0 += w * va;
-                        s1 += w * vb;
-                        s2 += w * (va * va + vb * vb);
-                        s3 += w * va * vb;
-                    }
-                    hs[i] = s0;
-                    hs[plane + i] = s1;
-                    hs[2 * plane + i] = s2;
-                    hs[3 * plane + i] = s3;
+            // 2. x pass: work item = (row, group of CW columns); a warp walks down rows
+            for (int i = tid; i < rows * (BX / CW); i += nthreads) {
+                const int r = i % rows, c = (i / rows) * CW;
+                const T* ra = ta + r * tstride + c;
+                const T* rb = tb + r * tstride + c;
+                T* o = hs + r * hstride + c;
+                if (kind == 2)
+                    gpuimg::window_xpass<T, 1>(ra, rb, wxp, wx, o, plane);
+                else if (kind == 3)
+                    gpuimg::window_xpass<T, 5>(ra, rb, wxp, wx, o, plane);
+                else
+                    gpuimg::window_xpass<T, 4>(ra, rb, wxp, wx, o, plane);
+            }
+            __syncthreads();
+
+            // 3. y pass over this thread's rpt consecutive rows, rolling register window
+            const T* col = hs + row0 * hstride + tx;
+            T v[NQ][ROWS], sy[NQ][ROWS];
+#pragma unroll
+            for (int q = 0; q < NQ; ++q)
+#pragma unroll
+                for (int j = 0; j < ROWS; ++j) {
+                    sy[q][j] = T(0);
+                    v[q][j] = (q < nq && j < rpt - 1) ? col[q * plane + j * hstride] : T(0);
                 }
-            }
-            __syncthreads();
-
-            // taps outermost: each weight is read once for all rows and quantities of a thread
-            T vs[GPUIMG_WM_NQ][GPUIMG_WM_ROWS];
+            for (int t = 0; t < wy; ++t) {
+                const T w = wyp[t];
 #pragma unroll
-            for (int q = 0; q < GPUIMG_WM_NQ; ++q)
+                for (int q = 0; q < NQ; ++q) {
+                    if (q < nq) {
 #pragma unroll
-                for (int j = 0; j < GPUIMG_WM_ROWS; ++j) vs[q][j] = T(0);
-            const T* col = hs + ty * BX + tx;
-            for (int k = 0; k < wy; ++k) {
-                const T w = wyp[k];
+                        for (int j = 0; j < ROWS; ++j) {
+                            if (j == rpt - 1) v[q][j] = col[q * plane + (t + j) * hstride];
+                        }
 #pragma unroll
-                for (int j = 0; j < GPUIMG_WM_ROWS; ++j) {
-                    if (ty + j * BY < tile_h) {
+                        for (int j = 0; j < ROWS; ++j) {
+                            if (j < rpt) sy[q][j] += w * v[q][j];
+                        }
 #pragma unroll
-                        for (int q = 0; q < GPUIMG_WM_NQ; ++q)
-                            if (q < nq) vs[q][j] += w * col[q * plane + (j * BY + k) * BX];
+                        for (int j = 0; j < ROWS - 1; ++j) v[q][j] = v[q][j + 1];
                     }
                 }
             }
 #pragma unroll
-            for (int q = 0; q < GPUIMG_WM_NQ; ++q)
+            for (int q = 0; q < NQ; ++q)
 #pragma unroll
-                for (int j = 0; j < GPUIMG_WM_ROWS; ++j) acc[q][j] += w_z * vs[q][j];
+                for (int j = 0; j < ROWS; ++j) acc[q][j] += w_z * sy[q][j];
             __syncthreads();
         }
 
         double local = 0.0;
 #pragma unroll
-        for (int j = 0; j < GPUIMG_WM_ROWS; ++j) {
-            const long long y = y0 + ty + j * BY;
-            if (ty + j * BY < tile_h && y < ny && x < nx) {
-                T m[GPUIMG_WM_NQ];
+        for (int j = 0; j < ROWS; ++j) {
+            const long long y = y0 + row0 + j;
+            if (j < rpt && y < ny && x < nx) {
+                T m[NQ];
 #pragma unroll
-                for (int q = 0; q < GPUIMG_WM_NQ; ++q) m[q] = acc[q][j];
-                const T v = gpuimg::window_formula<T>(kind, m, cov_norm, c1, c2, eps);
-                if (write_map) out[(s * ny + y) * nx + x] = v;
+                for (int q = 0; q < NQ; ++q) m[q] = acc[q][j];
+                const T val = gpuimg::window_formula<T>(kind, m, cov_norm, c1, c2, eps);
+                if (write_map) out[(s * ny + y) * nx + x] = val;
                 if (z >= cz && z < nz - cz && y >= cy && y < ny - cy && x >= cx && x < nx - cx)
-                    local += static_cast<double>(v);
+                    local += static_cast<double>(val);
             }
         }
         if (write_partial) {

@@ -280,8 +280,8 @@ def _smem_bytes(th, nq, rx, ry, itemsize, ntaps):
     rows = th + 2 * ry
     taps = ntaps * itemsize
     taps += (-taps) % 8
-    tiles = 2 * rows * (_BX + 2 * rx) * itemsize
-    hsum = nq * rows * _BX * itemsize
+    tiles = 2 * rows * (_BX + 2 * rx + 1) * itemsize  # odd row strides, as in the kernel
+    hsum = nq * rows * (_BX + 1) * itemsize
     red = (_BX * _BY // 32) * 8
     return taps + tiles + hsum + red
 
