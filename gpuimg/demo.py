@@ -23,7 +23,6 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -146,7 +145,7 @@ def _montage(tiles: list[tuple[str, np.ndarray, np.ndarray, str]]) -> np.ndarray
     gap = 4
     n = len(tiles)
     canvas = np.full((2 * (h + label_h) + gap, n * (w + gap) - gap), 1.0)
-    for i, (name, img, below, _) in enumerate(tiles):
+    for i, (_, img, below, _) in enumerate(tiles):
         x = i * (w + gap)
         canvas[label_h:label_h + h, x:x + w] = np.clip(img, 0, 1)
         canvas[2 * label_h + h + gap:2 * label_h + 2 * h + gap, x:x + w] = np.clip(below, 0, 1)
@@ -158,6 +157,11 @@ def _montage(tiles: list[tuple[str, np.ndarray, np.ndarray, str]]) -> np.ndarray
         draw.text((x + 2, 1), name, fill=0, font=font)
         draw.text((x + 2, h + label_h + gap + 1), below_name, fill=0, font=font)
     return np.asarray(im)
+
+
+def _centre_pad(k: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``k`` zero-padded to ``shape`` with its centre pixel kept at the centre (odd sizes)."""
+    return np.pad(k, [((n - m) // 2, (n - m + 1) // 2) for n, m in zip(shape, k.shape)])
 
 
 def _psf_tile(true_psf: np.ndarray, est_psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -208,9 +212,8 @@ def run(out: str | Path = "demo-out", *, backend: str | None = None, size: int =
     blurred = blurred_clean + rng.normal(0.0, NOISE_SIGMA, truth.shape)
     led = led_photo(true_psf)
     est_psf = np.asarray(be.to_numpy(psf.from_image(be.asarray(led))))
-    pad = [((a - b) // 2, (a - b + 1) // 2) for a, b in zip(np.maximum(est_psf.shape, true_psf.shape), true_psf.shape)]
-    pad_e = [((a - b) // 2, (a - b + 1) // 2) for a, b in zip(np.maximum(est_psf.shape, true_psf.shape), est_psf.shape)]
-    l1 = float(np.abs(np.pad(est_psf, pad_e) - np.pad(true_psf, pad)).sum())
+    common = tuple(np.maximum(est_psf.shape, true_psf.shape))
+    l1 = float(np.abs(_centre_pad(est_psf, common) - _centre_pad(true_psf, common)).sum())
     say(f"gpuimg demo on {be.name}: {size}x{size} chart, defocus disk r={DEFOCUS_RADIUS} px, "
         f"noise sigma {NOISE_SIGMA}; PSF from the LED photo has L1 error {l1:.3f}")
 
