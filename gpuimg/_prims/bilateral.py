@@ -16,6 +16,7 @@ import numpy as np
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._prims.pairs import credit_pairs
 
 #: boundary modes with a compiled kernel; the grid-* names alias them for integer offsets
 KERNEL_MODES = {"reflect": 0, "mirror": 1, "nearest": 2, "constant": 3, "wrap": 4,
@@ -71,14 +72,7 @@ def _bilateral_numpy(be, x, space, radius, color_coeff, mode, cval=0.0):
             np.square(d, out=d)
             np.subtract(log_space[dy + r, dx + r], d, out=d)
             w = np.exp(d, out=d)
-            den[near] += w
-            den[far] += w
-            tmp = np.empty_like(w)
-            for ch in range(c):
-                np.multiply(w, raw[bi, ch, far], out=tmp)
-                num[ch, near] += tmp
-                np.multiply(w, raw[bi, ch, near], out=tmp)
-                num[ch, far] += tmp
+            credit_pairs(num, den, raw[bi], w, near, far, np.empty_like(w))
         inner = (slice(None), slice(r, r + rows), slice(r, r + cols))
         out[bi] = num.reshape(c, prow, pcol)[inner] / den.reshape(1, prow, pcol)[inner]
     return out

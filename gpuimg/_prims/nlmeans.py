@@ -23,6 +23,7 @@ import numpy as np
 
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._prims.pairs import credit_pairs
 from gpuimg._prims.spline import run_chunks, workers
 
 _FAMILY = KernelFamily(
@@ -147,14 +148,7 @@ def _nlm_fast_numpy(be, x, s, dist, h, var):
                         w.fill(dt.type(fast_exp(0.0)))
                     if tc == 0 and tr == 0:
                         w *= dt.type(0.5)
-                    near, far = slice(a0, a1), slice(a0 + t, a1 + t)
-                    den[near] += w
-                    den[far] += w
-                    for ch in range(c):
-                        np.multiply(w, raw[bi, ch, far], out=tmp)
-                        num[ch, near] += tmp
-                        np.multiply(w, raw[bi, ch, near], out=tmp)
-                        num[ch, far] += tmp
+                    credit_pairs(num, den, raw[bi], w, slice(a0, a1), slice(a0 + t, a1 + t), tmp)
 
     # near rows in strips that keep a shift's working arrays in cache; strips dealt to threads
     first, last = pad - dist, pad + rows + dist
