@@ -4,7 +4,8 @@
 // square [c - 1/2, c + 1/2] x [r - 1/2, r + 1/2], divided by the total covered area. The area
 // inside one pixel is the sum over the quad's edges of sign(dx) times the integral, over the
 // edge's x-range within the pixel column, of clamp(y - (r - 1/2), 0, 1).
-// Pixels outside the image follow boundary.cuh (constant modes read cval).
+// Pixels outside the image follow boundary.cuh (constant modes read cval); quads with a
+// non-finite corner return cval.
 #include "boundary.cuh"
 
 namespace {
@@ -47,6 +48,12 @@ __global__ void warp_footprint(const T* __restrict__ src, T* __restrict__ dst,
         for (int k = 0; k < 4; ++k) {
             qx[k] = quads[p * 8 + 2 * k];
             qy[k] = quads[p * 8 + 2 * k + 1];
+        }
+        bool finite = true;
+        for (int k = 0; k < 4; ++k) finite = finite && isfinite(qx[k]) && isfinite(qy[k]);
+        if (!finite) {
+            for (long long b = 0; b < nimg; ++b) dst[b * npix + p] = cval;
+            continue;
         }
         const double xmin = fmin(fmin(qx[0], qx[1]), fmin(qx[2], qx[3]));
         const double xmax = fmax(fmax(qx[0], qx[1]), fmax(qx[2], qx[3]));

@@ -136,3 +136,14 @@ def test_footprint_batch_equals_loop_and_integer_output(be, rng):
     ref = cv2.resize(imgs[0], (18, 15), interpolation=cv2.INTER_AREA)
     got = be.to_numpy(transform.warp_affine(be.asarray(imgs[0]), downscale_matrix(2), (15, 18), interpolation="area"))
     assert np.abs(got.astype(int) - ref).max() <= 1
+
+
+def test_footprints_beyond_the_horizon_get_cval(be, rng):
+    img = rng.random((32, 32))
+    # inverse map with w = 1 - y / 20: rows y >= 20 of the output lie beyond the horizon
+    inv = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -0.05, 1.0]])
+    got = be.to_numpy(transform.warp_perspective(be.asarray(img), inv, (32, 32), antialias=True,
+                                                 inverse_map=True, mode="reflect", cval=-1.0))
+    assert np.isfinite(got).all()
+    np.testing.assert_array_equal(got[20:], -1.0)
+    assert (got[:19] >= 0).all()

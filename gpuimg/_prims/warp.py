@@ -25,7 +25,7 @@ output pixel (``quads`` of shape (Ho, Wo, 4, 2) holding (column, row) corners in
 weight of source pixel ``(r, c)`` is the area of the quad inside the pixel square
 ``[c - 1/2, c + 1/2] x [r - 1/2, r + 1/2]`` divided by the quad's area (exact box-over-quad
 coverage). Pixels outside the image follow the boundary mode; both constant modes read
-``cval`` there.
+``cval`` there. Quads with a non-finite corner return ``cval``.
 """
 
 from __future__ import annotations
@@ -154,8 +154,9 @@ def _positions(r0, r1, wo, matrix, map_x, map_y):
     v = m[1, 0] * j + (m[1, 1] * i + m[1, 2])
     if not (m[2, 0] == 0.0 and m[2, 1] == 0.0 and m[2, 2] == 1.0):
         w = m[2, 0] * j + (m[2, 1] * i + m[2, 2])
-        u /= w
-        v /= w
+        with np.errstate(divide="ignore", invalid="ignore"):  # w = 0: non-finite -> cval
+            u /= w
+            v /= w
     return u.ravel(), v.ravel()
 
 
@@ -304,6 +305,9 @@ def _sample_footprint_numpy(be, x, quads, *, mode="constant", cval=0.0):
     nimg, h, w = x.shape
     ho, wo = quads.shape[:2]
     q = np.asarray(quads, dtype=np.float64).reshape(-1, 4, 2)
+    bad = ~np.isfinite(q).all(axis=(1, 2))
+    if bad.any():
+        q = np.where(bad[:, None, None], 0.0, q)
     out = np.empty((nimg, q.shape[0]), dtype=x.dtype)
     flat_x = x.reshape(nimg, -1)
     # box side per quad; chunks keep the (quads x box x edges) temporaries near 2**21 elements
@@ -329,6 +333,8 @@ def _sample_footprint_numpy(be, x, quads, *, mode="constant", cval=0.0):
             vals = np.where(unused[None], x.dtype.type(0), vals)
         out[:, sl] = np.einsum("bnrc,nrc->bn", vals, wts.astype(x.dtype))
         start = sl.stop
+    if bad.any():
+        out[:, bad] = cval
     return out.reshape(nimg, ho, wo)
 
 

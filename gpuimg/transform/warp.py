@@ -109,6 +109,8 @@ def _matrix_quads(inv, out_shape, xp):
     u = inv[0][0] * j + inv[0][1] * i + inv[0][2]
     v = inv[1][0] * j + inv[1][1] * i + inv[1][2]
     w = inv[2][0] * j + inv[2][1] * i + inv[2][2]
+    beyond = w <= 0  # footprints reaching the horizon line have no finite preimage
+    w = xp.where(beyond, 1.0, w)
     cx, cy = u / w, v / w
     w2 = w * w
     a = (inv[0][0] * w - u * inv[2][0]) / w2
@@ -132,9 +134,12 @@ def _matrix_quads(inv, out_shape, xp):
         uu = inv[0][0] * jj + inv[0][1] * ii + inv[0][2]
         vv = inv[1][0] * jj + inv[1][1] * ii + inv[1][2]
         ww = inv[2][0] * jj + inv[2][1] * ii + inv[2][2]
+        beyond = beyond | (ww <= 0)
+        ww = xp.where(ww <= 0, 1.0, ww)
         dx, dy = uu / ww - cx, vv / ww - cy
         corners.append(xp.stack([cx + m00 * dx + m01 * dy, cy + m10 * dx + m11 * dy], axis=-1))
-    return xp.stack(corners, axis=-2)
+    quads = xp.stack(corners, axis=-2)
+    return xp.where(beyond[..., None, None], xp.nan, quads)
 
 
 def _map_quads(map_x, map_y, xp):
@@ -228,8 +233,8 @@ def warp_perspective(image, matrix, output_shape=None, *, interpolation="linear"
     ``antialias=True`` (or ``interpolation="area"``) each output pixel integrates the exact
     source quad that is the preimage of its square, stretched about its centre by
     ``J' J^-1`` (``J`` the local Jacobian, ``J'`` with singular values raised to 1) where
-    the warp magnifies. Parameters and result as in :func:`warp_affine`, with a 3x3
-    ``matrix``.
+    the warp magnifies; pixels whose square reaches the horizon line (``w <= 0``) get
+    ``cval``. Parameters and result as in :func:`warp_affine`, with a 3x3 ``matrix``.
     """
     be = get_backend(image, names=("image",))
     full = _matrix(matrix, 3)
