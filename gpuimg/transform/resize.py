@@ -114,6 +114,12 @@ def resize(image, output_shape, *, interpolation="area", antialias=True, mode=No
         Shape ``(..., rows, cols)``; float keeps its dtype, integers are rounded and
         saturated back to their dtype (OpenCV's 8-bit fixed-point paths may differ by 1).
 
+    Notes
+    -----
+    Backend notes: both twins accumulate in the image's float dtype (float32 for float32 and
+    8/16-bit input), the CPU through sparse weight-matrix products, the GPU by gathering
+    taps; results agree to rounding. NaN spreads to the outputs whose taps read it.
+
     References
     ----------
     OpenCV ``modules/imgproc/src/resize.cpp``; Pillow ``src/libImaging/Resample.c``.

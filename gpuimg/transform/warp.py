@@ -211,6 +211,15 @@ def warp_affine(image, matrix, output_shape=None, *, interpolation="linear", mod
         Warped image, shape ``(..., rows, cols)``; float input keeps its dtype, integer
         input is rounded and saturated back to its dtype (OpenCV's ``saturate_cast``).
 
+    Notes
+    -----
+    Positions are computed in double precision on both backends; ``cubic`` and
+    ``lanczos4`` round the fractional offset to 1/1024 pixel (OpenCV: 1/32). Backend
+    notes: sums accumulate in the image's float dtype; the footprint sampler normalises
+    its weights before summing on the CPU and after on the GPU (agreement to rounding).
+    The footprint cost grows with its area: strong minification or near-horizon
+    perspective footprints are slow.
+
     References
     ----------
     R. Keys, "Cubic convolution interpolation for digital image processing", IEEE Trans.
