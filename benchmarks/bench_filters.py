@@ -24,7 +24,7 @@ def _peer(be, impl):
 
 
 @pytest.mark.parametrize("impl", ["gpuimg", "scipy", "cupyx"])
-@pytest.mark.parametrize("k", [3, 5, 31])
+@pytest.mark.parametrize("k", [3, 5, pytest.param(31, marks=pytest.mark.slow)])
 def test_convolve_random_kernel(bench, be, rng, impl, k):
     peer = _peer(be, impl)
     x = be.asarray(rng.random((N, N), dtype=np.float32))
@@ -54,12 +54,14 @@ def _crossover(bench, be, rng, w, method, label, slow):
           rounds=3 if (method == "direct" and slow and not be.is_gpu) else None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("k", [3, 4, 5, 7, 11, 15])
 def test_crossover_general(bench, be, rng, method, k):
     _crossover(bench, be, rng, rng.random((k, k)), method, f"{k}x{k}", k > 7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("k", [9, 15, 31, 61, 101])
 def test_crossover_separable(bench, be, rng, method, k):
