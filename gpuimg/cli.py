@@ -218,6 +218,8 @@ def deblur_function(args: argparse.Namespace, kernel: np.ndarray) -> Callable[[A
     if args.iters is not None and args.method != "wiener":
         opts["num_iter"] = args.iters
     if args.weight is not None:
+        if args.method == "landweber":
+            raise CommandError("--weight does not apply to --method landweber (it is unregularised; use --iters)")
         opts["balance" if args.method == "wiener" else
              "tv_weight" if args.method == "richardson_lucy" else "weight"] = args.weight
 

@@ -159,6 +159,8 @@ def test_bad_arguments(tmp_path):
     assert proc.returncode == 2 and "--psf-disk" in proc.stderr
     proc = gpuimg("compare", tmp_path / "none.png", tmp_path / "t.png", "--metrics", "psnr,bogus")
     assert proc.returncode == 2 and "bogus" in proc.stderr
+    proc = gpuimg("deblur", tmp_path, "--out", tmp_path / "o", "--psf-disk", 2, "--method", "landweber", "--weight", 1)
+    assert proc.returncode == 2 and "--weight" in proc.stderr
     proc = gpuimg("deblur", tmp_path / "nothing-here", "--out", tmp_path / "o", "--psf-disk", 2, "-q")
     assert proc.returncode == 1 and "nothing-here" in proc.stderr
 
