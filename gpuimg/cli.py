@@ -502,7 +502,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json is not None:
         cmd += [f"--benchmark-json={args.json}"]
     print("running: pytest", " ".join(cmd[3 + len(suites):]), "on", len(suites), "suites in", root, file=sys.stderr)
-    env = dict(os.environ)
+    # a parent pytest-xdist worker's variables would make pytest-benchmark disable itself
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     if args.quick:
         env.setdefault("GPUIMG_BENCH_FILES", "24")
     return subprocess.call(cmd, cwd=root.parent, env=env)
