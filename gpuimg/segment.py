@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 THRESHOLD_METHODS = ("gaussian", "mean", "median")
+#: most pieces ``fit_polyline(max_error=...)`` tries
+MAX_AUTO_SEGMENTS = 32
 
 
 # ----------------------------------------------------------------------------------------
@@ -386,11 +388,15 @@ def fit_polyline(x, y, *, n_segments: int | None = None, max_error: float | None
     the breakpoints (:math:`f(x) = c_0 + c_1 x + \sum_k \beta_k (x - b_k)_+`), otherwise
     each piece is an independent line.
 
-    Breakpoints are optimised, not fixed: dynamic programming over split positions between
-    distinct x values finds the best partition for independent lines (exact for
-    ``continuous=False``), which seeds a local solver (``scipy.optimize.least_squares`` on
-    the variable-projection residual, then Nelder-Mead) for the continuous problem; an
-    equal-count start is tried as well and the better result is kept.
+    Breakpoints are optimised, not fixed. Dynamic programming over split positions between
+    distinct x values finds the best partition for independent lines (Bellman); this is the
+    answer for ``continuous=False`` (exact up to 1000 distinct x values, beyond which the
+    splits are searched on a thinned grid and then moved one at a time to the best gap
+    between their neighbours). For ``continuous=True`` it seeds a local search on the
+    variable-projection residual :math:`\min_c \|W^{1/2}(y - A(b) c)\|^2` (Golub & Pereyra):
+    L-BFGS-B with the analytic gradient, evaluated from tail sums in :math:`O(K^2)` per step,
+    a Nelder-Mead step across kinks, and a Gauss-Newton polish on the exact residuals. An
+    equal-count start is tried as well and the better optimum is kept.
 
     Parameters
     ----------
@@ -399,7 +405,8 @@ def fit_polyline(x, y, *, n_segments: int | None = None, max_error: float | None
     n_segments : int, optional
         Number of pieces, >= 1. Give exactly one of ``n_segments`` and ``max_error``.
     max_error : float, optional
-        Use the fewest pieces whose RMS residual is <= ``max_error`` (up to ``n // 2``).
+        Use the fewest pieces (at most ``min(n // 2, 32)``) whose RMS residual is
+        <= ``max_error``; ``ValueError`` if none is.
     continuous : bool
         Join the pieces at the breakpoints.
     weights : array, shape (n,), optional
@@ -451,12 +458,13 @@ def fit_polyline(x, y, *, n_segments: int | None = None, max_error: float | None
                 f"n_segments={n_segments} needs at least {2 * n_segments} distinct x values, got {n_distinct}")
         return _one_fit(xs, ys, ws, int(n_segments), bool(continuous))
     check_positive("max_error", max_error)
-    fit = None
-    for k in range(1, max(n_distinct // 2, 1) + 1):
+    most = min(max(n_distinct // 2, 1), MAX_AUTO_SEGMENTS)
+    for k in range(1, most + 1):
         fit = _one_fit(xs, ys, ws, k, bool(continuous))
         if fit.rms <= max_error:
             return fit
-    return fit
+    raise ValueError(f"no fit with up to {most} segments has RMS <= max_error={max_error!r} "
+                     f"(best {fit.rms:.6g})")
 
 
 # ----------------------------------------------------------------------------------------
