@@ -11,6 +11,7 @@ import ctypes
 import re
 import shutil
 import subprocess
+import types
 
 import numpy as np
 import pytest
@@ -127,11 +128,24 @@ class _EmulatedKernel:
                 *(int(v) for v in args[20:23]), *(int(g) for g in grid), int(shared_mem))
 
 
+class _HostXp:
+    """NumPy plus the few ``cupy.cuda`` queries the CUDA twin makes (an H100's limits)."""
+
+    cuda = types.SimpleNamespace(
+        Device=lambda: types.SimpleNamespace(id=0, attributes={"MaxSharedMemoryPerBlockOptin": 232448})
+    )
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
 @pytest.fixture
 def cuda_twin_on_cpu(emulated, monkeypatch):
     """Route ``be.window_moments`` on NumPy through the CUDA twin and the emulated kernel."""
+    host_be = types.SimpleNamespace(xp=_HostXp())
     monkeypatch.setattr(window._FAMILY, "get", lambda name: _EmulatedKernel(emulated, name))
-    monkeypatch.setitem(_backend._PRIMITIVES["window_moments"], "numpy", window._window_moments_cupy)
+    monkeypatch.setitem(_backend._PRIMITIVES["window_moments"], "numpy",
+                        lambda be, *args, **kw: window._window_moments_cupy(host_be, *args, **kw))
     be = _backend.get_backend(backend="numpy")
     be._prim_cache.clear()
     yield be
@@ -174,3 +188,13 @@ def test_kernel_local_ncc_invariance(cuda_twin_on_cpu, rng):
     flat[:8, :8] = True
     np.testing.assert_allclose(got[~flat], 1.0, atol=1e-9)
     assert np.all(got[flat] == 0)
+
+
+def test_kernel_large_window_uses_opt_in_shared_memory(cuda_twin_on_cpu, rng):
+    a = rng.random((40, 45))
+    b = a + rng.standard_normal(a.shape)
+    ref = ndi.uniform_filter((a - b) ** 2, size=35, mode="reflect")
+    np.testing.assert_allclose(metrics.local_mse(a, b, win_size=35), ref, rtol=0, atol=1e-12)
+    x = rng.random((40, 45))
+    got = metrics.local_ncc(x, 3 * x + 1, win_size=31)
+    np.testing.assert_allclose(got, 1.0, atol=1e-9)

@@ -286,6 +286,20 @@ def _smem_bytes(th, nq, rx, ry, itemsize, ntaps):
     return taps + tiles + hsum + red
 
 
+_taps_cache: dict = {}
+
+
+def _device_taps(xp, host):
+    """Window taps on the current device, copied once per (device, taps) and reused."""
+    key = (xp.cuda.Device().id, host.tobytes())
+    dev = _taps_cache.get(key)
+    if dev is None:
+        if len(_taps_cache) > 256:
+            _taps_cache.clear()
+        dev = _taps_cache[key] = xp.asarray(host)
+    return dev
+
+
 @primitive("window_moments", "cupy")
 def _window_moments_cupy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, c1=0.0, c2=0.0,
                          eps=0.0, crop=None, want_map=True):
@@ -301,7 +315,7 @@ def _window_moments_cupy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, 
     nbatch = int(np.prod(batch_shape, dtype=np.int64))
     full = [np.ones(1)] * (3 - nsp) + [np.asarray(t, dtype=np.float64) for t in taps]
     rz, ry, rx = (t.size // 2 for t in full)
-    taps_dev = xp.asarray(np.concatenate(full))
+    taps_dev = _device_taps(xp, np.concatenate(full))
 
     nq = _NQ[kind]
     kern = _FAMILY.get(f"window_moments<{type_name(dt)}, {_KMODE[mode]}>")
