@@ -102,7 +102,7 @@ def test_fit_polyline_max_error_uses_fewest_segments(rng):
     fewer.fit(2)  # the best two-piece fit is worse than the bound
     assert math.sqrt(fewer.ssr / xs.size) > 0.3
     with pytest.raises(ValueError, match="max_error"):
-        segment.fit_polyline(xs[:12], y[:12], max_error=1e-6)  # noise: no 6-piece fit gets there
+        segment.fit_polyline(xs[:13], y[:13], max_error=1e-6)  # 6 pieces: 12 parameters, 13 noisy samples
 
 
 @pytest.mark.parametrize("n", [40, 1500])  # 1500 > the candidate limit: thinned DP + local moves
