@@ -70,7 +70,9 @@ def bilateral(image, *, sigma_color: float, sigma_spatial: float, win_size: int 
     is the sum of absolute channel differences. This is OpenCV's ``bilateralFilter`` model
     without its range-weight lookup table: with ``mode="mirror"`` (``BORDER_REFLECT_101``) the
     result equals ``cv2.bilateralFilter(image, win_size, sigma_color, sigma_spatial,
-    borderType=cv2.BORDER_REFLECT_101)`` on float32 images to about 1e-6.
+    borderType=cv2.BORDER_REFLECT_101)`` on float32 images to about 1e-6 (and likewise
+    ``reflect``, ``nearest``, ``wrap``, ``constant`` with ``BORDER_REFLECT``,
+    ``BORDER_REPLICATE``, ``BORDER_WRAP``, ``BORDER_CONSTANT`` and ``cval=0``).
 
     Parameters
     ----------
