@@ -160,6 +160,10 @@ def test_kernel_ssim_matches_skimage(cuda_twin_on_cpu, rng):
         got, got_map = metrics.ssim(a, b, data_range=2.0, full=True, **kw)
         assert abs(float(got) - ref) <= 1e-10
         assert np.abs(got_map - ref_map).max() <= 1e-10
+    sig_a, sig_b = a[0], b[0]  # 1-D signals
+    ref, ref_map = sk_ssim(sig_a, sig_b, data_range=2.0, full=True)
+    got, got_map = metrics.ssim(sig_a, sig_b, data_range=2.0, full=True)
+    assert abs(float(got) - ref) <= 1e-10 and np.abs(got_map - ref_map).max() <= 1e-10
 
 
 def test_kernel_ssim_float32_3d_and_batch(cuda_twin_on_cpu, rng):

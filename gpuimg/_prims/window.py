@@ -267,9 +267,14 @@ def _formula(q, kind, cn, c1, c2, eps, tmp):
 # CUDA twin
 # --------------------------------------------------------------------------------------
 
-def _tile_height(nq, rx, ry, itemsize, ntaps, limit):
-    """Largest output tile height (rows per block) whose shared memory fits ``limit``."""
+def _tile_height(nq, rx, ry, itemsize, ntaps, limit, ny=32):
+    """Largest output tile height (rows per block) whose shared memory fits ``limit``.
+
+    Heights of twice the image height or more are skipped (1-D signals get 8-row tiles).
+    """
     for th in (32, 16, 8):
+        if th > 8 and th // 2 >= ny:
+            continue
         nbytes = _smem_bytes(th, nq, rx, ry, itemsize, ntaps)
         if nbytes <= limit:
             return th, nbytes
@@ -319,12 +324,12 @@ def _window_moments_cupy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, 
 
     nq = _NQ[kind]
     kern = _FAMILY.get(f"window_moments<{type_name(dt)}, {_KMODE[mode]}>")
-    th, smem = _tile_height(nq, rx, ry, dt.itemsize, int(taps_dev.size), _SMEM_DEFAULT)
+    th, smem = _tile_height(nq, rx, ry, dt.itemsize, int(taps_dev.size), _SMEM_DEFAULT, ny)
     if smem > _SMEM_DEFAULT:
         optin = int(xp.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"])
         if smem > optin:
             raise ValueError(
-                f"taps: a window of {2 * ry + 1}x{2 * rx + 1} needs {smem} bytes of shared memory "
+                f"win_size: a window of {2 * ry + 1}x{2 * rx + 1} needs {smem} bytes of shared memory "
                 f"per block, more than this device's {optin}"
             )
         kern.max_dynamic_shared_size_bytes = smem
