@@ -33,8 +33,9 @@ __device__ void spline_causal_init(T* c, long long n, long long s, T z) {
         const T zn = pow(z, (T)n);
         const T first = c[0];
         T c0 = c[0] + zn * c[(n - 1) * s];
+        // the last term reads the running sum in place of c[0], exactly as scipy's loop does
         for (long long i = 1; i < n; ++i) {
-            c0 += zi * (c[i * s] + zn * c[(n - 1 - i) * s]);
+            c0 += zi * (c[i * s] + zn * (i == n - 1 ? c0 : c[(n - 1 - i) * s]));
             zi *= z;
         }
         c0 *= z / (T(1) - zn * zn);

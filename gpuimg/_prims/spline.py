@@ -132,9 +132,9 @@ def _prefilter_cupy(be, x, axis, order, mode):
 @primitive("spline_sample", "numpy")
 def _sample_numpy(be, coeffs, coords, order, mode, cval=0.0, offset=0.0):
     coeffs = np.asarray(coeffs)
-    coords = np.asarray(coords, dtype=np.float64)
-    if offset:
-        coords = coords + offset
+    coords = np.asarray(coords)
+    if offset or coords.dtype.kind != "f":
+        coords = coords.astype(np.float64) + offset
     batch, m = coeffs.shape[0], coords.shape[1]
     out = np.empty((batch, m), dtype=coeffs.dtype)
 
