@@ -46,7 +46,7 @@ def _pair(be, a, b, names=("a", "b"), check_finite=False):
     return _validate.to_float(a, be.xp, dt), _validate.to_float(b, be.xp, dt)
 
 
-def _data_range(data_range, a, b, names=("a", "b")):
+def _data_range(data_range, a, b):
     """``data_range`` as a float: given, or the integer dtype's range; required for floats."""
     if data_range is not None:
         _validate.check_positive("data_range", data_range)
@@ -176,7 +176,9 @@ def psnr(reference, test, *, data_range=None, check_finite=False):
     ``skimage.metrics.peak_signal_noise_ratio`` (same definition).
     """
     be = get_backend(reference, test, names=("reference", "test"))
-    dr = _data_range(data_range, reference, test, names=("reference", "test"))
+    _validate.check_array("reference", reference)
+    _validate.check_array("test", test)
+    dr = _data_range(data_range, reference, test)
     ref, tst = _pair(be, reference, test, ("reference", "test"), _check_bool("check_finite", check_finite))
     err = _sq_err_sum(be, ref, tst) / ref.size
     return _db(be, dr * dr, err)
