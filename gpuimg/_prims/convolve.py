@@ -32,15 +32,22 @@ from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 
 _TYPES = ("float", "double")
+# at integer sample positions the grid-* modes read exactly what their plain twins read
+_SAME_AT_INTEGERS = {"grid-wrap": "wrap", "grid-constant": "constant"}
+_MODES = sorted({_boundary.MODE_CODES[_SAME_AT_INTEGERS.get(m, m)] for m in _boundary.MODE_CODES})
 _FAMILY = KernelFamily(
     "convolve.cu",
     [
         f"{name}<{t}, {c}>"
         for name in ("correlate1d_axis", "correlate_tiled", "correlate_gather")
         for t in _TYPES
-        for c in _boundary.MODE_CODES.values()
+        for c in _MODES
     ],
 )
+
+
+def _mode_code(mode):
+    return _boundary.MODE_CODES[_SAME_AT_INTEGERS.get(mode, mode)]
 
 # Threads and tile of correlate_tiled (gpuimg::CONV_* in kernels/convolve.cu).
 _BLOCK = (32, 8, 1)
@@ -98,7 +105,7 @@ def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
     inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
     wd = xp.ascontiguousarray(xp.asarray(w), dtype=x.dtype)
     out = xp.empty_like(x)
-    kern = _FAMILY.get(f"correlate1d_axis<{type_name(x.dtype)}, {_boundary.MODE_CODES[mode]}>")
+    kern = _FAMILY.get(f"correlate1d_axis<{type_name(x.dtype)}, {_mode_code(mode)}>")
     shared = wd.size * x.dtype.itemsize
     in_shared = shared <= _SHARED_LIMIT
     launch_1d(
@@ -135,7 +142,7 @@ def _correlate_direct_cupy(be, x, w, mode, cval, centers):
     out = xp.empty_like(x)
     kd, kh, kw = wd.shape
     t = type_name(x.dtype)
-    code = _boundary.MODE_CODES[mode]
+    code = _mode_code(mode)
     args = (x, wd, out, np.int64(items), np.int64(depth), np.int64(height), np.int64(width),
             np.int32(kd), np.int32(kh), np.int32(kw), np.int32(c3[0]), np.int32(c3[1]),
             np.int32(c3[2]), x.dtype.type(cval))
