@@ -26,7 +26,9 @@ SUBCOMMANDS = ("info", "demo", "deblur", "compare", "resize", "warp", "undistort
 
 
 def gpuimg(*args, check=None, timeout=120):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # a fresh process, not an xdist worker (pytest-benchmark would switch itself off)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+    env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run([sys.executable, "-m", "gpuimg", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=timeout)
     if check is not None:
