@@ -28,24 +28,21 @@ def test_map_coordinates_order3(bench, be, impl, rng):
               group=group, impl="cupyx" if be.is_gpu else "scipy", be=be)
 
 
-@pytest.mark.parametrize("impl", ["gpuimg", "peer"])
-def test_spline_filter_order3(bench, be, impl, rng):
-    n = 4096 if be.is_gpu else 2048
-    img = be.asarray(rng.random((n, n)).astype(np.float32))
-    group = f"spline_filter order 3 {n}^2 float32"
-    if impl == "gpuimg":
-        bench(spline.spline_filter, img, order=3, group=group, impl="gpuimg", be=be)
-    else:
-        bench(be.ndimage.spline_filter, img, 3, output=np.float32, group=group,
-              impl="cupyx" if be.is_gpu else "scipy", be=be)
+def _filter_case(be, n, rng):
+    return (be.asarray(rng.random((n, n)).astype(np.float32)),), f"spline_filter order 3 {n}^2 float32", \
+        spline.spline_filter, {"order": 3}, be.ndimage.spline_filter, {"order": 3, "output": np.float32}
 
 
+def _zoom_case(be, n, rng):
+    return (be.asarray(rng.random((n // 2, n // 2)).astype(np.float32)), 1.5), f"zoom x1.5 order 3 {n // 2}^2 float32", \
+        spline.zoom, {"order": 3}, be.ndimage.zoom, {"order": 3}
+
+
+@pytest.mark.parametrize("case", [_filter_case, _zoom_case], ids=["spline_filter", "zoom"])
 @pytest.mark.parametrize("impl", ["gpuimg", "peer"])
-def test_zoom_order3(bench, be, impl, rng):
-    n = 2048 if be.is_gpu else 1024
-    img = be.asarray(rng.random((n, n)).astype(np.float32))
-    group = f"zoom x1.5 order 3 {n}^2 float32"
+def test_filter_and_zoom(bench, be, impl, case, rng):
+    args, group, ours, ours_kw, peer, peer_kw = case(be, 4096 if be.is_gpu else 2048, rng)
     if impl == "gpuimg":
-        bench(spline.zoom, img, 1.5, order=3, group=group, impl="gpuimg", be=be)
+        bench(ours, *args, group=group, impl="gpuimg", be=be, **ours_kw)
     else:
-        bench(be.ndimage.zoom, img, 1.5, order=3, group=group, impl="cupyx" if be.is_gpu else "scipy", be=be)
+        bench(peer, *args, group=group, impl="cupyx" if be.is_gpu else "scipy", be=be, **peer_kw)

@@ -28,19 +28,24 @@ def cubic_weights(f, xp=np):
     return xp.stack([g * g * g / 6, (f * f * (f - 2) * 3 + 4) / 6, (g * g * (g - 2) * 3 + 4) / 6, f * f * f / 6])
 
 
-def basis(n: int, k: int, spacing: float, dtype=np.float64, xp=np) -> "np.ndarray":
-    """``(n, k)`` matrix ``B[y, i] = B3(y / spacing + 1 - i)`` (control point 0 at ``-spacing``)."""
-    t = np.arange(n, dtype=np.float64) / spacing + 1.0
+def basis_at(positions, k: int, spacing: float) -> np.ndarray:
+    """``(len(positions), k)`` host matrix ``B[p, i] = B3(positions[p] / spacing + 1 - i)`` (zero past the grid)."""
+    t = np.asarray(positions, dtype=np.float64).ravel() / spacing + 1.0
     fl = np.floor(t)
     w = cubic_weights(t - fl)
-    out = np.zeros((n, k), dtype=np.float64)
+    out = np.zeros((t.size, k), dtype=np.float64)
     i0 = fl.astype(np.int64) - 1
-    rows = np.arange(n)
+    rows = np.arange(t.size)
     for q in range(4):
         cols = i0 + q
         ok = (cols >= 0) & (cols < k)
         out[rows[ok], cols[ok]] = w[q][ok]
-    return xp.asarray(out, dtype=dtype)
+    return out
+
+
+def basis(n: int, k: int, spacing: float, dtype=np.float64, xp=np):
+    """``(n, k)`` matrix of :func:`basis_at` on the pixel grid ``0..n-1`` (control point 0 at ``-spacing``)."""
+    return xp.asarray(basis_at(np.arange(n), k, spacing), dtype=dtype)
 
 
 @primitive("bspline_adjoint", "numpy")

@@ -41,21 +41,6 @@ from gpuimg.registration.bspline import BSplineTransform, _spacing, control_shap
 __all__ = ["register_bspline"]
 
 
-def _basis_at(pos: np.ndarray, k: int, spacing: float) -> np.ndarray:
-    """``(len(pos), k)`` cubic B-spline basis at real positions (control point 0 at ``-spacing``)."""
-    t = np.asarray(pos, dtype=np.float64) / spacing + 1.0
-    fl = np.floor(t)
-    w = ffd.cubic_weights(t - fl)
-    out = np.zeros((t.size, k))
-    i0 = fl.astype(np.int64) - 1
-    rows = np.arange(t.size)
-    for q in range(4):
-        cols = i0 + q
-        ok = (cols >= 0) & (cols < k)
-        out[rows[ok], cols[ok]] = w[q][ok]
-    return out
-
-
 def _downsample(be, img, shape, sigma):
     if tuple(img.shape) == tuple(shape):
         return img
@@ -218,7 +203,7 @@ def register_bspline(fixed, moving, *, grid_spacing, metric: str = "ssd", levels
             # previous level's displacement at this level's pixels, in this level's pixels
             py = (np.arange(lshape[0]) + 0.5) * ratio[0] / pr[0] - 0.5
             px = (np.arange(lshape[1]) + 0.5) * ratio[1] / pr[1] - 0.5
-            u = _basis_at(py, pc.shape[1], ps[0]) @ pc @ _basis_at(px, pc.shape[2], ps[1]).T
+            u = ffd.basis_at(py, pc.shape[1], ps[0]) @ pc @ ffd.basis_at(px, pc.shape[2], ps[1]).T
             u *= np.array([pr[0] / ratio[0], pr[1] / ratio[1]])[:, None, None]
             c_init = np.linalg.pinv(by_h) @ u @ np.linalg.pinv(bx_h).T
         grid = xp.stack(xp.meshgrid(xp.arange(lshape[0], dtype=np.float64),
@@ -229,7 +214,7 @@ def register_bspline(fixed, moving, *, grid_spacing, metric: str = "ssd", levels
         if lm is not None and wl > 0:
             lf = (lm[0] + 0.5) / np.array(ratio) - 0.5
             ld = (lm[1] - lm[0]) / np.array(ratio)
-            lwy, lwx = _basis_at(lf[:, 0], ky, ls[0]), _basis_at(lf[:, 1], kx, ls[1])
+            lwy, lwx = ffd.basis_at(lf[:, 0], ky, ls[0]), ffd.basis_at(lf[:, 1], kx, ls[1])
         state: dict[str, Any] = {}
 
         def objective(x):
