@@ -181,11 +181,12 @@ class Distortion:
         return self._maps[key]
 
     def undistort(self, image, *, interpolation: str = "cubic", new_camera_matrix=None,
-                  mode: str = "constant", cval: float = 0.0):
+                  mode: str = "grid-constant", cval: float = 0.0):
         """Corrected image: ``out[v, u] = image[map_y[v, u], map_x[v, u]]`` (``(..., H, W)`` batch).
 
         Sampling uses :func:`gpuimg.transform.remap` with the cached maps of
-        :meth:`undistort_maps`; ``interpolation``, ``mode`` and ``cval`` are its options.
+        :meth:`undistort_maps`; ``interpolation``, ``mode`` and ``cval`` are its options (the
+        default ``grid-constant`` is OpenCV's ``BORDER_CONSTANT``, as in ``cv2.undistort``).
         """
         from gpuimg import transform
 

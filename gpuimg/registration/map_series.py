@@ -165,7 +165,7 @@ class MapSeries:
         return Distortion([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], v[4: 4 + self._ncoef])
 
     def undistort(self, image, p: float, *, kind: str = "linear", extrapolate: bool = False,
-                  interpolation: str = "cubic", mode: str = "constant", cval: float = 0.0):
+                  interpolation: str = "cubic", mode: str = "grid-constant", cval: float = 0.0):
         """Correct ``image`` (``(..., h, w)``) with the map at ``p``.
 
         Dense maps and Distortions sample with :func:`gpuimg.transform.remap`
