@@ -286,7 +286,7 @@ def test_nan_propagates_without_check(be, rng):
     a, b = _pair(rng, (20, 20))
     a[10, 10] = np.nan
     got = to_np(metrics.local_mse(be.asarray(a), be.asarray(b), win_size=3))
-    assert np.isnan(got[9:12, 9:12]).all() and np.isfinite(got[:5, :5]).all()
+    assert np.isnan(got[9:12, 9:12]).all() and np.isnan(got).sum() == 9  # only windows holding it
     assert np.isnan(to_np(metrics.ssim(be.asarray(a), be.asarray(b), data_range=1.0)))
 
 

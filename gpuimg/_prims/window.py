@@ -93,10 +93,8 @@ def _valid_pass(x, out, tmp, taps, axis):
 def _same_pass(x, out, tmp, taps, axis, mode, ndi):
     """Correlate along a non-leading axis keeping its size (boundary ``mode``)."""
     if axis == x.ndim - 1:
-        if _is_uniform(taps):
-            ndi.uniform_filter1d(x, taps.size, axis=axis, output=out, mode=mode, cval=0.0)
-        else:
-            ndi.correlate1d(x, taps, axis=axis, output=out, mode=mode, cval=0.0)
+        # a direct correlation, not a running sum: NaN stays inside the windows that hold it
+        ndi.correlate1d(x, taps, axis=axis, output=out, mode=mode, cval=0.0)
         return out
     # a middle axis (3-D images): shifted row slices of a padded copy, vectorised over rows
     r = taps.size // 2
