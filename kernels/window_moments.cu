@@ -159,14 +159,15 @@ __global__ void window_moments(const T* __restrict__ a, const T* __restrict__ b,
             const T* ap = a + n * img + zi * ny * nx;
             const T* bp = b + n * img + zi * ny * nx;
 
-            // 1. tile with halo
-            for (int i = tid; i < rows * cols; i += nthreads) {
-                const int r = i / cols, c = i - r * cols;
+            // 1. tile with halo (rows by warps, columns by lanes: no index division)
+            for (int r = ty; r < rows; r += BY) {
                 const long long yi = gpuimg::boundary_index<MODE, long long>(y0 - ry + r, ny);
-                const long long xi = gpuimg::boundary_index<MODE, long long>(x0 - rx + c, nx);
-                const bool inside = yi >= 0 && xi >= 0;
-                ta[r * tstride + c] = inside ? ap[yi * nx + xi] : T(0);
-                tb[r * tstride + c] = inside ? bp[yi * nx + xi] : T(0);
+                for (int c = tx; c < cols; c += BX) {
+                    const long long xi = gpuimg::boundary_index<MODE, long long>(x0 - rx + c, nx);
+                    const bool inside = yi >= 0 && xi >= 0;
+                    ta[r * tstride + c] = inside ? ap[yi * nx + xi] : T(0);
+                    tb[r * tstride + c] = inside ? bp[yi * nx + xi] : T(0);
+                }
             }
             __syncthreads();
 
