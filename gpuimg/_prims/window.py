@@ -28,6 +28,13 @@ The CUDA twin does everything in one kernel launch: each block loads a shared-me
 (and z, looping over the window's slices) into registers, applies the formula, writes the map
 and adds its cropped part into a per-block float64 partial sum; a small second reduction sums
 the partials per image.
+
+Both twins filter the fewest products a kind needs: SSIM and CS use only ``s_a + s_b``, so
+four windowed means (``a``, ``b``, ``a^2 + b^2``, ``ab``) suffice; MSE needs one. The NumPy
+twin stacks them and works through the images in cache-sized blocks (whole small images, or
+row strips with their halo): ``scipy.ndimage.correlate1d`` along rows, shifted-slice sums
+along the other axes, then the formula, all in the input's float dtype. Every pass is a
+direct correlation, so NaN reaches exactly the windows that contain it on both backends.
 """
 
 from __future__ import annotations
