@@ -409,20 +409,14 @@ def local_ncc(a, b, *, win_size=7, mode="reflect", eps=None, spatial_ndim=None, 
     Parameters
     ----------
     a, b : ndarray
-        Images of one shape.
-    win_size : int
-        Odd window side, at most the smallest spatial side.
-    mode : str
-        Boundary mode for samples outside the image (SciPy names, ``constant`` reads 0).
+        Images of one shape (a reference and, say, a photo under other lighting).
+    win_size, mode, spatial_ndim, check_finite
+        As in :func:`local_mse`.
     eps : float, optional
         Flatness threshold: a window whose variance of ``a`` (or ``b``) is at most ``eps``
         times its mean square counts as flat and gets **0** (no evidence of correlation).
         Default ``1e-6`` for float32 and ``1e-12`` for float64 computation: variances below
         that are rounding noise of the moments.
-    spatial_ndim : int, optional
-        Trailing spatial axes (1 to 3); leading axes are a batch. Default: all axes.
-    check_finite : bool
-        Raise ``ValueError`` on NaN or Inf input.
 
     Returns
     -------
