@@ -207,6 +207,23 @@ def _grid_coordinates(be, axes_coords: list[np.ndarray]):
     return xp.stack(xp.meshgrid(*vecs, indexing="ij"))
 
 
+def _sample_grid(be, image, axes_coords: list[np.ndarray], order, mode, cval, prefilter):
+    """Spline of ``image`` on the tensor grid of one coordinate vector per trailing axis."""
+    order = _check_order(order)
+    check_mode(mode)
+    cval = _check_cval(cval)
+    d = len(axes_coords)
+    out_dtype = float_dtype(image.dtype)
+    if prefilter:
+        coeffs, npad = _prefilter(be, image, order, mode, cval, d, out_dtype)
+    else:
+        coeffs, npad = be.xp.asarray(image, dtype=out_dtype), 0
+    batch_shape = coeffs.shape[: coeffs.ndim - d]
+    c = coeffs.reshape((-1,) + coeffs.shape[coeffs.ndim - d:])
+    vals = be.spline_sample_grid(c, axes_coords, order, mode, cval, float(npad))
+    return be.xp.asarray(vals.reshape(batch_shape + vals.shape[1:]), dtype=out_dtype)
+
+
 def zoom(image, zoom, *, order: int = 3, mode: str = "constant", cval: float = 0.0,
          prefilter: bool = True, grid_mode: bool = False):
     """Resample ``image`` by ``zoom`` with B-spline interpolation (as ``scipy.ndimage.zoom``).
@@ -245,8 +262,7 @@ def zoom(image, zoom, *, order: int = 3, mode: str = "constant", cval: float = 0
         num, den = (n, m) if grid_mode else (n - 1, m - 1)
         f = num / den if den != 0 else 1.0
         vecs.append((k + 0.5) * f - 0.5 if grid_mode else k * f)
-    coords = _grid_coordinates(be, vecs)
-    return map_coordinates(image, coords, order=order, mode=mode, cval=cval, prefilter=prefilter)
+    return _sample_grid(be, image, vecs, order, mode, cval, prefilter)
 
 
 def shift(image, shift, *, order: int = 3, mode: str = "constant", cval: float = 0.0, prefilter: bool = True):
@@ -258,8 +274,8 @@ def shift(image, shift, *, order: int = 3, mode: str = "constant", cval: float =
     check_array("image", image)
     s = _spatial_params("shift", shift, image.ndim)
     spatial = tuple(image.shape[image.ndim - s.size:])
-    coords = _grid_coordinates(be, [np.arange(n, dtype=np.float64) - si for n, si in zip(spatial, s)])
-    return map_coordinates(image, coords, order=order, mode=mode, cval=cval, prefilter=prefilter)
+    return _sample_grid(be, image, [np.arange(n, dtype=np.float64) - si for n, si in zip(spatial, s)],
+                        order, mode, cval, prefilter)
 
 
 def affine_transform(image, matrix, *, offset=0.0, output_shape: Sequence[int] | None = None,
@@ -302,10 +318,11 @@ def affine_transform(image, matrix, *, offset=0.0, output_shape: Sequence[int] |
     out_spatial = tuple(int(n) for n in (output_shape if output_shape is not None else spatial))
     if len(out_spatial) != d or any(n < 1 for n in out_spatial):
         raise ValueError(f"output_shape must have {d} positive sizes, got {output_shape!r}")
-    grid = _grid_coordinates(be, [np.arange(n, dtype=np.float64) for n in out_spatial])
+    if mat.ndim == 1 or np.count_nonzero(mat - np.diag(np.diag(mat))) == 0:
+        diag = mat if mat.ndim == 1 else np.diag(mat)
+        vecs = [np.arange(n, dtype=np.float64) * a + o for n, a, o in zip(out_spatial, diag, off)]
+        return _sample_grid(be, image, vecs, order, mode, cval, prefilter)
     xp = be.xp
-    if mat.ndim == 1:
-        coords = grid * xp.asarray(mat).reshape((d,) + (1,) * d) + xp.asarray(off).reshape((d,) + (1,) * d)
-    else:
-        coords = xp.tensordot(xp.asarray(mat), grid, axes=1) + xp.asarray(off).reshape((d,) + (1,) * d)
+    grid = _grid_coordinates(be, [np.arange(n, dtype=np.float64) for n in out_spatial])
+    coords = xp.tensordot(xp.asarray(mat), grid, axes=1) + xp.asarray(off).reshape((d,) + (1,) * d)
     return map_coordinates(image, coords, order=order, mode=mode, cval=cval, prefilter=prefilter)

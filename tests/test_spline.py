@@ -154,3 +154,25 @@ def test_bad_input(be, image):
         spline.zoom(x, (1.0, 2.0, 3.0))
     with pytest.raises(ValueError, match="matrix"):
         spline.affine_transform(x, np.ones((2, 5)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_zoom_and_shift_every_order_and_mode(be, rng, mode):
+    img = rng.random((2, 33, 37))
+    for order in range(6):
+        got = be.to_numpy(spline.zoom(be.asarray(img), (1.6, 0.7), order=order, mode=mode, cval=0.4))
+        got_s = be.to_numpy(spline.shift(be.asarray(img), (-7.3, 40.6), order=order, mode=mode, cval=0.4))
+        for i in range(2):
+            np.testing.assert_allclose(got[i], ndi.zoom(img[i], (1.6, 0.7), order=order, mode=mode, cval=0.4),
+                                       atol=1e-6, err_msg=f"zoom order {order}")
+            np.testing.assert_allclose(got_s[i], ndi.shift(img[i], (-7.3, 40.6), order=order, mode=mode, cval=0.4),
+                                       atol=1e-6, err_msg=f"shift order {order}")
+
+
+def test_shift_volume_and_unfiltered(be, rng):
+    vol = rng.random((32, 33, 34))
+    got = spline.shift(be.asarray(vol), (1.5, -2.25, 0.75), order=3, mode="mirror")
+    np.testing.assert_allclose(be.to_numpy(got), ndi.shift(vol, (1.5, -2.25, 0.75), order=3, mode="mirror"), atol=1e-6)
+    coef = ndi.spline_filter(vol[0], 3, mode="reflect")
+    got = spline.zoom(be.asarray(coef), 1.3, order=3, mode="reflect", prefilter=False)
+    np.testing.assert_allclose(be.to_numpy(got), ndi.zoom(coef, 1.3, order=3, mode="reflect", prefilter=False), atol=1e-9)

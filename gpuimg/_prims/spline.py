@@ -7,6 +7,11 @@
     ``coeffs`` is ``(batch, *spatial)`` with ``d = len(spatial) <= 3``, ``coords`` is
     ``(d, m)``; returns ``(batch, m)`` values of the order-``order`` spline at
     ``coords + offset`` with scipy.ndimage's boundary rules (``offset`` is the pre-padding).
+``spline_sample_grid(coeffs, axis_coords, order, mode, cval, offset)``
+    The same on the tensor grid of one coordinate vector per spatial axis (zoom, shift,
+    diagonal affine maps); returns ``(batch, *[len(v) for v in axis_coords])``. The NumPy
+    twin applies one sparse weight matrix per axis (``W_y C W_x^T``), exact because the
+    B-spline and the boundary rules are separable.
 ``spline_sample_grad2d(coeffs, coords, mode, cval)``
     Cubic spline value and gradient ``(3, batch, m)`` = (value, d/dy, d/dx) for 2-D
     coefficient arrays; ``mode`` in nearest, constant, grid-constant (modes that do not fold
@@ -161,6 +166,146 @@ def _sample_cupy(be, coeffs, coords, order, mode, cval=0.0, offset=0.0):
     launch_1d(kern, m, (c, xy, out, np.int64(batch), np.int64(m), np.int32(d),
                         np.int64(sizes[0]), np.int64(sizes[1]), np.int64(sizes[2]), t(offset), t(cval)))
     return out
+
+
+def _fold(x, n, mode):
+    """scipy.ndimage's coordinate folding (``map_coordinate``), vectorised; -1 marks outside."""
+    x = np.array(x, dtype=np.float64)
+    if mode in ("nearest", "grid-constant"):
+        return x
+    if n <= 1 and mode != "constant":
+        return np.zeros_like(x)
+    lo, hi = x < 0, x > n - 1
+    if mode == "constant":
+        x[lo | hi] = -1.0
+    elif mode == "mirror":
+        p = 2 * n - 2
+        a = p * np.trunc(-x[lo] / p) + x[lo]
+        x[lo] = np.where(a <= 1 - n, a + p, -a)
+        b = x[hi] - p * np.trunc(x[hi] / p)
+        x[hi] = np.where(b >= n, p - b, b)
+    elif mode == "reflect":
+        p = 2 * n
+        a = x[lo]
+        a = np.where(a < -p, p * np.trunc(-a / p) + a, a)
+        x[lo] = np.where(a < -n, a + p, -a - 1)
+        b = x[hi] - p * np.trunc(x[hi] / p)
+        x[hi] = np.where(b >= n, p - b - 1, b)
+    elif mode == "wrap":
+        p = n - 1
+        x[lo] = x[lo] + p * (np.trunc(-x[lo] / p) + 1)
+        x[hi] = x[hi] - p * np.trunc(x[hi] / p)
+    else:  # grid-wrap
+        x[lo] = x[lo] + n * (np.trunc((-1 - x[lo]) / n) + 1)
+        x[hi] = x[hi] - n * np.trunc(x[hi] / n)
+    return x
+
+
+def _weights(x, order):
+    """B-spline weights ``(order + 1, m)`` of the taps of ``x`` (scipy's formulas)."""
+    x = x - np.floor(x if order & 1 else x + 0.5)
+    w = np.empty((order + 1,) + x.shape)
+    y, z = x, 1.0 - x
+    if order == 0:
+        w[0] = 1.0
+        return w
+    if order == 1:
+        w[0] = 1.0 - x
+    elif order == 2:
+        w[1] = 0.75 - x * x
+        w[0] = 0.5 * (0.5 - x) ** 2
+    elif order == 3:
+        w[1] = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0
+        w[2] = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
+        w[0] = z * z * z / 6.0
+    elif order == 4:
+        t = x * x
+        w[2] = t * (t * 0.25 - 0.625) + 115.0 / 192.0
+        y = 1.0 + x
+        w[1] = y * (y * (y * (5.0 - y) / 6.0 - 1.25) + 5.0 / 24.0) + 55.0 / 96.0
+        w[3] = z * (z * (z * (5.0 - z) / 6.0 - 1.25) + 5.0 / 24.0) + 55.0 / 96.0
+        t = (0.5 - x) ** 2
+        w[0] = t * t / 24.0
+    else:
+        t = y * y
+        w[2] = t * (t * (0.25 - y / 12.0) - 0.5) + 0.55
+        t = z * z
+        w[3] = t * (t * (0.25 - z / 12.0) - 0.5) + 0.55
+        y, z = y + 1.0, z + 1.0
+        w[1] = y * (y * (y * (y * (y / 24.0 - 0.375) + 1.25) - 1.75) + 0.625) + 0.425
+        w[4] = z * (z * (z * (z * (z / 24.0 - 0.375) + 1.25) - 1.75) + 0.625) + 0.425
+        t = (1.0 - x) ** 2
+        w[0] = (1.0 - x) * t * t / 120.0
+    w[order] = 1.0 - w[:order].sum(axis=0)
+    return w
+
+
+def _axis_matrix(cc, n, order, mode):
+    """Sparse ``(m, n)`` tap-weight matrix of one axis, the weight each row puts on the fill
+    value (grid-constant) and the rows that constant mode sets to the fill value."""
+    import scipy.sparse as sp
+
+    x = _fold(cc, n, mode)
+    outside = ~(x > -1.0) if mode not in ("nearest", "grid-constant") else np.zeros(x.shape, dtype=bool)
+    x = np.where(outside, 0.0, x)
+    start = (np.floor(x) if order & 1 else np.floor(x + 0.5)).astype(np.int64) - order // 2
+    w = _weights(x, order)
+    j = start[None] + np.arange(order + 1)[:, None]
+    if mode == "grid-constant":
+        fill = ((j < 0) | (j >= n)) & ~outside[None]
+        fill_w = np.where(fill, w, 0.0).sum(axis=0)
+        w = np.where(fill, 0.0, w)
+        j = np.clip(j, 0, n - 1)
+    else:
+        fill_w = np.zeros(x.shape)
+        tap = "mirror" if mode in ("constant", "wrap") else mode
+        j = _boundary.index(j, n, tap)
+    w = np.where(outside[None], 0.0, w)
+    rows = np.broadcast_to(np.arange(x.size), j.shape)
+    mat = sp.csr_matrix((w.ravel(), (rows.ravel(), j.ravel())), shape=(x.size, n))
+    return mat, fill_w, outside
+
+
+@primitive("spline_sample_grid", "numpy")
+def _grid_numpy(be, coeffs, axis_coords, order, mode, cval=0.0, offset=0.0):
+    c = np.asarray(coeffs)
+    spatial = c.shape[1:]
+    mats = [_axis_matrix(np.asarray(v, dtype=np.float64) + offset, n, order, mode) for v, n in zip(axis_coords, spatial)]
+    out_shape = tuple(m[0].shape[0] for m in mats)
+    out = np.empty((c.shape[0],) + out_shape, dtype=c.dtype)
+
+    def one(b):
+        r = c[b].astype(np.float64, copy=False)
+        for axis, (mat, _, _) in enumerate(mats):
+            r = np.moveaxis(r, axis, 0)
+            rest = r.shape[1:]
+            r = np.moveaxis(np.asarray(mat @ r.reshape(r.shape[0], -1)).reshape((mat.shape[0],) + rest), 0, axis)
+        if mode == "grid-constant" and cval != 0.0:
+            inside = 1.0
+            for axis, (_, fill_w, _) in enumerate(mats):
+                shape = [1] * len(mats)
+                shape[axis] = -1
+                inside = inside * (1.0 - fill_w).reshape(shape)
+            r = r + cval * (1.0 - inside)
+        for axis, (_, _, outside) in enumerate(mats):
+            if outside.any():
+                idx = [slice(None)] * len(mats)
+                idx[axis] = outside
+                r[tuple(idx)] = cval
+        out[b] = r
+
+    run_chunks(one, [(b,) for b in range(c.shape[0])])
+    return out
+
+
+@primitive("spline_sample_grid", "cupy")
+def _grid_cupy(be, coeffs, axis_coords, order, mode, cval=0.0, offset=0.0):
+    xp = be.xp
+    vecs = [xp.asarray(v, dtype=coeffs.dtype) for v in axis_coords]
+    grid = xp.stack(xp.meshgrid(*vecs, indexing="ij"))
+    shape = grid.shape[1:]
+    vals = _sample_cupy(be, coeffs, grid.reshape(len(vecs), -1), order, mode, cval, offset)
+    return vals.reshape((coeffs.shape[0],) + shape)
 
 
 def _grad_axis(cc, n, mode):
