@@ -14,7 +14,7 @@ from gpuimg.restoration.tv import TV_KINDS, check_bounds, fgp, tv_norm
 __all__ = ["TV_WEIGHT_PER_SIGMA", "default_tv_weight", "fista_tv"]
 
 #: ``fista_tv``'s default weight is this multiple of the estimated noise level.
-TV_WEIGHT_PER_SIGMA = 0.5
+TV_WEIGHT_PER_SIGMA = 0.05
 
 
 def default_tv_weight(image: Any) -> Any:
@@ -46,8 +46,9 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     psf : array, shape (kh, kw)
         Point-spread function (normalised to unit sum; centre at ``(kh // 2, kw // 2)``).
     weight : float or None
-        ``w > 0`` in image units. ``None``: ``TV_WEIGHT_PER_SIGMA * σ`` per image, with
-        ``σ`` from :func:`estimate_noise` (:func:`default_tv_weight`).
+        ``w > 0`` in image units. ``None``: ``TV_WEIGHT_PER_SIGMA * σ`` with ``σ`` from
+        :func:`estimate_noise` (:func:`default_tv_weight`; the mean over a batch, since one
+        call uses one weight).
     tv : {"isotropic", "anisotropic"}
     bounds : (lo, hi) or None
         Box constraint; default ``(0, 1)`` for images scaled to [0, 1].

@@ -9,6 +9,7 @@ import numpy as np
 from gpuimg._validate import check_array
 from gpuimg.restoration._common import check_weight, prepare
 from gpuimg.restoration.noise import estimate_noise
+from gpuimg.restoration.operator import BlurOperator
 from gpuimg.restoration.tv import check_bounds
 
 __all__ = ["inverse_filter", "wiener"]
@@ -16,14 +17,26 @@ __all__ = ["inverse_filter", "wiener"]
 _DIRECT_BOUNDARIES = ("periodic", "reflect")
 
 
-def _solve(be: Any, b: Any, A: Any, gain: Any, lo: float, hi: float) -> Any:
-    """``F^{-1}(gain · F(E b))`` cropped to the frame; ``E`` is the boundary extension."""
-    x = A._ifft(A.spectrum(b) * gain)
-    if A.boundary == "reflect":
-        h, w = A.shape[-2:]
-        (t, _), (l, _) = A.pad
-        x = x[..., t:t + h, l:l + w]
-    x = be.xp.ascontiguousarray(x)
+def _prepare_direct(image: Any, psf: Any, boundary: str) -> tuple[Any, Any, Any]:
+    """``(be, b_ext, A)``: ``b`` extended for the boundary model and the periodic operator on it.
+
+    ``"reflect"`` mirrors the image into a ``2H x 2W`` even extension, which is periodic
+    without jumps; for PSFs symmetric in each axis circular convolution on it equals the
+    reflect-boundary convolution (the DCT-II diagonalises it), so the filter inverts the
+    reflect model exactly.
+    """
+    be, b, A = prepare(image, psf, boundary, boundaries=_DIRECT_BOUNDARIES)
+    if boundary == "reflect":
+        widths = [(0, 0)] * (b.ndim - 2) + [(0, b.shape[-2]), (0, b.shape[-1])]
+        b = be.xp.pad(b, widths, mode="symmetric")
+        A = BlurOperator(be, A.psf, b.shape, A.dtype, "periodic")
+    return be, b, A
+
+
+def _solve(be: Any, b: Any, A: Any, gain: Any, shape: tuple[int, ...], lo: float, hi: float) -> Any:
+    """``F^{-1}(gain · F b)`` cropped to ``shape`` and clipped."""
+    x = A._ifft(A._fft(b) * gain)
+    x = be.xp.ascontiguousarray(x[..., : shape[-2], : shape[-1]])
     if np.isfinite(lo) or np.isfinite(hi):
         be.xp.clip(x, lo, hi, out=x)
     return x
@@ -47,9 +60,9 @@ def inverse_filter(image: Any, psf: Any, *, eps: float = 1e-3, boundary: str = "
     eps : float
         Frequencies with ``|Ĥ| < eps`` (``Ĥ(0) = 1``) are set to zero.
     boundary : {"reflect", "periodic"}
-        ``"periodic"`` divides the image's own spectrum; ``"reflect"`` first extends the
-        image by half-sample symmetric reflection by the PSF's size (no jump at the
-        border), filters on the extended grid and crops.
+        ``"periodic"`` divides the image's own spectrum; ``"reflect"`` filters the
+        ``2H x 2W`` mirror extension of the image (periodic without jumps; exact for PSFs
+        symmetric in each axis) and crops.
     bounds : (lo, hi) or None
         Clip the result.
 
@@ -57,13 +70,13 @@ def inverse_filter(image: Any, psf: Any, *, eps: float = 1e-3, boundary: str = "
     -------
     array, shape and float dtype of ``image``.
     """
-    be, b, A = prepare(image, psf, boundary, boundaries=_DIRECT_BOUNDARIES)
+    be, b, A = _prepare_direct(image, psf, boundary)
     eps = check_weight("eps", eps)
     lo, hi = check_bounds(bounds)
     xp = be.xp
     mag = xp.abs(A.otf)
     gain = xp.where(mag >= eps, 1.0 / xp.where(mag >= eps, A.otf, 1.0), 0.0).astype(A.otf.dtype)
-    return _solve(be, b, A, gain, lo, hi)
+    return _solve(be, b, A, gain, image.shape, lo, hi)
 
 
 def _laplacian(dtype: Any, xp: Any) -> Any:
@@ -72,11 +85,11 @@ def _laplacian(dtype: Any, xp: Any) -> Any:
 
 
 def default_balance(be: Any, b: Any) -> Any:
-    """Noise-derived Wiener balance ``12 σ^2 / var(b)`` per image (see :func:`wiener`)."""
+    """Noise-derived Wiener balance ``5 σ^2 / var(b)`` per image (see :func:`wiener`)."""
     xp = be.xp
     sigma = estimate_noise(b)
     var = xp.var(b, axis=(-2, -1), dtype=np.float64)
-    return 12.0 * sigma**2 / xp.maximum(var, np.finfo(np.float64).tiny)
+    return 5.0 * sigma**2 / xp.maximum(var, np.finfo(np.float64).tiny)
 
 
 def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, boundary: str = "reflect",
@@ -97,13 +110,13 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
     psf : array, shape (kh, kw)
         Point-spread function (normalised to unit sum; centre at ``(kh // 2, kw // 2)``).
     balance : float or None
-        ``λ > 0``. ``None`` derives it per image from the noise: ``λ = 12 σ^2 / var(b)``
+        ``λ > 0``. ``None`` derives it per image from the noise: ``λ = 5 σ^2 / var(b)``
         with ``σ`` from :func:`estimate_noise`.
     reg : array, shape (rh, rw), optional
         Impulse response of the regularisation operator ``r`` (centre ``(rh//2, rw//2)``).
     boundary : {"reflect", "periodic"}
-        ``"reflect"`` extends the image by half-sample symmetric reflection by the PSF's
-        size before filtering and crops afterwards (no wrap-around jump at the border).
+        ``"reflect"`` filters the ``2H x 2W`` mirror extension of the image (periodic
+        without jumps; exact for PSFs symmetric in each axis) and crops.
     bounds : (lo, hi) or None
         Clip the result.
 
@@ -118,11 +131,11 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
     estimation of regularization and point spread function parameters for Wiener–Hunt
     deconvolution", J. Opt. Soc. Am. A 27(7), 2010.
     """
-    be, b, A = prepare(image, psf, boundary, boundaries=_DIRECT_BOUNDARIES)
+    be, b, A = _prepare_direct(image, psf, boundary)
     xp = be.xp
     lo, hi = check_bounds(bounds)
     if balance is None:
-        lam = default_balance(be, b).astype(A.dtype)[..., None, None]
+        lam = default_balance(be, b[..., : image.shape[-2], : image.shape[-1]]).astype(A.dtype)[..., None, None]
     else:
         lam = check_weight("balance", balance)
     if reg is None:
@@ -134,4 +147,4 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
         reg = xp.asarray(reg, dtype=A.dtype)
     R = A._transfer(reg)
     gain = A.otf_conj / (xp.abs(A.otf) ** 2 + lam * xp.abs(R) ** 2)
-    return _solve(be, b, A, gain, lo, hi)
+    return _solve(be, b, A, gain, image.shape, lo, hi)

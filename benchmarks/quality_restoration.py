@@ -1,0 +1,139 @@
+"""Deconvolution quality: ISNR of gpuimg's solvers and scikit-image's on blurred, noisy scenes.
+
+Three scikit-image scenes (256 x 256, values in [0, 1]) x {Gaussian sigma 3, anti-aliased
+disk radius 5, 15 px motion at 30 deg} x noise sigma {1e-3, 1e-2}; blur with the reflect
+boundary (``scipy.ndimage.convolve``). ISNR = 10 log10(||x - b||^2 / ||x - x_hat||^2) dB.
+
+    python benchmarks/quality_restoration.py          # prints the Markdown table, checks targets
+    python -m pytest benchmarks/quality_restoration.py -q   # the same as a test
+
+Targets: fista_tv (default, noise-derived weight, 200 iterations) beats scikit-image's
+Richardson-Lucy (best of 10/30/100 iterations) and the best-balance Wiener filter on every
+case, by >= 2 dB on average; gpuimg's Richardson-Lucy (reflect, 100 iterations) beats
+scikit-image's at 100 iterations on every case; fista_tv at 200 iterations is within 0.3 dB
+of its 1000-iteration result.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import scipy.ndimage as ndi
+
+from gpuimg import psf as P
+from gpuimg import restoration as R
+
+SCENES = ("camera", "astronaut", "coins")
+NOISE = (1e-3, 1e-2)
+WIENER_BALANCES = np.logspace(-6, 0, 13)
+NESTEROV_WEIGHTS = (1e-4, 1e-3, 1e-2)
+SK_RL_ITERS = (10, 30, 100)
+COLUMNS = ("inverse", "wiener*", "sk RL*", "sk RL 100", "RL 100", "nesterov*", "fista_tv 200", "fista_tv 1000")
+
+
+def scene(name: str, size: int = 256) -> np.ndarray:
+    from skimage import color, data, transform
+
+    img = getattr(data, name)()
+    if img.ndim == 3:
+        img = color.rgb2gray(img)
+    img = img.astype(np.float64)
+    if img.max() > 1:
+        img = img / 255.0
+    h, w = img.shape
+    s = min(h, w)
+    img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return np.clip(transform.resize(img, (size, size), anti_aliasing=True), 0, 1)
+
+
+def psfs() -> dict[str, np.ndarray]:
+    return {"gaussian σ=3": P.gaussian((19, 19), 3.0), "disk r=5": P.disk(5.0), "motion 15 px": P.motion(15, 30.0)}
+
+
+def run_case(x: np.ndarray, k: np.ndarray, sigma: float, rng: np.random.Generator) -> dict[str, float]:
+    from skimage.restoration import richardson_lucy as sk_rl
+
+    b = ndi.convolve(x, k, mode="reflect") + rng.normal(0, sigma, x.shape)
+
+    def isnr(e: np.ndarray) -> float:
+        return float(10 * np.log10(np.sum((x - b) ** 2) / np.sum((x - e) ** 2)))
+
+    out = {"inverse": isnr(R.inverse_filter(b, k))}
+    out["wiener*"] = max(isnr(R.wiener(b, k, balance=float(lam))) for lam in WIENER_BALANCES)
+    sk = {n: isnr(sk_rl(b, k, num_iter=n)) for n in SK_RL_ITERS}
+    out["sk RL*"], out["sk RL 100"] = max(sk.values()), sk[100]
+    out["RL 100"] = isnr(R.richardson_lucy(b, k, num_iter=100))
+    out["nesterov*"] = max(isnr(R.nesterov(b, k, weight=w, num_iter=100)) for w in NESTEROV_WEIGHTS)
+    snap = {}
+
+    def keep(i: int, xi: np.ndarray) -> None:
+        if i + 1 == 200:
+            snap[200] = xi.copy()
+
+    out["fista_tv 1000"] = isnr(R.fista_tv(b, k, num_iter=1000, callback=keep))
+    out["fista_tv 200"] = isnr(snap[200])
+    return out
+
+
+def run_all(verbose: bool = True) -> list[tuple[str, str, float, dict[str, float]]]:
+    rng = np.random.default_rng(2024)
+    rows = []
+    for name in SCENES:
+        x = scene(name)
+        for pname, k in psfs().items():
+            for sigma in NOISE:
+                t0 = time.perf_counter()
+                res = run_case(x, k, sigma, rng)
+                rows.append((name, pname, sigma, res))
+                if verbose:
+                    print(f"  {name} {pname} {sigma:g}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows) -> str:
+    head = "| scene | PSF | noise σ | " + " | ".join(COLUMNS) + " |"
+    sep = "|" + "---|" * (3 + len(COLUMNS))
+    lines = [head, sep]
+    for name, pname, sigma, res in rows:
+        lines.append(f"| {name} | {pname} | {sigma:g} | " + " | ".join(f"{res[c]:.2f}" for c in COLUMNS) + " |")
+    mean = {c: np.mean([r[3][c] for r in rows]) for c in COLUMNS}
+    lines.append("| **mean** | | | " + " | ".join(f"**{mean[c]:.2f}**" for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def check_targets(rows) -> list[tuple[str, bool]]:
+    res = [r[3] for r in rows]
+    margin = [r["fista_tv 200"] - max(r["sk RL*"], r["wiener*"]) for r in res]
+    return [
+        ("fista_tv beats best scikit-image RL and best Wiener on every case",
+         all(m > 0 for m in margin)),
+        (f"... by >= 2 dB on average (got {np.mean(margin):.2f} dB)", float(np.mean(margin)) >= 2.0),
+        ("RL (reflect, 100) beats scikit-image RL at 100 on every case",
+         all(r["RL 100"] > r["sk RL 100"] for r in res)),
+        (f"fista_tv 200 within 0.3 dB of 1000 (worst {max(abs(r['fista_tv 200'] - r['fista_tv 1000']) for r in res):.2f} dB)",
+         all(abs(r["fista_tv 200"] - r["fista_tv 1000"]) <= 0.3 for r in res)),
+    ]
+
+
+def test_quality_targets():
+    rows = run_all(verbose=False)
+    print(table(rows))
+    failed = [name for name, ok in check_targets(rows) if not ok]
+    assert not failed, failed
+
+
+def main() -> int:
+    rows = run_all()
+    print(table(rows))
+    print()
+    ok_all = True
+    for name, ok in check_targets(rows):
+        print(f"- [{'x' if ok else ' '}] {name}")
+        ok_all &= ok
+    return 0 if ok_all else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
