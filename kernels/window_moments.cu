@@ -31,20 +31,22 @@
 
 namespace gpuimg {
 
+// m0..m4: the kind's windowed means in the order listed above (unused ones are 0)
 template <typename T>
-__device__ __forceinline__ T window_formula(int kind, const T* m, T cn, T c1, T c2, T eps) {
-    if (kind == 2) return m[0];
+__device__ __forceinline__ T window_formula(int kind, T m0, T m1, T m2, T m3, T m4, T cn, T c1,
+                                            T c2, T eps) {
+    if (kind == 2) return m0;
     if (kind == 3) {
-        T va = m[2] - m[0] * m[0];
-        T vb = m[3] - m[1] * m[1];
-        if (va <= eps * m[2] || vb <= eps * m[3]) return T(0);
-        T r = (m[4] - m[0] * m[1]) / sqrt(va * vb);
+        const T va = m2 - m0 * m0;
+        const T vb = m3 - m1 * m1;
+        if (va <= eps * m2 || vb <= eps * m3) return T(0);
+        const T r = (m4 - m0 * m1) / sqrt(va * vb);
         return r > T(1) ? T(1) : (r < T(-1) ? T(-1) : r);
     }
-    T mxy = m[0] * m[1];
-    T a2 = T(2) * cn * (m[3] - mxy) + c2;
-    T mm = m[0] * m[0] + m[1] * m[1];
-    T b2 = cn * (m[2] - mm) + c2;
+    const T mxy = m0 * m1;
+    const T a2 = T(2) * cn * (m3 - mxy) + c2;
+    const T mm = m0 * m0 + m1 * m1;
+    const T b2 = cn * (m2 - mm) + c2;
     if (kind == 1) return a2 / b2;
     return ((T(2) * mxy + c1) * a2) / ((mm + c1) * b2);
 }
@@ -100,10 +102,46 @@ __device__ __forceinline__ void window_xpass(const T* ra, const T* rb, const T* 
         for (int j = 0; j < CW; ++j) out[q * plane + j] = s[q][j];
 }
 
+// y pass for R consecutive rows of one column: col points at the first row's moment in plane
+// 0; acc[q][j] += wz * sum_t w[t] col[q * plane + (j + t) * hstride]. A rolling register
+// window reads each moment once per R outputs.
+template <typename T, int R>
+__device__ __forceinline__ void window_ypass(const T* col, const T* w, int nw, int nq, int plane,
+                                             int hstride, T wz,
+                                             T (&acc)[GPUIMG_WM_NQ][GPUIMG_WM_ROWS]) {
+    const int NQ = GPUIMG_WM_NQ;
+    T v[NQ][R], s[NQ][R];
+#pragma unroll
+    for (int q = 0; q < NQ; ++q)
+#pragma unroll
+        for (int j = 0; j < R; ++j) {
+            s[q][j] = T(0);
+            v[q][j] = (q < nq && j < R - 1) ? col[q * plane + j * hstride] : T(0);
+        }
+    for (int t = 0; t < nw; ++t) {
+        const T wt = w[t];
+#pragma unroll
+        for (int q = 0; q < NQ; ++q) {
+            if (q < nq) {
+                v[q][R - 1] = col[q * plane + (t + R - 1) * hstride];
+#pragma unroll
+                for (int j = 0; j < R; ++j) s[q][j] += wt * v[q][j];
+#pragma unroll
+                for (int j = 0; j < R - 1; ++j) v[q][j] = v[q][j + 1];
+            }
+        }
+    }
+#pragma unroll
+    for (int q = 0; q < NQ; ++q)
+#pragma unroll
+        for (int j = 0; j < R; ++j) acc[q][j] += wz * s[q][j];
+}
+
 }  // namespace gpuimg
 
+// float: at most 80 registers, so three 256-thread blocks share an SM (no spills, ptxas 13.0)
 template <typename T, int MODE>
-__global__ void window_moments(const T* __restrict__ a, const T* __restrict__ b,
+__global__ void __launch_bounds__(256, sizeof(T) == 4 ? 3 : 1) window_moments(const T* __restrict__ a, const T* __restrict__ b,
                                T* __restrict__ out, double* __restrict__ partial,
                                const double* __restrict__ taps, long long slices, long long nz,
                                long long ny, long long nx, int rz, int ry, int rx, int tile_h,
@@ -188,36 +226,12 @@ __global__ void window_moments(const T* __restrict__ a, const T* __restrict__ b,
 
             // 3. y pass over this thread's rpt consecutive rows, rolling register window
             const T* col = hs + row0 * hstride + tx;
-            T v[NQ][ROWS], sy[NQ][ROWS];
-#pragma unroll
-            for (int q = 0; q < NQ; ++q)
-#pragma unroll
-                for (int j = 0; j < ROWS; ++j) {
-                    sy[q][j] = T(0);
-                    v[q][j] = (q < nq && j < rpt - 1) ? col[q * plane + j * hstride] : T(0);
-                }
-            for (int t = 0; t < wy; ++t) {
-                const T w = wyp[t];
-#pragma unroll
-                for (int q = 0; q < NQ; ++q) {
-                    if (q < nq) {
-#pragma unroll
-                        for (int j = 0; j < ROWS; ++j) {
-                            if (j == rpt - 1) v[q][j] = col[q * plane + (t + j) * hstride];
-                        }
-#pragma unroll
-                        for (int j = 0; j < ROWS; ++j) {
-                            if (j < rpt) sy[q][j] += w * v[q][j];
-                        }
-#pragma unroll
-                        for (int j = 0; j < ROWS - 1; ++j) v[q][j] = v[q][j + 1];
-                    }
-                }
-            }
-#pragma unroll
-            for (int q = 0; q < NQ; ++q)
-#pragma unroll
-                for (int j = 0; j < ROWS; ++j) acc[q][j] += w_z * sy[q][j];
+            if (rpt == 4)
+                gpuimg::window_ypass<T, 4>(col, wyp, wy, nq, plane, hstride, w_z, acc);
+            else if (rpt == 2)
+                gpuimg::window_ypass<T, 2>(col, wyp, wy, nq, plane, hstride, w_z, acc);
+            else
+                gpuimg::window_ypass<T, 1>(col, wyp, wy, nq, plane, hstride, w_z, acc);
             __syncthreads();
         }
 
@@ -226,10 +240,8 @@ __global__ void window_moments(const T* __restrict__ a, const T* __restrict__ b,
         for (int j = 0; j < ROWS; ++j) {
             const long long y = y0 + row0 + j;
             if (j < rpt && y < ny && x < nx) {
-                T m[NQ];
-#pragma unroll
-                for (int q = 0; q < NQ; ++q) m[q] = acc[q][j];
-                const T val = gpuimg::window_formula<T>(kind, m, cov_norm, c1, c2, eps);
+                const T val = gpuimg::window_formula<T>(kind, acc[0][j], acc[1][j], acc[2][j], acc[3][j],
+                                                        acc[4][j], cov_norm, c1, c2, eps);
                 if (write_map) out[(s * ny + y) * nx + x] = val;
                 if (z >= cz && z < nz - cz && y >= cy && y < ny - cy && x >= cx && x < nx - cx)
                     local += static_cast<double>(val);

@@ -28,6 +28,7 @@ _SHIM = r"""
 #include <vector>
 struct gpuimg_dim3 { unsigned x, y, z; };
 #define __global__
+#define __launch_bounds__(...)
 #define __device__
 #define __forceinline__ inline
 #define __restrict__
