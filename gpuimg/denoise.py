@@ -99,6 +99,8 @@ def bilateral(image, *, sigma_color: float, sigma_spatial: float, win_size: int 
 
     Notes
     -----
+    NaN propagates to every output whose window holds it.
+
     Backend notes: the CUDA kernel stages a tile of the image (plus a halo of ``r`` pixels)
     in shared memory per 16x16 block and accumulates in the image dtype, as OpenCV does.
 
@@ -175,6 +177,8 @@ def nl_means(image, *, patch_size: int = 7, patch_distance: int = 11, h: float,
 
     Notes
     -----
+    NaN propagates to every output whose search window holds it.
+
     Backend notes: the NumPy twin loops over search offsets (half of them, by symmetry, in
     fast mode) with whole-image array operations, split over ``GPUIMG_NUM_THREADS``
     threads (default: the CPU count); the CUDA kernels compute one pixel per thread. Both accumulate in float32 for float32 images (scikit-image uses float64 in

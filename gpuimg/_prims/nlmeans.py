@@ -141,7 +141,8 @@ def _nlm_fast_numpy(be, x, s, dist, h, var):
                         box = _box_flat(_box_flat(d, 1, m), pcol, m)[:length]
                         if var:
                             np.maximum(box, 0, out=box)
-                        np.subtract(dt.type(bits0), box, out=bits, casting="unsafe")
+                        with np.errstate(invalid="ignore"):  # NaN samples: weight -0.0, value NaN
+                            np.subtract(dt.type(bits0), box, out=bits, casting="unsafe")
                         np.greater(box, limit, out=cut)
                         np.copyto(w, 0, where=cut)
                     else:
