@@ -40,7 +40,8 @@ _STRIP = 1 << 16  # samples per strip of near rows (arrays of a shift stay in L2
 def fast_exp(y):
     """Schraudolph's ``exp`` approximation as scikit-image computes it (float64)."""
     y = np.asarray(y, dtype=np.float64)
-    hi = np.trunc(EXP_A * y).astype(np.int64) + EXP_BC
+    with np.errstate(invalid="ignore"):  # NaN distances (NaN samples) give a junk weight
+        hi = np.trunc(EXP_A * y).astype(np.int64) + EXP_BC
     return ((hi & 0xFFFFFFFF).astype(np.uint64) << np.uint64(32)).view(np.float64)
 
 
