@@ -65,8 +65,10 @@ __global__ void nlm_fast(const T* __restrict__ p, T* __restrict__ out, long long
                     }
                     box -= box_var;
                     const double dd = (box > 0.0 ? box : 0.0) / h2s2;
-                    if (dd > 5.0) continue;
-                    const double w = gpuimg_nlm::fast_exp(-dd);
+                    // zero weight past the cut-off and for NaN patches; a NaN sample still
+                    // reaches every output whose search window holds it (0 * NaN)
+                    const double w =
+                        (box != box || dd > 5.0) ? 0.0 : gpuimg_nlm::fast_exp(-dd);
                     wsum += w;
                     const long long xn = (r + tr) * pcol + c + tc;
                     for (int k = 0; k < nc; ++k) {
@@ -125,8 +127,11 @@ __global__ void nlm_classic(const T* __restrict__ p, const T* __restrict__ w,
                             }
                         }
                     }
-                    if (cut) continue;
-                    const T weight = gpuimg_nlm::fast_exp_t<T>(-(d > T(0) ? d : T(0)));
+                    // zero weight when cut off and for NaN patches (a NaN sample still
+                    // reaches every output whose search window holds it: 0 * NaN)
+                    const T weight = (cut || d != d)
+                                         ? T(0)
+                                         : gpuimg_nlm::fast_exp_t<T>(-(d > T(0) ? d : T(0)));
                     wsum += weight;
                     const long long xn = (i + off) * pcol + j + off;
                     for (int k = 0; k < nc; ++k) {

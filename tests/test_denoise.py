@@ -155,3 +155,17 @@ def test_bad_image():
         denoise.nl_means(np.zeros(8), h=0.1)
     with pytest.raises(TypeError, match="image"):
         denoise.bilateral([[1.0]], sigma_color=0.1, sigma_spatial=1.0)
+
+
+def test_nan_reaches_exactly_the_windows_that_hold_it(be, rng):
+    x = rng.random((21, 23))
+    x[10, 12] = np.nan
+    dy, dx = np.mgrid[:21, :23]
+    disk = (dy - 10) ** 2 + (dx - 12) ** 2 <= 2 ** 2
+    square = (np.abs(dy - 10) <= 3) & (np.abs(dx - 12) <= 3)
+    got = be.to_numpy(denoise.bilateral(be.asarray(x), sigma_color=0.3, sigma_spatial=1.0, win_size=5))
+    np.testing.assert_array_equal(np.isnan(got), disk)
+    for fast_mode in (True, False):
+        got = be.to_numpy(denoise.nl_means(be.asarray(x), h=0.2, patch_size=3, patch_distance=3,
+                                           fast_mode=fast_mode))
+        np.testing.assert_array_equal(np.isnan(got), square)

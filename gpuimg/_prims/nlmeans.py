@@ -40,7 +40,7 @@ _STRIP = 1 << 16  # samples per strip of near rows (arrays of a shift stay in L2
 def fast_exp(y):
     """Schraudolph's ``exp`` approximation as scikit-image computes it (float64)."""
     y = np.asarray(y, dtype=np.float64)
-    with np.errstate(invalid="ignore"):  # NaN distances (NaN samples) give a junk weight
+    with np.errstate(invalid="ignore"):  # NaN distances: callers zero those weights
         hi = np.trunc(EXP_A * y).astype(np.int64) + EXP_BC
     return ((hi & 0xFFFFFFFF).astype(np.uint64) << np.uint64(32)).view(np.float64)
 
@@ -209,6 +209,7 @@ def _nlm_classic_numpy(be, x, s, dist, h, var):
                     if a:
                         keep &= run <= CUTOFF
                     run += g_row[a] * hs[a:a + nr]
+                keep &= ~np.isnan(run)  # NaN samples in the patches: weight 0
                 np.maximum(run, 0, out=run)
                 wt = fast_exp(-run).astype(dt)
                 wt[~keep] = 0
