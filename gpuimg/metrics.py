@@ -314,16 +314,10 @@ def ssim(a, b, *, data_range=None, win_size=None, gaussian_weights=False, sigma=
     shape_wo = tuple(n for i, n in enumerate(a.shape) if i != channel_axis)
     spatial_shape = shape_wo[len(shape_wo) - nsp:]
     if gaussian_weights:
-        radius = int(3.5 * sigma + 0.5)
-        taps = _gaussian_taps(float(sigma), radius)
-        if win_size is None:
-            win_size = 2 * radius + 1
-    else:
-        if win_size is None:
-            win_size = 7
-    win_size = _check_window(win_size, spatial_shape)
-    if not gaussian_weights:
-        taps = _uniform_taps(win_size)
+        radius = int(3.5 * sigma + 0.5)  # scikit-image's truncate=3.5: 11 taps for sigma 1.5
+        win_size = 2 * radius + 1 if win_size is None else win_size
+    win_size = _check_window(7 if win_size is None else win_size, spatial_shape)
+    taps = _gaussian_taps(float(sigma), radius) if gaussian_weights else _uniform_taps(win_size)
     npix = win_size**nsp
     cov_norm = npix / (npix - 1) if use_sample_covariance and npix > 1 else 1.0
     a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
