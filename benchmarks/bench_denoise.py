@@ -17,6 +17,17 @@ from gpuimg import denoise, segment
 HAS_CUCIM = importlib.util.find_spec("cucim") is not None
 
 
+def _cucim(be, name):
+    """``cucim.skimage.restoration.<name>``, or skip the case."""
+    if not (HAS_CUCIM and be.is_gpu):
+        pytest.skip("cuCIM peer needs cucim and the GPU backend")
+    import cucim.skimage.restoration as cu
+
+    if not hasattr(cu, name):
+        pytest.skip(f"this cuCIM has no {name}")
+    return getattr(cu, name)
+
+
 def _image(rng, n):
     x = np.zeros((n, n), dtype=np.float32)
     x[n // 4:3 * n // 4, n // 4:3 * n // 4] = 1.0
@@ -36,14 +47,8 @@ def test_nl_means(bench, be, rng, impl):
 
         bench(denoise_nl_means, x, 7, 11, 0.1, group=group, impl=impl, be=be, rounds=3)
     else:
-        if not (HAS_CUCIM and be.is_gpu):
-            pytest.skip("cuCIM peer needs cucim and the GPU backend")
-        try:
-            from cucim.skimage.restoration import denoise_nl_means as cu_nlm
-        except ImportError:
-            pytest.skip("this cuCIM has no denoise_nl_means")
-        xb = be.asarray(x)
-        bench(cu_nlm, xb, 7, 11, 0.1, group=group, impl=impl, be=be, rounds=3)
+        cu_nlm = _cucim(be, "denoise_nl_means")
+        bench(cu_nlm, be.asarray(x), 7, 11, 0.1, group=group, impl=impl, be=be, rounds=3)
 
 
 @pytest.mark.parametrize("impl", ["gpuimg", "cv2", "cucim"])
@@ -61,14 +66,8 @@ def test_bilateral(bench, be, rng, impl):
         bench(cv2.bilateralFilter, x, 15, 0.2, 3.0, borderType=cv2.BORDER_REFLECT_101, group=group, impl=impl,
               be=be, rounds=5)
     else:
-        if not (HAS_CUCIM and be.is_gpu):
-            pytest.skip("cuCIM peer needs cucim and the GPU backend")
-        try:
-            from cucim.skimage.restoration import denoise_bilateral
-        except ImportError:
-            pytest.skip("this cuCIM has no denoise_bilateral")
-        xb = be.asarray(x)
-        bench(denoise_bilateral, xb, win_size=15, sigma_color=0.2, sigma_spatial=3.0, mode="reflect",
+        cu_bilateral = _cucim(be, "denoise_bilateral")
+        bench(cu_bilateral, be.asarray(x), win_size=15, sigma_color=0.2, sigma_spatial=3.0, mode="reflect",
               group=group, impl=impl, be=be, rounds=5)
 
 

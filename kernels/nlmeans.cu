@@ -22,6 +22,21 @@ __device__ __forceinline__ T fast_exp_t(T y) {
     return (T)fast_exp((double)y);
 }
 
+// Output pixel t of a (batch, rows, cols) grid: batch index, flat pixel q, row, column.
+struct Pixel {
+    long long b, q, r, c;
+};
+
+__device__ __forceinline__ Pixel pixel_of(long long t, long long rows, long long cols) {
+    const long long plane = rows * cols;
+    Pixel px;
+    px.b = t / plane;
+    px.q = t - px.b * plane;
+    px.r = px.q / cols;
+    px.c = px.q - px.r * cols;
+    return px;
+}
+
 }  // namespace gpuimg_nlm
 
 // Fast mode (Darbon et al. / Froment): the patch distance of shift t at pixel p is the
@@ -38,9 +53,8 @@ __global__ void nlm_fast(const T* __restrict__ p, T* __restrict__ out, long long
     const long long total = batch * plane;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
-        const long long b = t / plane;
-        const long long q = t - b * plane;
-        const long long r = q / cols + pad, c = q - (q / cols) * cols + pad;
+        const gpuimg_nlm::Pixel px = gpuimg_nlm::pixel_of(t, rows, cols);
+        const long long b = px.b, q = px.q, r = px.r + pad, c = px.c + pad;
         const T* img = p + b * channels * pplane;
         double wsum = 0.0;
         double acc[4] = {0.0, 0.0, 0.0, 0.0};
@@ -97,9 +111,8 @@ __global__ void nlm_classic(const T* __restrict__ p, const T* __restrict__ w,
     const long long total = batch * plane;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
-        const long long b = t / plane;
-        const long long q = t - b * plane;
-        const long long r = q / cols, c = q - (q / cols) * cols;
+        const gpuimg_nlm::Pixel px = gpuimg_nlm::pixel_of(t, rows, cols);
+        const long long b = px.b, q = px.q, r = px.r, c = px.c;
         const T* img = p + b * channels * pplane;
         const long long i0 = r - (dist < r ? dist : r);
         const long long i1 = r + ((dist + 1) < (rows - r) ? (dist + 1) : (rows - r));
