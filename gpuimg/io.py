@@ -225,8 +225,11 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     except Exception as exc:  # decoder errors from Pillow, tifffile, zlib, numpy
         raise ValueError(f"cannot decode {str(p)!r} as an image: {type(exc).__name__}: {exc}") from exc
     img = np.asarray(img)
-    if img.ndim not in (2, 3) or img.size == 0:
-        raise ValueError(f"{str(p)!r} holds an array of shape {img.shape}, not an (H, W[, C]) image")
+    if img.ndim not in (2, 3) or img.size == 0 or (img.ndim == 3 and img.shape[-1] > 4):
+        raise ValueError(
+            f"{str(p)!r} holds an array of shape {img.shape}, not an (H, W) or (H, W, C<=4) image "
+            "(multi-page stacks are not read as one image)"
+        )
     return img
 
 

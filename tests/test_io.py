@@ -142,3 +142,8 @@ def test_bad_input(tmp_path):
         io.read_image(bad_tif)
     with pytest.raises(ValueError, match="image"):
         io.write_image(tmp_path / "y.png", np.zeros((2, 3, 4, 5), np.uint8))
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((6, 16, 16), np.uint16))
+    with pytest.raises(ValueError, match="stack.tif"):
+        io.read_image(tmp_path / "stack.tif")
