@@ -94,7 +94,10 @@ def _sub(sub: Any, name: str, help: str, description: str, example: str) -> argp
 def _resolve_backend(args: argparse.Namespace) -> Any:
     if args.backend is None:
         return gpuimg.get_backend(backend="cupy" if gpuimg.gpu_available() else "numpy")
-    return gpuimg.get_backend(backend=args.backend)
+    try:
+        return gpuimg.get_backend(backend=args.backend)
+    except RuntimeError as exc:  # CuPy asked for but unusable
+        raise CommandError(f"--backend {args.backend}: {exc}") from None
 
 
 def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any], desc: str,
@@ -173,7 +176,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gpuimg import demo
 
-    demo.run(args.out, backend=args.backend, size=args.size, verbose=True)
+    demo.run(args.out, backend=_resolve_backend(args).name, size=args.size, verbose=True)
     return 0
 
 

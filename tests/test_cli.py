@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+import gpuimg as gpuimg_module
 from gpuimg import io as gio
 from gpuimg import psf, restoration
 
@@ -163,6 +164,9 @@ def test_bad_arguments(tmp_path):
     assert proc.returncode == 2 and "bogus" in proc.stderr
     proc = gpuimg("deblur", tmp_path, "--out", tmp_path / "o", "--psf-disk", 2, "--method", "landweber", "--weight", 1)
     assert proc.returncode == 2 and "--weight" in proc.stderr
+    if not gpuimg_module.gpu_available():
+        proc = gpuimg("demo", "--out", tmp_path / "d", "--backend", "cupy")
+        assert proc.returncode == 2 and "--backend cupy" in proc.stderr
     proc = gpuimg("deblur", tmp_path / "nothing-here", "--out", tmp_path / "o", "--psf-disk", 2, "-q")
     assert proc.returncode == 1 and "nothing-here" in proc.stderr
 
