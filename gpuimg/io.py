@@ -161,7 +161,7 @@ def _encode_png16(fileobj: Any, image: np.ndarray) -> None:
 
     fileobj.write(_PNG_SIGNATURE)
     fileobj.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, ctype, 0, 0, 0)))
-    fileobj.write(chunk(b"IDAT", zlib.compress(raw, 6)))
+    fileobj.write(chunk(b"IDAT", zlib.compress(raw, 3)))
     fileobj.write(chunk(b"IEND", b""))
 
 
@@ -276,7 +276,8 @@ def _write_to(fileobj: Any, image: np.ndarray, ext: str, path: Path) -> None:
         im = Image.fromarray(image)
     else:
         im = Image.fromarray(np.ascontiguousarray(image))
-    kwargs = {"quality": 95} if fmt == "JPEG" else {}
+    # zlib level 3: most of level 6's compression at about twice the speed
+    kwargs = {"quality": 95} if fmt == "JPEG" else {"compress_level": 3} if fmt == "PNG" else {}
     im.save(fileobj, format=fmt, **kwargs)
 
 
