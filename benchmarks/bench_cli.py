@@ -27,6 +27,7 @@ from scipy import ndimage as ndi
 from gpuimg import io as gio
 from gpuimg import psf, restoration
 from gpuimg.batch import expand_inputs, run_batch
+from gpuimg.cli import _DEFAULT_WORKERS
 
 N_FILES = int(os.environ.get("GPUIMG_BENCH_FILES", "200"))
 SHAPE = (512, 512)
@@ -64,7 +65,7 @@ def _engine(be, src: Path, out: Path, stats: dict):
     def run():
         t0 = time.perf_counter()
         report = run_batch(items, lambda s, its: _compute(be, solve, s), lambda it, r: gio.write_image(out / it.rel, r),
-                           batch_size=BATCH, workers=2, progress=False)
+                           batch_size=BATCH, workers=_DEFAULT_WORKERS, progress=False)
         stats.update(images_per_s=report.done / (time.perf_counter() - t0), io_wait_share=report.io_wait_share)
         return report
 
