@@ -26,6 +26,8 @@ Backend notes: on NumPy the prefilter and the sampler are scipy.ndimage's compil
 on chunks of lines/points in a thread pool (``GPUIMG_NUM_THREADS``); on CuPy they are the
 kernels ``spline_prefilter.cu`` (one thread per line) and ``spline_sample.cu`` (one thread per
 output point, weights reused across the batch), computing in the coefficient dtype.
+``zoom``, ``shift`` and diagonal ``affine_transform`` sample on a tensor grid: on NumPy as one
+sparse tap-weight matrix per axis (the spline and the boundary rules are separable).
 """
 
 from __future__ import annotations
