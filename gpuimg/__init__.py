@@ -16,8 +16,10 @@ from gpuimg._backend import asnumpy, backend_info, get_backend, gpu_available, u
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "batch",
     "cli",
     "dask",
+    "demo",
     "denoise",
     "filters",
     "io",
