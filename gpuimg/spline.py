@@ -33,7 +33,8 @@ sparse tap-weight matrix per axis (the spline and the boundary rules are separab
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -252,7 +253,7 @@ def zoom(image, zoom, *, order: int = 3, mode: str = "constant", cval: float = 0
     cval = _check_cval(cval)
     d = z.size
     spatial = tuple(image.shape[image.ndim - d:])
-    out_spatial = tuple(int(round(n * f)) for n, f in zip(spatial, z))
+    out_spatial = tuple(round(float(n) * float(f)) for n, f in zip(spatial, z))
     if any(n < 1 for n in out_spatial):
         raise ValueError(f"zoom gives an empty output shape {out_spatial} for image shape {tuple(image.shape)}")
     out_dtype = float_dtype(image.dtype)

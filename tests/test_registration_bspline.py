@@ -127,7 +127,7 @@ def test_regularisers_reduce_their_energy(be, grass):
     img = grass[::4, ::4]
     truth = _random_transform(rng, img.shape, 16.0, 2.0)
     fixed = truth.warp(img, mode="nearest") + rng.normal(0, 0.05, img.shape)
-    kw = dict(grid_spacing=8, levels=1, max_iter=40)
+    kw = {"grid_spacing": 8, "levels": 1, "max_iter": 40}
     rough = register_bspline(be.asarray(fixed), be.asarray(img), **kw)
     smooth = register_bspline(be.asarray(fixed), be.asarray(img), bending_weight=50.0, divergence_weight=1.0,
                               curl_weight=1.0, **kw)

@@ -24,6 +24,7 @@ chunks of the work in a thread pool; the CUDA twins are ``kernels/spline_prefilt
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -86,7 +87,7 @@ def run_chunks(fn, jobs) -> None:
 def _splits(n: int, parts: int) -> list[slice]:
     parts = max(1, min(parts, n))
     edges = np.linspace(0, n, parts + 1).astype(int)
-    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return [slice(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def control_shape_for(shape: Sequence[int], spacing) -> tuple[int, int]:
     """Control grid ``(ky, kx)`` that covers an image of ``shape`` at ``spacing`` pixels."""
     sy, sx = _spacing(spacing)
     h, w = (int(n) for n in shape[-2:])
-    return int(math.floor((h - 1) / sy)) + 4, int(math.floor((w - 1) / sx)) + 4
+    return math.floor((h - 1) / sy) + 4, math.floor((w - 1) / sx) + 4
 
 
 class BSplineTransform:
@@ -72,7 +73,7 @@ class BSplineTransform:
         self.coefficients = c
 
     @classmethod
-    def for_shape(cls, shape: Sequence[int], spacing, coefficients=None) -> "BSplineTransform":
+    def for_shape(cls, shape: Sequence[int], spacing, coefficients=None) -> BSplineTransform:
         """A transform whose grid covers images of ``shape`` (zero displacement by default)."""
         return cls(control_shape_for(shape, spacing), spacing, coefficients)
 
@@ -151,7 +152,7 @@ class BSplineTransform:
         np.savez(Path(path), meta=json.dumps(meta), coefficients=self.backend.to_numpy(self.coefficients))
 
     @classmethod
-    def load(cls, path) -> "BSplineTransform":
+    def load(cls, path) -> BSplineTransform:
         with np.load(Path(path), allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             if meta.get("kind") != "BSplineTransform":

@@ -263,7 +263,7 @@ def fit_distortion(image_points, ideal_points, *, camera_matrix=None, model: str
         return np.concatenate([xd * fx + cx - obs[:, 0], yd * fy + cy - obs[:, 1]])
 
     # the coefficients first (nearly linear), then with the centre freed (non-convex alone)
-    opts = dict(method="trf", xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=5000)
+    opts = {"method": "trf", "xtol": 1e-15, "ftol": 1e-15, "gtol": 1e-15, "max_nfev": 5000}
     sol = least_squares(residuals, np.zeros(len(free)), args=(False,), **opts)
     if fit_centre:
         theta0 = np.concatenate([sol.x, [k0[0, 2], k0[1, 2]]])

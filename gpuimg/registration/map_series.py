@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import numbers
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -192,7 +193,7 @@ class MapSeries:
         np.savez(Path(path), meta=json.dumps(meta), parameters=self.parameters, values=self._be.to_numpy(self.values))
 
     @classmethod
-    def load(cls, path) -> "MapSeries":
+    def load(cls, path) -> MapSeries:
         """Read a series written by :meth:`save` (maps on the host)."""
         with np.load(Path(path), allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import numbers
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +102,68 @@ class _Regulariser:
                         g[comp, :-1, 1:] += sign * r / sx
                         g[comp, :-1, :-1] -= sign * r / sx
         return e, g
+
+
+class _LevelProblem:
+    """Objective and exact gradient of one pyramid level, as a function of the flat control vector."""
+
+    def __init__(self, be, metric, fixed, mcoef, by, bx, spacing, wi, reg, landmark_terms, wl):
+        xp = be.xp
+        self.be, self.metric, self.mcoef, self.by, self.bx = be, metric, mcoef, by, bx
+        self.shape = tuple(int(n) for n in fixed.shape)
+        self.ctrl = (by.shape[1], bx.shape[1])
+        self.spacing, self.wi, self.reg, self.lm, self.wl = spacing, wi, reg, landmark_terms, wl
+        self.fvec = fixed.reshape(-1)
+        self.fvar = float(xp.var(self.fvec)) or 1.0
+        self.grid = xp.stack(xp.meshgrid(xp.arange(self.shape[0], dtype=np.float64),
+                                         xp.arange(self.shape[1], dtype=np.float64), indexing="ij")).reshape(2, -1)
+        self.nfev = 0
+        self.last: tuple | None = None  # (x, objective, image metric)
+
+    def _image_term(self, c):
+        be, xp, fvec = self.be, self.be.xp, self.fvec
+        u = xp.stack([self.by @ c[0] @ self.bx.T, self.by @ c[1] @ self.bx.T]).reshape(2, -1)
+        vals = be.spline_sample_grad2d(self.mcoef, self.grid + u, "nearest", 0.0)[:, 0]
+        a = vals[0]
+        if self.metric == "ssd":
+            r = a - fvec
+            dmetric = float(xp.mean(r * r)) / self.fvar
+            da = (2.0 / (r.size * self.fvar)) * r
+        else:
+            am, bm = a - xp.mean(a), fvec - xp.mean(fvec)
+            saa, sbb, sab = float(am @ am), float(bm @ bm), float(am @ bm)
+            den = np.sqrt(saa * sbb) or 1.0
+            dmetric = 1.0 - sab / den
+            da = -(bm - (sab / saa if saa else 0.0) * am) / den
+        g = (da[None] * vals[1:]).reshape((2,) + self.shape)
+        return dmetric, be.bspline_adjoint(g, self.ctrl, self.spacing)
+
+    def __call__(self, x):
+        be, xp = self.be, self.be.xp
+        c = xp.asarray(x.reshape((2,) + self.ctrl))
+        total, grad, dmetric = 0.0, xp.zeros_like(c), 0.0
+        if self.wi > 0:
+            dmetric, g = self._image_term(c)
+            total += self.wi * dmetric
+            grad += self.wi * g
+        if self.reg.bend or self.reg.div or self.reg.curl:
+            e, g = self.reg(c)
+            total += e
+            grad += g
+        if self.lm is not None:
+            lwy, lwx, ld = self.lm
+            res = np.einsum("ij,cjk,ik->ic", lwy, be.to_numpy(c), lwx) - ld
+            total += self.wl * float(np.mean(np.sum(res * res, axis=1)))
+            grad += xp.asarray((2 * self.wl / len(res)) * np.einsum("ij,ic,ik->cjk", lwy, res, lwx))
+        self.nfev += 1
+        self.last = (x.copy(), total, dmetric)
+        return total, np.asarray(be.to_numpy(grad), dtype=np.float64).ravel()
+
+    def values_at(self, x):
+        """(objective, image metric) at ``x``, reusing the last evaluation when it was there."""
+        if self.last is None or not np.array_equal(self.last[0], x):
+            self(x)
+        return self.last[1], self.last[2]
 
 
 def _check_weight(name, value):
@@ -186,7 +249,7 @@ def register_bspline(fixed, moving, *, grid_spacing, metric: str = "ssd", levels
     prev = None  # (coefficients host (2, ky, kx), spacing, ratio)
     for level in range(levels - 1, -1, -1):
         fac = 2 ** level
-        lshape = (max(4, int(round(shape[0] / fac))), max(4, int(round(shape[1] / fac))))
+        lshape = (max(4, round(shape[0] / fac)), max(4, round(shape[1] / fac)))
         ratio = (shape[0] / lshape[0], shape[1] / lshape[1])
         fl = _downsample(be, f0, lshape, fac / 3.0)
         ml = _downsample(be, m0, lshape, fac / 3.0)
@@ -206,69 +269,27 @@ def register_bspline(fixed, moving, *, grid_spacing, metric: str = "ssd", levels
             u = ffd.basis_at(py, pc.shape[1], ps[0]) @ pc @ ffd.basis_at(px, pc.shape[2], ps[1]).T
             u *= np.array([pr[0] / ratio[0], pr[1] / ratio[1]])[:, None, None]
             c_init = np.linalg.pinv(by_h) @ u @ np.linalg.pinv(bx_h).T
-        grid = xp.stack(xp.meshgrid(xp.arange(lshape[0], dtype=np.float64),
-                                    xp.arange(lshape[1], dtype=np.float64), indexing="ij")).reshape(2, -1)
-        fvec = fl.reshape(-1)
-        fvar = float(xp.var(fvec)) or 1.0
-        reg = _Regulariser(xp, ls, wb, wd, wc)
+        landmark_terms = None
         if lm is not None and wl > 0:
             lf = (lm[0] + 0.5) / np.array(ratio) - 0.5
-            ld = (lm[1] - lm[0]) / np.array(ratio)
-            lwy, lwx = ffd.basis_at(lf[:, 0], ky, ls[0]), ffd.basis_at(lf[:, 1], kx, ls[1])
-        state: dict[str, Any] = {}
-
-        def objective(x):
-            c = xp.asarray(x.reshape(2, ky, kx))
-            total, grad = 0.0, xp.zeros_like(c)
-            dmetric = 0.0
-            if wi > 0:
-                u = xp.stack([by @ c[0] @ bx.T, by @ c[1] @ bx.T]).reshape(2, -1)
-                vals = be.spline_sample_grad2d(mcoef, grid + u, "nearest", 0.0)[:, 0]
-                a = vals[0]
-                if metric == "ssd":
-                    r = a - fvec
-                    dmetric = float(xp.mean(r * r)) / fvar
-                    da = (2.0 / (r.size * fvar)) * r
-                else:
-                    am, bm = a - xp.mean(a), fvec - xp.mean(fvec)
-                    saa, sbb, sab = float(am @ am), float(bm @ bm), float(am @ bm)
-                    den = np.sqrt(saa * sbb) or 1.0
-                    ncc = sab / den
-                    dmetric = 1.0 - ncc
-                    da = -(bm - (sab / saa if saa else 0.0) * am) / den
-                g = (da[None] * vals[1:]).reshape(2, lshape[0], lshape[1])
-                grad += wi * be.bspline_adjoint(g, (ky, kx), ls)
-                total += wi * dmetric
-            if wb or wd or wc:
-                e, g = reg(c)
-                total += e
-                grad += g
-            if lm is not None and wl > 0:
-                ch = be.to_numpy(c)
-                ul = np.einsum("ij,cjk,ik->ic", lwy, ch, lwx)
-                res = ul - ld
-                total += wl * float(np.mean(np.sum(res * res, axis=1)))
-                gl = (2 * wl / len(res)) * np.einsum("ij,ic,ik->cjk", lwy, res, lwx)
-                grad += xp.asarray(gl)
-            state.update(metric=dmetric, objective=total, x=x.copy())
-            info["nfev"] += 1
-            return total, np.asarray(be.to_numpy(grad), dtype=np.float64).ravel()
-
+            landmark_terms = (ffd.basis_at(lf[:, 0], ky, ls[0]), ffd.basis_at(lf[:, 1], kx, ls[1]),
+                              (lm[1] - lm[0]) / np.array(ratio))
+        problem = _LevelProblem(be, metric, fl, mcoef, by, bx, ls, wi, _Regulariser(xp, ls, wb, wd, wc),
+                                landmark_terms, wl)
         it = [0]
 
-        def on_iter(xk):
-            if "x" not in state or not np.array_equal(state["x"], xk):
-                objective(xk)
-            e = state["objective"]
-            info["metric"].append(state["metric"])
+        def on_iter(xk, problem=problem, level=level, it=it):
+            e, dmetric = problem.values_at(xk)
+            info["metric"].append(dmetric)
             info["objective"].append(e)
             info["level"].append(level)
             it[0] += 1
             if callback is not None:
                 callback(level, it[0], e)
 
-        sol = minimize(objective, c_init.ravel(), jac=True, method="L-BFGS-B", callback=on_iter,
+        sol = minimize(problem, c_init.ravel(), jac=True, method="L-BFGS-B", callback=on_iter,
                        options={"maxiter": int(max_iter), "ftol": float(tol), "gtol": 1e-12, "maxcor": 20})
+        info["nfev"] += problem.nfev
         prev = (sol.x.reshape(2, ky, kx), ls, ratio)
     coef, ls, _ = prev
     info["time"] = time.perf_counter() - t_start
