@@ -94,11 +94,68 @@ def _splits(n: int, parts: int) -> list[slice]:
 # prefilter
 # ---------------------------------------------------------------------------------------
 
+def _prefilter_rows(c, order, mode):
+    """In-place prefilter of every column of ``c`` (n, lines) along axis 0, one row at a time.
+
+    The same recursions and exact initialisations as scipy's per-line loop (including the
+    reflect initialisation that reads its running sum at the last term), vectorised across
+    the lines; used for non-contiguous axes, where scipy copies each line out and back.
+    """
+    n = c.shape[0]
+    init = PREFILTER_INIT[mode]
+    gain = 1.0
+    for z in POLES[order]:
+        gain *= (1.0 - z) * (1.0 - 1.0 / z)
+    c *= c.dtype.type(gain)
+    for z in POLES[order]:
+        zt = c.dtype.type(z)
+        powers = z ** np.arange(n, dtype=np.float64)
+        if init == 0:
+            zn1 = z ** (n - 1)
+            w = np.zeros(n)
+            w[0], w[n - 1] = 1.0, zn1
+            w[1:n - 1] += powers[1:n - 1]
+            w[n - 2:0:-1] += powers[1:n - 1] * zn1
+            c[0] = (w / (1.0 - zn1 * zn1)).astype(c.dtype) @ c
+        elif init == 1:
+            zn = z ** n
+            w = np.zeros(n)
+            w[0], w[n - 1] = 1.0, zn
+            w[1:n - 1] += powers[1:n - 1]
+            w[n - 2:0:-1] += powers[1:n - 1] * zn
+            running = w.astype(c.dtype) @ c
+            running = running + zn / z * c[n - 1] + zn / z * zn * running
+            c[0] = running * c.dtype.type(z / (1.0 - zn * zn)) + c[0]
+        else:
+            w = np.zeros(n)
+            w[0] = 1.0
+            w[n - 1:0:-1] = powers[1:n]
+            c[0] = (w / (1.0 - z ** n)).astype(c.dtype) @ c
+        for i in range(1, n):
+            c[i] += zt * c[i - 1]
+        if init == 0:
+            c[n - 1] = (zt * c[n - 2] + c[n - 1]) * c.dtype.type(z / (z * z - 1.0))
+        elif init == 1:
+            c[n - 1] *= c.dtype.type(z / (z - 1.0))
+        else:
+            c[n - 1] = (c[n - 1] + powers[1:n].astype(c.dtype) @ c[: n - 1]) * c.dtype.type(z / (z ** n - 1.0))
+        for i in range(n - 2, -1, -1):
+            np.subtract(c[i + 1], c[i], out=c[i])
+            c[i] *= zt
+
+
 @primitive("spline_prefilter", "numpy")
 def _prefilter_numpy(be, x, axis, order, mode):
     x = np.asarray(x)
-    out = np.empty(x.shape, dtype=x.dtype)
     axis = axis % x.ndim
+    n = x.shape[axis]
+    if axis != x.ndim - 1 and n > 1 and x.size // n >= 256:
+        out = np.moveaxis(np.array(x, copy=True), axis, 0)
+        rows = out.reshape(n, -1) if out.flags.c_contiguous else None
+        if rows is not None:
+            _prefilter_rows(rows, order, mode)
+            return np.moveaxis(out, 0, axis)
+    out = np.empty(x.shape, dtype=x.dtype)
     others = [a for a in range(x.ndim) if a != axis]
     if not others or x.size < _CHUNK:
         ndi.spline_filter1d(x, order, axis=axis, output=out, mode=mode)
