@@ -149,12 +149,12 @@ def _prefilter_numpy(be, x, axis, order, mode):
     x = np.asarray(x)
     axis = axis % x.ndim
     n = x.shape[axis]
-    if axis != x.ndim - 1 and n > 1 and x.size // n >= 256:
-        out = np.moveaxis(np.array(x, copy=True), axis, 0)
-        rows = out.reshape(n, -1) if out.flags.c_contiguous else None
-        if rows is not None:
-            _prefilter_rows(rows, order, mode)
-            return np.moveaxis(out, 0, axis)
+    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    if n > 1 and inner >= 256:
+        out = np.array(x, copy=True, order="C")
+        blocks = out.reshape(-1, n, inner)
+        run_chunks(lambda b: _prefilter_rows(blocks[b], order, mode), [(b,) for b in range(blocks.shape[0])])
+        return out
     out = np.empty(x.shape, dtype=x.dtype)
     others = [a for a in range(x.ndim) if a != axis]
     if not others or x.size < _CHUNK:
