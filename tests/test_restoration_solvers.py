@@ -123,13 +123,13 @@ def test_nesterov_restart_speeds_up(be, rng):
     assert fs["gradient"] < fs[None] and fs["function"] <= fs[None]
 
 
-@pytest.mark.parametrize("monotone", [False, True])
-def test_fista_tv_with_identity_psf_is_tv_denoising(be, rng, monotone):
+@pytest.mark.parametrize("monotone,restart", [(False, None), (True, None), (False, "function")])
+def test_fista_tv_with_identity_psf_is_tv_denoising(be, rng, monotone, restart):
     f = _scene(40) + rng.normal(0, 0.05, (40, 40))
     w = 0.08
     ref = denoise_tv_chambolle(f, weight=w, eps=1e-10, max_num_iter=3000)
     got, info = R.fista_tv(be.asarray(f), be.asarray(np.ones((1, 1))), weight=w, bounds=None, num_iter=60,
-                           inner_iter=20, monotone=monotone, return_info=True)
+                           inner_iter=20, monotone=monotone, restart=restart, return_info=True)
 
     def F(u):
         d0 = np.diff(u, axis=0, append=u[-1:, :])

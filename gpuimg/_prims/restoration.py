@@ -148,3 +148,25 @@ def _rl_update_cupy(be, x, corr, norm, tv_weight, eps):
     kern = _RL.get(f"rl_update<{type_name(x.dtype)}>")
     launch_1d(kern, x.size, (x, corr, norm, out, np.int64(x.size), np.int64(h), np.int64(w), t(tv_weight), t(eps)))
     return out
+
+
+@primitive("rfft_grid", "numpy")
+def _rfft_grid_numpy(be, x, grid):
+    """``rfft2`` over the last two axes, zero-filled at the end to ``grid`` (all CPU cores)."""
+    return be.fft.rfft2(x, s=grid, workers=-1)
+
+
+@primitive("rfft_grid", "cupy")
+def _rfft_grid_cupy(be, x, grid):
+    return be.fft.rfft2(x, s=grid)
+
+
+@primitive("irfft_grid", "numpy")
+def _irfft_grid_numpy(be, X, grid):
+    """Inverse of :func:`rfft_grid`: real ``(..., *grid)`` (all CPU cores)."""
+    return be.fft.irfft2(X, s=grid, workers=-1)
+
+
+@primitive("irfft_grid", "cupy")
+def _irfft_grid_cupy(be, X, grid):
+    return be.fft.irfft2(X, s=grid)

@@ -8,6 +8,7 @@ import numpy as np
 
 from gpuimg._validate import check_choice, check_positive
 from gpuimg.restoration._common import Monitor, check_weight, per_image, prepare, sumsq
+from gpuimg.restoration.gradient import RESTARTS
 from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, fgp, tv_norm
 
@@ -23,7 +24,8 @@ def default_tv_weight(image: Any) -> Any:
 
 
 def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", bounds: Any = (0, 1),
-             num_iter: int = 100, inner_iter: int = 10, monotone: bool = False, boundary: str = "reflect",
+             num_iter: int = 100, inner_iter: int = 10, monotone: bool = False, restart: str | None = None,
+             boundary: str = "reflect",
              tol: float = 0.0, callback: Callable[..., Any] | None = None, return_info: bool = False) -> Any:
     """Total-variation deconvolution by FISTA with an FGP prox (Beck & Teboulle 2009).
 
@@ -77,6 +79,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     be, b, A = prepare(image, psf, boundary, num_iter=num_iter, tol=tol, callback=callback)
     check_choice("tv", tv, TV_KINDS)
     check_positive("inner_iter", inner_iter, integer=True)
+    check_choice("restart", restart, RESTARTS)
     lo, hi = check_bounds(bounds)
     xp = be.xp
     batch = b.shape[:-2]
@@ -93,7 +96,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     dt = b.dtype.type
     tau = dt(1.0 / L)
     mon = Monitor(be, num_iter, batch, tol=tol, record=return_info, callback=callback)
-    need_f = return_info or monotone
+    need_f = return_info or monotone or restart == "function"
 
     def objective(ax: Any, x: Any) -> Any:
         return 0.5 * sumsq(xp, ax - b) + weight_value * tv_norm(be, x, iso)
@@ -105,29 +108,49 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     y, ay = x, ax
     f_x = objective(ax, x) if need_f else None
     p = xp.zeros((2,) + x.shape, dtype=x.dtype)
-    t = 1.0
+    t = xp.ones(batch, dtype=np.float64)
+    restarts = xp.zeros((num_iter,) + batch, dtype=bool) if return_info else None
     for k in range(num_iter):
-        v = y - tau * A.adjoint(ay - b)
+        v = A.adjoint(ay - b)
+        v *= -tau
+        v += y
         z, p = fgp(be, v, weight_value / L, p, inner_iter, iso, lo, hi)
         az = A.apply(z)
-        t_new = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        t_new = (1.0 + xp.sqrt(1.0 + 4.0 * t * t)) / 2.0
         f_z = objective(az, z) if need_f else None
+        c1, c2 = t / t_new, (t - 1.0) / t_new
+        if restart == "gradient":
+            fire = xp.sum((y - z) * (z - x), axis=(-2, -1), dtype=np.float64) > 0
+        elif restart == "function":
+            fire = f_z > f_x
+        else:
+            fire = None
+        if fire is not None:
+            c2 = xp.where(fire, 0.0, c2)
+            t_new = xp.where(fire, 1.0, t_new)
+            if restarts is not None:
+                restarts[k] = fire
+        c1, c2 = per_image(c1).astype(b.dtype), per_image(c2).astype(b.dtype)
         x_prev = x
         if monotone:
             take = per_image(f_z <= f_x)
             x_new = xp.where(take, z, x)
             ax_new = xp.where(take, az, ax)
             f_new = xp.where(f_z <= f_x, f_z, f_x)
-            c1, c2 = dt(t / t_new), dt((t - 1.0) / t_new)
             y = x_new + c1 * (z - x_new) + c2 * (x_new - x)
             ay = ax_new + c1 * (az - ax_new) + c2 * (ax_new - ax)
         else:
             x_new, ax_new, f_new = z, az, f_z
-            c = dt((t - 1.0) / t_new)
-            y = z + c * (z - x)
-            ay = az + c * (az - ax)
+            y = z - x
+            y *= c2
+            y += z
+            ay = az - ax
+            ay *= c2
+            ay += az
         x, ax, f_x, t = x_new, ax_new, f_new, t_new
         if mon.step(k, A.crop(x), objective=f_new, x_prev=x_prev):
             break
     x = A.crop(x)
-    return (x, mon.info(step=float(tau), weight=weight_value)) if return_info else x
+    if not return_info:
+        return x
+    return x, mon.info(step=float(tau), weight=weight_value, restarts=be.to_numpy(restarts[: mon.count]))

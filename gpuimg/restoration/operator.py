@@ -113,20 +113,31 @@ class BlurOperator:
         self.psf = psf
         self.otf = self._transfer(psf)
         self.otf_conj = xp.conj(self.otf)
+        self.otf_adjoint = self.otf_conj if boundary == "periodic" else self.otf_conj * self._phase(xp)
         self._ones_adjoint = None
 
     # -- helpers ------------------------------------------------------------------------
+    def _phase(self, xp: Any) -> Any:
+        """``F`` of a unit impulse at the frame's place in the grid (the shift of ``C^T``)."""
+        if self.boundary == "reflect":
+            t, l = self.pad[0][0], self.pad[1][0]
+        else:
+            t, l = self.offset
+        gh, gw = self.grid
+        ky = xp.arange(gh, dtype=np.float64)[:, None]
+        kx = xp.arange(gw // 2 + 1, dtype=np.float64)[None, :]
+        ph = xp.exp(-2j * np.pi * (ky * t / gh + kx * l / gw))
+        return ph.astype(self.otf.dtype)
+
     def _transfer(self, kernel: Any) -> Any:
         """``rfft2`` of ``kernel`` on the FFT grid with its centre pixel at the origin."""
         return to_otf(self.be.xp.asarray(kernel, dtype=self.dtype), self.grid, real=True)
 
     def _fft(self, x: Any) -> Any:
-        return self.be.fft.rfft2(x, s=self.grid, workers=-1) if self.be.name == "numpy" else self.be.fft.rfft2(x, s=self.grid)
+        return self.be.rfft_grid(x, self.grid)
 
     def _ifft(self, X: Any) -> Any:
-        if self.be.name == "numpy":
-            return self.be.fft.irfft2(X, s=self.grid, workers=-1)
-        return self.be.fft.irfft2(X, s=self.grid)
+        return self.be.irfft_grid(X, self.grid)
 
     def _extend(self, x: Any) -> Any:
         """``E x``: half-sample symmetric extension to the FFT grid (``reflect``)."""
@@ -137,22 +148,19 @@ class BlurOperator:
         return xp.pad(x, widths, mode="symmetric")
 
     def _fold(self, y: Any) -> Any:
-        """``E^T y``: add each reflected margin back onto the pixels it copied."""
-        xp = self.be.xp
+        """``E^T y``: add each reflected margin onto the pixels it copied (in place; a view)."""
         h, w = self.shape[-2:]
         (t, b), (l, r) = self.pad
-        out = y[..., t:t + h, :]
-        out = out.copy()
         if t:
-            out[..., :t, :] += y[..., t - 1::-1, :][..., :t, :]
+            y[..., t:2 * t, :] += y[..., t - 1::-1, :]
         if b:
-            out[..., h - b:, :] += y[..., t + h:, :][..., ::-1, :]
-        res = out[..., l:l + w].copy()
+            y[..., t + h - b:t + h, :] += y[..., t + h + b - 1:t + h - 1:-1, :]
+        y = y[..., t:t + h, :]
         if l:
-            res[..., :l] += out[..., l - 1::-1][..., :l]
+            y[..., l:2 * l] += y[..., l - 1::-1]
         if r:
-            res[..., w - r:] += out[..., l + w:][..., ::-1]
-        return res
+            y[..., l + w - r:l + w] += y[..., l + w + r - 1:l + w - 1:-1]
+        return y[..., l:l + w]
 
     # -- the operator -------------------------------------------------------------------
     def spectrum(self, x: Any) -> Any:
@@ -162,36 +170,34 @@ class BlurOperator:
         return self._fft(x)
 
     def apply(self, x: Any) -> Any:
-        """``A x`` for ``x`` of shape ``(..., *x_shape[-2:])``; returns the frame ``(..., H, W)``."""
-        y = self._ifft(self.spectrum(x) * self.otf)
+        """``A x`` for ``x`` of shape ``(..., *x_shape[-2:])``; returns the frame ``(..., H, W)``.
+
+        The result may be a view into a larger work array (not C-contiguous).
+        """
+        X = self.spectrum(x)
+        X *= self.otf
+        y = self._ifft(X)
         h, w = self.shape[-2:]
         if self.boundary == "periodic":
-            out = y
-        elif self.boundary == "reflect":
-            (t, _), (l, _) = self.pad
-            out = y[..., t:t + h, l:l + w]
+            return y
+        if self.boundary == "reflect":
+            oh, ow = self.pad[0][0], self.pad[1][0]
         else:
             oh, ow = self.offset
-            out = y[..., oh:oh + h, ow:ow + w]
-        return self.be.xp.ascontiguousarray(out)
+        return y[..., oh:oh + h, ow:ow + w]
 
     def adjoint(self, r: Any) -> Any:
-        """``A^T r`` for a frame-shaped ``r``; returns an array of shape ``(..., *x_shape[-2:])``."""
-        xp = self.be.xp
+        """``A^T r`` for a frame-shaped ``r``; returns ``(..., *x_shape[-2:])`` (maybe a view)."""
+        # r zero-filled at the end of the grid; the shift to its place in the grid is a phase
+        # ramp folded into otf_adjoint
+        R = self._fft(r)
+        R *= self.otf_adjoint
+        y = self._ifft(R)
         if self.boundary == "periodic":
-            return self._ifft(self._fft(r) * self.otf_conj)
-        h, w = self.shape[-2:]
-        if self.boundary == "reflect":
-            (t, _), (l, _) = self.pad
-        else:
-            t, l = self.offset
-        gh, gw = self.grid
-        z = xp.zeros(r.shape[:-2] + (gh, gw), dtype=r.dtype)
-        z[..., t:t + h, l:l + w] = r
-        y = self._ifft(self._fft(z) * self.otf_conj)
+            return y
         if self.boundary == "reflect":
             return self._fold(y)
-        return xp.ascontiguousarray(y[..., : self.x_shape[-2], : self.x_shape[-1]])
+        return y[..., : self.x_shape[-2], : self.x_shape[-1]]
 
     def normal(self, x: Any) -> Any:
         """``A^T A x``."""
