@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import scipy.signal
+from conftest import to_np
 
 from gpuimg import psf as psfs
 from gpuimg.restoration import BOUNDARIES, BlurOperator
-
-from conftest import to_np
 
 SHAPES = [(40, 48), (37, 31)]
 PSF_SHAPES = [(7, 7), (4, 6), (5, 2)]

@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from conftest import to_np
 from skimage import data
 from skimage.restoration import denoise_tv_chambolle
 from skimage.restoration import wiener as sk_wiener
 
 from gpuimg import psf as psfs
 from gpuimg import restoration as R
-
-from conftest import to_np
 
 
 def _scene(n=48):

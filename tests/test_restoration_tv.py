@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import to_np
 from skimage import data
 from skimage.restoration import denoise_tv_chambolle, estimate_sigma
 
 from gpuimg.restoration import estimate_noise, tv_prox
-
-from conftest import to_np
 
 
 def _tv_iso(u):

@@ -18,8 +18,8 @@ from gpuimg.restoration.tv import tv_norm, tv_prox
 
 __all__ = [
     "BOUNDARIES",
-    "BlurOperator",
     "TV_WEIGHT_PER_SIGMA",
+    "BlurOperator",
     "default_tv_weight",
     "estimate_noise",
     "fista_tv",

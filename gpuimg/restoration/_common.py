@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from gpuimg._backend import get_backend
-from gpuimg._validate import check_array, check_positive, float_dtype
+from gpuimg._validate import check_array, check_choice, check_positive, float_dtype
 from gpuimg.restoration.operator import BOUNDARIES, BlurOperator, check_psf
-from gpuimg._validate import check_choice
 
 __all__ = ["Monitor", "prepare"]
 
@@ -55,6 +55,31 @@ def sumsq(xp: Any, a: Any) -> Any:
 def per_image(x: Any) -> Any:
     """A per-image scalar array broadcast against ``(..., H, W)``."""
     return x[..., None, None]
+
+
+def momentum(xp: Any, t: Any, restart: str | None, y: Any, x_new: Any, x: Any, f_new: Any, f_old: Any,
+             restarts: Any, k: int, dtype: Any) -> tuple[Any, Any, Any]:
+    """FISTA's step-size sequence with O'Donoghue & Candès adaptive restart, per image.
+
+    ``t_next = (1 + sqrt(1 + 4 t^2)) / 2``; returns ``(t_next, t / t_next, (t - 1) / t_next)``
+    (the last two broadcast against the images). Where the restart test fires —
+    ``"gradient"``: ``(y - x_new)^T (x_new - x) > 0``, ``"function"``: ``f_new > f_old`` —
+    the momentum ``(t - 1) / t_next`` is 0 and ``t_next`` is 1; ``restarts[k]`` records it.
+    Everything stays on the device.
+    """
+    t_new = (1.0 + xp.sqrt(1.0 + 4.0 * t * t)) / 2.0
+    c1, c2 = t / t_new, (t - 1.0) / t_new
+    fire = None
+    if restart == "gradient":
+        fire = xp.sum((y - x_new) * (x_new - x), axis=(-2, -1), dtype=np.float64) > 0
+    elif restart == "function":
+        fire = f_new > f_old
+    if fire is not None:
+        c2 = xp.where(fire, 0.0, c2)
+        t_new = xp.where(fire, 1.0, t_new)
+        if restarts is not None:
+            restarts[k] = fire
+    return t_new, per_image(c1).astype(dtype), per_image(c2).astype(dtype)
 
 
 class Monitor:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from gpuimg._validate import check_choice, check_positive
-from gpuimg.restoration._common import Monitor, check_weight, per_image, prepare, sumsq
+from gpuimg.restoration._common import (
+    Monitor,
+    check_weight,
+    momentum,
+    per_image,
+    prepare,
+    sumsq,
+)
 from gpuimg.restoration.gradient import RESTARTS
 from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, fgp, tv_norm
@@ -60,6 +68,9 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
         FGP iterations per prox.
     monotone : bool
         MFISTA.
+    restart : {None, "gradient", "function"}
+        O'Donoghue & Candès adaptive restart of the momentum (per image), as in
+        :func:`gpuimg.restoration.nesterov`; ``info["restarts"]`` records it.
     boundary : {"reflect", "periodic", "free"}
         Boundary model of ``A``; ``"free"`` estimates a larger scene and crops it.
     tol, callback, return_info
@@ -116,21 +127,8 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
         v += y
         z, p = fgp(be, v, weight_value / L, p, inner_iter, iso, lo, hi)
         az = A.apply(z)
-        t_new = (1.0 + xp.sqrt(1.0 + 4.0 * t * t)) / 2.0
         f_z = objective(az, z) if need_f else None
-        c1, c2 = t / t_new, (t - 1.0) / t_new
-        if restart == "gradient":
-            fire = xp.sum((y - z) * (z - x), axis=(-2, -1), dtype=np.float64) > 0
-        elif restart == "function":
-            fire = f_z > f_x
-        else:
-            fire = None
-        if fire is not None:
-            c2 = xp.where(fire, 0.0, c2)
-            t_new = xp.where(fire, 1.0, t_new)
-            if restarts is not None:
-                restarts[k] = fire
-        c1, c2 = per_image(c1).astype(b.dtype), per_image(c2).astype(b.dtype)
+        t_new, c1, c2 = momentum(xp, t, restart, y, z, x, f_z, f_x, restarts, k, b.dtype)
         x_prev = x
         if monotone:
             take = per_image(f_z <= f_x)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from gpuimg.restoration._common import Monitor, check_weight, per_image, prepare, sumsq
 from gpuimg._validate import check_choice
+from gpuimg.restoration._common import Monitor, check_weight, momentum, prepare, sumsq
 from gpuimg.restoration.tv import check_bounds
 
 __all__ = ["landweber", "nesterov"]
@@ -173,20 +174,7 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
         x_new = _project(xp, y - tau * g, lo, hi)
         ax_new = A.apply(x_new)
         f_new = objective(ax_new, x_new) if need_f else None
-        t_new = (1.0 + xp.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        beta = (t - 1.0) / t_new
-        if restart == "gradient":
-            fire = xp.sum((y - x_new) * (x_new - x), axis=(-2, -1), dtype=np.float64) > 0
-        elif restart == "function":
-            fire = f_new > f_x
-        else:
-            fire = None
-        if fire is not None:
-            beta = xp.where(fire, 0.0, beta)
-            t_new = xp.where(fire, 1.0, t_new)
-            if restarts is not None:
-                restarts[k] = fire
-        bb = per_image(beta).astype(b.dtype)
+        t_new, _, bb = momentum(xp, t, restart, y, x_new, x, f_new, f_x, restarts, k, b.dtype)
         y = x_new + bb * (x_new - x)
         ay = ax_new + bb * (ax_new - ax)
         x_prev = x

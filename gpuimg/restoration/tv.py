@@ -34,11 +34,10 @@ def tv_norm(be: Any, x: Any, isotropic: bool = True) -> Any:
 def fgp(be: Any, v: Any, weight: float, p: Any, num_iter: int, isotropic: bool, lo: float, hi: float) -> Any:
     """FGP iterations for ``argmin_x 1/2 ||x - v||^2 + weight TV(x)`` s.t. ``lo <= x <= hi``.
 
-    ``p`` (shape ``(2, *v.shape)``) is the dual field: it is the warm start and is updated
-    in place, so successive calls with slowly changing ``v`` (FISTA's inner problems)
-    start close to their solution. Returns the primal ``x``.
+    ``p`` (shape ``(2, *v.shape)``) is the dual field and the warm start, so successive
+    calls with slowly changing ``v`` (FISTA's inner problems) start close to their
+    solution. Returns ``(x, p)`` with the updated dual field (``p``'s buffer is reused).
     """
-    xp = be.xp
     r = p.copy()
     step = 1.0 / (8.0 * weight)
     t = 1.0
