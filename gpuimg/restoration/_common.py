@@ -90,8 +90,10 @@ class Monitor:
     """
 
     def __init__(self, be: Any, num_iter: int, batch: tuple[int, ...], *, tol: float, record: bool,
-                 callback: Callable[..., Any] | None, check_every: int = 10) -> None:
+                 callback: Callable[..., Any] | None, crop: Callable[[Any], Any] = lambda x: x,
+                 check_every: int = 10) -> None:
         self.be, self.tol, self.record, self.callback = be, float(tol), record, callback
+        self.crop = crop
         self.check_every = check_every
         self.values = be.xp.zeros((num_iter,) + batch, dtype=np.float64) if record else None
         self.count = 0
@@ -111,7 +113,7 @@ class Monitor:
         self.count = k + 1
         if self.record and objective is not None:
             self.values[k] = objective
-        if self.callback is not None and self.callback(k, x):
+        if self.callback is not None and self.callback(k, self.crop(x)):
             return True
         if x_prev is not None and self.due(k):
             change = xp.sqrt(sumsq(xp, x - x_prev))

@@ -106,7 +106,8 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     L = A.lipschitz()
     dt = b.dtype.type
     tau = dt(1.0 / L)
-    mon = Monitor(be, num_iter, batch, tol=tol, record=return_info, callback=callback)
+    mon = Monitor(be, num_iter, batch, tol=tol, record=return_info, callback=callback,
+                  crop=A.crop)
     need_f = return_info or monotone or restart == "function"
 
     def objective(ax: Any, x: Any) -> Any:
@@ -146,7 +147,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
             ay *= c2
             ay += az
         x, ax, f_x, t = x_new, ax_new, f_new, t_new
-        if mon.step(k, A.crop(x), objective=f_new, x_prev=x_prev):
+        if mon.step(k, x, objective=f_new, x_prev=x_prev):
             break
     x = A.crop(x)
     if not return_info:

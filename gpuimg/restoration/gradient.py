@@ -71,7 +71,8 @@ def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None =
     lo, hi = check_bounds(bounds)
     tau = 1.0 / A.lipschitz() if step is None else check_weight("step", step)
     xp = be.xp
-    mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback)
+    mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback,
+                  crop=A.crop)
     x = xp.zeros(A.x_shape, dtype=b.dtype)
     r = -b
     for k in range(num_iter):
@@ -81,7 +82,7 @@ def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None =
         r = A.apply(x)
         r -= b
         obj = 0.5 * sumsq(xp, r) if mon.record else None
-        if mon.step(k, A.crop(x), objective=obj, x_prev=x_prev):
+        if mon.step(k, x, objective=obj, x_prev=x_prev):
             break
     x = A.crop(x)
     return (x, mon.info(step=tau)) if return_info else x
@@ -154,7 +155,8 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
     dt = b.dtype.type
     tau = dt(1.0 / (A.lipschitz() + 8.0 * weight))
     batch = b.shape[:-2]
-    mon = Monitor(be, num_iter, batch, tol=tol, record=return_info, callback=callback)
+    mon = Monitor(be, num_iter, batch, tol=tol, record=return_info, callback=callback,
+                  crop=A.crop)
     need_f = return_info or restart == "function"
     restarts = xp.zeros((num_iter,) + batch, dtype=bool) if return_info else None
 
@@ -179,7 +181,7 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
         ay = ax_new + bb * (ax_new - ax)
         x_prev = x
         x, ax, t, f_x = x_new, ax_new, t_new, f_new
-        if mon.step(k, A.crop(x), objective=f_new, x_prev=x_prev):
+        if mon.step(k, x, objective=f_new, x_prev=x_prev):
             break
     x = A.crop(x)
     if not return_info:

@@ -74,7 +74,8 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
     tv_weight = check_weight("tv_weight", tv_weight, allow_zero=True)
     eps = np.finfo(b.dtype).tiny if filter_epsilon is None else check_weight("filter_epsilon", filter_epsilon)
     xp = be.xp
-    mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback)
+    mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback,
+                  crop=A.crop)
     norm = xp.maximum(A.ones_adjoint(), b.dtype.type(1e-6))
     # gradient magnitudes below this (relative to the data scale) count as flat for RL-TV
     tv_eps = float(1e-3 * xp.abs(b).max()) if tv_weight else 1.0
@@ -86,7 +87,7 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
         corr = A.adjoint(be.rl_ratio(b, ax, eps))
         x_prev = x
         x = be.rl_update(x, corr, norm, tv_weight, tv_eps)
-        if mon.step(k, A.crop(x), objective=obj, x_prev=x_prev):
+        if mon.step(k, x, objective=obj, x_prev=x_prev):
             break
     x = A.crop(x)
     if clip:
