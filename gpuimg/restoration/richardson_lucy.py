@@ -39,7 +39,8 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
     Parameters
     ----------
     image : array, shape (..., H, W)
-        Blurred images ``b`` (non-negative); leading axes are a batch.
+        Blurred images ``b``; leading axes are a batch. Negative values (noise around a
+        dark background) are taken as 0, which keeps every iterate non-negative.
     psf : array, shape (kh, kw)
         Point-spread function (normalised to unit sum; centre at ``(kh // 2, kw // 2)``).
     num_iter : int
@@ -79,6 +80,8 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
     norm = xp.maximum(A.ones_adjoint(), b.dtype.type(1e-6))
     # gradient magnitudes below this (relative to the data scale) count as flat for RL-TV
     tv_eps = float(1e-3 * xp.abs(b).max()) if tv_weight else 1.0
+    # Poisson data are non-negative; negative noise samples would flip signs in the ratio
+    b = xp.maximum(b, 0)
     mean = xp.mean(b, axis=(-2, -1), keepdims=True)
     x = xp.broadcast_to(mean, b.shape[:-2] + A.x_shape[-2:]).astype(b.dtype)
     for k in range(num_iter):

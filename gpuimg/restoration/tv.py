@@ -38,6 +38,7 @@ def fgp(be: Any, v: Any, weight: float, p: Any, num_iter: int, isotropic: bool, 
     calls with slowly changing ``v`` (FISTA's inner problems) start close to their
     solution. Returns ``(x, p)`` with the updated dual field (``p``'s buffer is reused).
     """
+    v = be.xp.ascontiguousarray(v)
     r = p.copy()
     step = 1.0 / (8.0 * weight)
     t = 1.0
