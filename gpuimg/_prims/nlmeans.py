@@ -24,7 +24,7 @@ import numpy as np
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._prims.pairs import credit_pairs
-from gpuimg._prims.spline import run_chunks, workers
+from gpuimg._parallel import run_chunks, workers
 
 _FAMILY = KernelFamily(
     "nlmeans.cu",

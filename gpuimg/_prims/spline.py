@@ -24,9 +24,6 @@ chunks of the work in a thread pool; the CUDA twins are ``kernels/spline_prefilt
 
 from __future__ import annotations
 
-import itertools
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -34,6 +31,7 @@ import scipy.ndimage as ndi
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._parallel import run_chunks, splits as _splits, workers
 
 #: Poles of the direct B-spline filter per order (Unser 1999, Table I).
 POLES = {
@@ -62,34 +60,6 @@ _SAMPLE = KernelFamily(
 )
 
 _CHUNK = 1 << 16
-_pool: list[ThreadPoolExecutor] = []
-
-
-def workers() -> int:
-    """Threads the NumPy twins use (``GPUIMG_NUM_THREADS`` or the CPU count)."""
-    env = os.environ.get("GPUIMG_NUM_THREADS", "")
-    return max(1, int(env)) if env.isdigit() else max(1, os.cpu_count() or 1)
-
-
-def run_chunks(fn, jobs) -> None:
-    """Run ``fn(*job)`` for every job, on the shared pool when there is more than one."""
-    jobs = list(jobs)
-    if len(jobs) <= 1 or workers() == 1:
-        for job in jobs:
-            fn(*job)
-        return
-    if not _pool:
-        _pool.append(ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="gpuimg"))
-    for f in [_pool[0].submit(fn, *job) for job in jobs]:
-        f.result()
-
-
-def _splits(n: int, parts: int) -> list[slice]:
-    parts = max(1, min(parts, n))
-    edges = np.linspace(0, n, parts + 1).astype(int)
-    return [slice(a, b) for a, b in itertools.pairwise(edges) if b > a]
-
-
 # ---------------------------------------------------------------------------------------
 # prefilter
 # ---------------------------------------------------------------------------------------

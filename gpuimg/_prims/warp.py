@@ -35,6 +35,7 @@ import numpy as np
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._parallel import run_chunks
 
 INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos4": 3}
 #: Taps per axis and the index of the first tap relative to ``floor(x)``.
@@ -177,9 +178,8 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
         rec, rows_rec = _block_records(padded, taps)
         plane = rows_rec * wp
     out = np.empty((nimg, ho, wo), dtype=x.dtype)
-    step = max(1, _CHUNK // wo)
-    for r0 in range(0, ho, step):
-        r1 = min(r0 + step, ho)
+
+    def rows(r0, r1):
         px, py = _positions(r0, r1, wo, matrix, map_x, map_y)
         outside = ~(np.isfinite(px) & np.isfinite(py))
         if outside.any():
@@ -210,6 +210,9 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
         if outside.any():
             vals = np.where(outside[None, :], x.dtype.type(cval), vals)
         out[:, r0:r1] = vals.reshape(nimg, r1 - r0, wo)
+
+    step = max(1, _CHUNK // (wo * nimg))
+    run_chunks(rows, [(r0, min(r0 + step, ho)) for r0 in range(0, ho, step)])
     return out
 
 
