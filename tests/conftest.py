@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 
 from gpuimg import _backend
+from gpuimg.testing import BACKENDS, backend_or_skip
 
-BACKENDS = ["numpy", "cupy"]
 
 
 @pytest.fixture(params=BACKENDS)
 def be(request):
-    if request.param == "cupy" and not _backend.gpu_available():
-        pytest.skip(f"CuPy backend unusable: {_backend.backend_info()['reason']}")
-    return _backend.get_backend(backend=request.param)
+    return backend_or_skip(request.param)
 
 
 @pytest.fixture
