@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The one prepared script for a GPU machine (no network there). From the repository root:
-#   on the CPU machine:  ../shared/device-wheels cucim-cu13 <pure-python test deps>   (fills .wheels/)
+#   on the CPU machine (fills .wheels/, about 53 MB):
+#     ../shared/device-wheels cucim-cu13 hypothesis sortedcontainers attrs pwlf PyWavelets imagecodecs \
+#       tqdm dask distributed cloudpickle fsspec partd locket toolz tblib zict msgpack tornado psutil \
+#       pytest-xdist execnet pytest-benchmark py-cpuinfo
 #   on the GPU machine:  GPUIMG_COMMIT=<sha> bash benchmarks/gpu_check.sh [quick]
 # It installs the carried wheels without network, runs the whole test suite with CuPy active,
 # runs the GPU benchmarks against their peers, and writes benchmarks/results/gpu-<date>.json
@@ -13,26 +16,32 @@ mkdir -p "$OUT" benchmarks/results
 DATE=$(date -u +%F)
 COMMIT=${GPUIMG_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 QUICK=${1:-}
+# DRY_RUN=1 rehearses the script on a CPU machine: no CuPy check, a small test and bench subset
+DRY_RUN=${DRY_RUN:-0}
+TESTS="tests"; BENCH_K="cupy"
+[ "$DRY_RUN" = "1" ] && { TESTS="tests/test_backend.py tests/test_kernels.py"; BENCH_K="numpy and (boundary or 3x3)"; }
 
 if [ -d .wheels ]; then
     # dependencies the GPU image lacks; --no-deps keeps its own numpy/scipy/cupy
-    $PY -m pip install -q --no-index --no-deps --find-links .wheels .wheels/*.whl 2>&1 | tail -3
+    # gpuimg itself runs from the checkout (PYTHONPATH), so its wheel is not installed
+    $PY -m pip install -q --no-index --no-deps --find-links .wheels $(ls .wheels/*.whl | grep -v '/gpuimg-') 2>&1 | tail -3
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-$PY -c "import gpuimg, json; i = gpuimg.backend_info(); print(json.dumps(i)); assert i['cupy_usable'], i['reason']" \
+$PY -c "import gpuimg, json; i = gpuimg.backend_info(); print(json.dumps(i)); assert i['cupy_usable'] or $DRY_RUN, i['reason']" \
     || { echo "CuPy is not usable here"; exit 3; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
 XDIST=""
 $PY -c "import xdist" 2>/dev/null && XDIST="-n 8"
 echo "== tests (CuPy active) =="
-timeout ${TEST_TIMEOUT:-300} $PY -m pytest -q -x --maxfail=20 $XDIST -p no:cacheprovider tests \
+timeout ${TEST_TIMEOUT:-300} $PY -m pytest -q -x --maxfail=20 $XDIST -p no:cacheprovider --benchmark-disable $TESTS \
     --junitxml="$OUT/junit.xml" 2>&1 | tail -40
 echo "== benchmarks (cupy backend vs GPU peers) =="
 BENCH_ARGS="--benchmark-min-rounds=3 --benchmark-max-time=0.2 --benchmark-warmup=off"
 [ "$QUICK" = "quick" ] && BENCH_ARGS="$BENCH_ARGS --benchmark-disable-gc"
-timeout ${BENCH_TIMEOUT:-200} $PY -m pytest -q -p no:cacheprovider benchmarks -k "cupy" $BENCH_ARGS \
+timeout ${BENCH_TIMEOUT:-200} $PY -m pytest -q -p no:cacheprovider benchmarks/bench_*.py -k "$BENCH_K" $BENCH_ARGS \
     --benchmark-json="$OUT/bench.json" 2>&1 | grep -v "^test_" | tail -60
-$PY benchmarks/gpu_report.py --junit "$OUT/junit.xml" --bench "$OUT/bench.json" --commit "$COMMIT" \
-    --out "benchmarks/results/gpu-$DATE.json"
-cp "benchmarks/results/gpu-$DATE.json" "$OUT/"
+REPORT="benchmarks/results/gpu-$DATE.json"
+[ "$DRY_RUN" = "1" ] && REPORT="$OUT/gpu-dry-run.json"
+$PY benchmarks/gpu_report.py --junit "$OUT/junit.xml" --bench "$OUT/bench.json" --commit "$COMMIT" --out "$REPORT"
+[ "$REPORT" = "$OUT/gpu-dry-run.json" ] || cp "$REPORT" "$OUT/"

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     import gpuimg
 
     info = gpuimg.backend_info()
-    bench = json.loads(args.bench.read_text()) if args.bench.exists() else {}
+    text = args.bench.read_text() if args.bench.exists() else ""
+    bench = json.loads(text) if text.strip() else {}
     report = {
         "date": _dt.date.today().isoformat(),
         "device": info["device"],
