@@ -25,18 +25,18 @@ __device__ __forceinline__ void rl_unit_grad(const T* __restrict__ x, long long 
     u1 = g1 / s;
 }
 
-// out = x * corr / norm / (1 - tv_weight * div(grad x / |grad x|))   (Dey et al. 2006);
-// norm (A^T 1) has h * w elements and is shared by every plane.
+// out = x * corr * inv_norm / (1 - tv_weight * div(grad x / |grad x|))   (Dey et al. 2006);
+// inv_norm (1 / A^T 1) has h * w elements and is shared by every plane.
 template <typename T>
 __global__ void rl_update(const T* __restrict__ x, const T* __restrict__ corr,
-                          const T* __restrict__ norm, T* __restrict__ out, long long n,
+                          const T* __restrict__ inv_norm, T* __restrict__ out, long long n,
                           long long h, long long w, T tv_weight, T eps) {
     long long hw = h * w;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < n;
          t += (long long)gridDim.x * blockDim.x) {
         long long j = t % w;
         long long i = (t / w) % h;
-        T val = x[t] * corr[t] / norm[t % hw];
+        T val = x[t] * corr[t] * inv_norm[t % hw];
         if (tv_weight != T(0)) {
             T a0, a1, d = T(0);
             rl_unit_grad<T>(x, t, i, j, h, w, eps, a0, a1);

@@ -7,10 +7,13 @@ Images are stacks ``(..., H, W)``; gradients are forward differences with Neuman
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._parallel import run_chunks
 
 _TV = KernelFamily("tv.cu", [f"tv_primal<{t}>" for t in ("float", "double")]
                    + [f"tv_dual<{t}, {iso}>" for t in ("float", "double") for iso in (0, 1)])
@@ -103,57 +106,82 @@ def _tv_dual_cupy(be, x, p, r, step, momentum, isotropic):
 
 
 @primitive("rl_ratio", "numpy")
-def _rl_ratio_numpy(be, b, ax, eps):
-    """``b / ax`` where ``ax >= eps``, 0 elsewhere."""
-    out = np.zeros_like(ax)
-    np.divide(b, ax, out=out, where=ax >= eps)
+def _rl_ratio_numpy(be, b, ax, eps, out=None):
+    """``b / ax`` where ``ax >= eps``, 0 elsewhere; into ``out`` when given (any strides)."""
+    if out is None:
+        out = np.empty_like(ax)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.divide(b, ax, out=out)
+    low = ax < eps
+    if low.any():
+        out[low] = 0
     return out
 
 
 @primitive("rl_ratio", "cupy")
-def _rl_ratio_cupy(be, b, ax, eps):
+def _rl_ratio_cupy(be, b, ax, eps, out=None):
     xp = be.xp
     ax = xp.ascontiguousarray(ax)
     b = xp.ascontiguousarray(b, dtype=ax.dtype)
-    out = xp.empty_like(ax)
+    res = out if out is not None and out.flags.c_contiguous else xp.empty_like(ax)
     kern = _RL.get(f"rl_ratio<{type_name(ax.dtype)}>")
-    launch_1d(kern, ax.size, (b, ax, out, np.int64(ax.size), ax.dtype.type(eps)))
-    return out
+    launch_1d(kern, ax.size, (b, ax, res, np.int64(ax.size), ax.dtype.type(eps)))
+    if out is not None and res is not out:
+        out[...] = res
+        return out
+    return res
 
 
 @primitive("rl_update", "numpy")
-def _rl_update_numpy(be, x, corr, norm, tv_weight, eps):
-    """``x * corr / norm / (1 - tv_weight * div(grad x / sqrt(|grad x|^2 + eps^2)))``.
+def _rl_update_numpy(be, x, corr, inv_norm, tv_weight, eps, out=None):
+    """``x * corr * inv_norm / (1 - tv_weight * div(grad x / sqrt(|grad x|^2 + eps^2)))``.
 
-    ``norm`` has shape ``(H, W)`` and is shared by the stack (Dey et al. 2006 RL-TV).
+    ``inv_norm`` (``1 / A^T 1``) has shape ``(H, W)`` and is shared by the stack (Dey et al.
+    2006 RL-TV). ``out`` may be ``x`` itself (an in-place update; any strides).
     """
-    out = x * corr
-    out /= norm
+    den = None
     if tv_weight:
         g = _grad(x)
         g /= np.sqrt(g[0] * g[0] + g[1] * g[1] + x.dtype.type(eps) ** 2)
-        out /= 1 - x.dtype.type(tv_weight) * _div(g)
+        den = _div(g)
+        den *= -x.dtype.type(tv_weight)
+        den += 1
+    out = np.multiply(x, corr, out=out)
+    out *= inv_norm
+    if den is not None:
+        out /= den
     return out
 
 
 @primitive("rl_update", "cupy")
-def _rl_update_cupy(be, x, corr, norm, tv_weight, eps):
+def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     xp = be.xp
-    x = xp.ascontiguousarray(x)
+    xc = xp.ascontiguousarray(x)
     corr = xp.ascontiguousarray(corr, dtype=x.dtype)
-    norm = xp.ascontiguousarray(xp.broadcast_to(norm, x.shape[-2:]), dtype=x.dtype)
-    out = xp.empty_like(x)
+    inv_norm = xp.ascontiguousarray(xp.broadcast_to(inv_norm, x.shape[-2:]), dtype=x.dtype)
+    # the TV term reads neighbours of x, so the result never overwrites x while it is read
+    direct = out is not None and out.flags.c_contiguous and not (tv_weight and xp.shares_memory(out, xc))
+    res = out if direct else xp.empty_like(xc)
     h, w = x.shape[-2:]
     t = x.dtype.type
     kern = _RL.get(f"rl_update<{type_name(x.dtype)}>")
-    launch_1d(kern, x.size, (x, corr, norm, out, np.int64(x.size), np.int64(h), np.int64(w), t(tv_weight), t(eps)))
-    return out
+    launch_1d(kern, x.size, (xc, corr, inv_norm, res, np.int64(x.size), np.int64(h), np.int64(w), t(tv_weight),
+                             t(eps)))
+    if out is not None and res is not out:
+        out[...] = res
+        return out
+    return res
+
+
+def _fft_workers():
+    """All cores, or 1 inside a job of the shared pool (which already uses every core)."""
+    return 1 if threading.current_thread().name.startswith("gpuimg") else -1
 
 
 @primitive("rfft_grid", "numpy")
 def _rfft_grid_numpy(be, x, grid):
     """``rfft2`` over the last two axes, zero-filled at the end to ``grid`` (all CPU cores)."""
-    return be.fft.rfft2(x, s=grid, workers=-1)
+    return be.fft.rfft2(x, s=grid, workers=_fft_workers())
 
 
 @primitive("rfft_grid", "cupy")
@@ -164,9 +192,31 @@ def _rfft_grid_cupy(be, x, grid):
 @primitive("irfft_grid", "numpy")
 def _irfft_grid_numpy(be, X, grid):
     """Inverse of :func:`rfft_grid`: real ``(..., *grid)`` (all CPU cores)."""
-    return be.fft.irfft2(X, s=grid, workers=-1)
+    return be.fft.irfft2(X, s=grid, workers=_fft_workers())
 
 
 @primitive("irfft_grid", "cupy")
 def _irfft_grid_cupy(be, X, grid):
     return be.fft.irfft2(X, s=grid)
+
+
+#: work (bytes) per group of a batch that the NumPy twin of ``map_batch`` aims for: about
+#: one 512 x 512 float32 image with its FFT margins, which stays in a core's L2/L3 cache
+GROUP_BYTES = 1 << 21
+
+
+@primitive("map_batch", "numpy")
+def _map_batch_numpy(be, fn, n, item_bytes):
+    """Call ``fn(sl)`` for slices ``sl`` covering ``range(n)`` of a batch of independent items.
+
+    NumPy: groups of about ``GROUP_BYTES`` of work each (cache-sized), run on the shared
+    thread pool (:func:`gpuimg._parallel.run_chunks`), one FFT thread per group. CuPy: one
+    call with the whole batch (the device is filled by one image's work already).
+    """
+    size = max(1, int(GROUP_BYTES // max(int(item_bytes), 1)))
+    run_chunks(fn, [(slice(i, min(i + size, n)),) for i in range(0, n, size)])
+
+
+@primitive("map_batch", "cupy")
+def _map_batch_cupy(be, fn, n, item_bytes):
+    fn(slice(0, n))

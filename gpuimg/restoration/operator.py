@@ -108,6 +108,9 @@ class BlurOperator:
             self.offset = (kh - 1 - ch, kw - 1 - cw)
         if boundary == "reflect":
             self.x_shape = self.shape
+        # where the frame's first pixel sits in the grid
+        self.origin = ((0, 0) if boundary == "periodic" else
+                       (self.pad[0][0], self.pad[1][0]) if boundary == "reflect" else self.offset)
         psf = xp.asarray(psf, dtype=self.dtype)
         psf = psf / psf.sum()
         self.psf = psf
@@ -119,15 +122,12 @@ class BlurOperator:
     # -- helpers ------------------------------------------------------------------------
     def _phase(self, xp: Any) -> Any:
         """``F`` of a unit impulse at the frame's place in the grid (the shift of ``C^T``)."""
-        if self.boundary == "reflect":
-            t, l = self.pad[0][0], self.pad[1][0]
-        else:
-            t, l = self.offset
+        t, l = self.origin
         gh, gw = self.grid
-        ky = xp.arange(gh, dtype=np.float64)[:, None]
-        kx = xp.arange(gw // 2 + 1, dtype=np.float64)[None, :]
-        ph = xp.exp(-2j * np.pi * (ky * t / gh + kx * l / gw))
-        return ph.astype(self.otf.dtype)
+        # separable: the outer product of two 1-D ramps
+        py = xp.exp(-2j * np.pi * t / gh * xp.arange(gh, dtype=np.float64))
+        px = xp.exp(-2j * np.pi * l / gw * xp.arange(gw // 2 + 1, dtype=np.float64))
+        return (py[:, None] * px[None, :]).astype(self.otf.dtype)
 
     def _transfer(self, kernel: Any) -> Any:
         """``rfft2`` of ``kernel`` on the FFT grid with its centre pixel at the origin."""
@@ -163,33 +163,72 @@ class BlurOperator:
         return y[..., l:l + w]
 
     # -- the operator -------------------------------------------------------------------
-    def spectrum(self, x: Any) -> Any:
-        """``F`` of ``x`` laid on the FFT grid as the forward model needs it."""
-        if self.boundary == "reflect":
-            x = self._extend(x)
-        return self._fft(x)
-
     def apply(self, x: Any) -> Any:
         """``A x`` for ``x`` of shape ``(..., *x_shape[-2:])``; returns the frame ``(..., H, W)``.
 
         The result may be a view into a larger work array (not C-contiguous).
         """
-        X = self.spectrum(x)
-        X *= self.otf
-        y = self._ifft(X)
-        h, w = self.shape[-2:]
-        if self.boundary == "periodic":
-            return y
         if self.boundary == "reflect":
-            oh, ow = self.pad[0][0], self.pad[1][0]
-        else:
-            oh, ow = self.offset
-        return y[..., oh:oh + h, ow:ow + w]
+            return self.apply_lifted(self._extend(x))
+        return self.apply_lifted(x)
 
     def adjoint(self, r: Any) -> Any:
         """``A^T r`` for a frame-shaped ``r``; returns ``(..., *x_shape[-2:])`` (maybe a view)."""
-        # r zero-filled at the end of the grid; the shift to its place in the grid is a phase
-        # ramp folded into otf_adjoint
+        return self.adjoint_lifted(r)
+
+    # -- the operator on grid-sized work buffers (no padding copies) -------------------
+    def lift(self, x: Any) -> tuple[Any, Any]:
+        """A grid-sized work buffer holding ``x`` and the view of ``x`` inside it.
+
+        Updating the view in place and calling :meth:`refresh` keeps the buffer ready for
+        :meth:`apply_lifted` (for ``"free"`` the unknown sits at the grid's start, zeros
+        after it; for ``"reflect"`` the frame sits at ``origin`` with reflected margins).
+        """
+        xp = self.be.xp
+        batch = x.shape[:-2]
+        if self.boundary == "periodic":
+            xe = xp.array(x, dtype=self.dtype, order="C")
+            return xe, xe
+        xe = xp.zeros(batch + self.grid, dtype=self.dtype)
+        if self.boundary == "reflect":
+            (t, _), (l, _) = self.pad
+            h, w = self.shape[-2:]
+            view = xe[..., t:t + h, l:l + w]
+        else:
+            view = xe[..., : self.x_shape[-2], : self.x_shape[-1]]
+        view[...] = x
+        self.refresh(xe)
+        return xe, view
+
+    def refresh(self, xe: Any) -> None:
+        """Re-fill the reflected margins of a :meth:`lift` buffer from its frame (``E``)."""
+        if self.boundary != "reflect":
+            return
+        (t, b), (l, r) = self.pad
+        h, w = self.shape[-2:]
+        if t:
+            xe[..., :t, l:l + w] = xe[..., 2 * t - 1:t - 1:-1, l:l + w]
+        if b:
+            xe[..., t + h:, l:l + w] = xe[..., t + h - 1:t + h - 1 - b:-1, l:l + w]
+        if l:
+            xe[..., :, :l] = xe[..., :, 2 * l - 1:l - 1:-1]
+        if r:
+            xe[..., :, l + w:] = xe[..., :, l + w - 1:l + w - 1 - r:-1]
+
+    def apply_lifted(self, xe: Any) -> Any:
+        """``A x`` from the grid buffer ``xe`` of :meth:`lift` (or any array the FFT zero-fills
+        to the grid); a frame-shaped view of the FFT's output."""
+        X = self._fft(xe)
+        X *= self.otf
+        y = self._ifft(X)
+        h, w = self.shape[-2:]
+        oh, ow = self.origin
+        return y[..., oh:oh + h, ow:ow + w]
+
+    def adjoint_lifted(self, r: Any) -> Any:
+        """``A^T r`` for ``r`` holding the frame at its start (frame-shaped, or a grid buffer
+        that is zero outside ``[:H, :W]``); returns ``(..., *x_shape[-2:])`` (maybe a view)."""
+        # the shift of the frame to its place in the grid is a phase ramp in otf_adjoint
         R = self._fft(r)
         R *= self.otf_adjoint
         y = self._ifft(R)

@@ -75,24 +75,52 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
     tv_weight = check_weight("tv_weight", tv_weight, allow_zero=True)
     eps = np.finfo(b.dtype).tiny if filter_epsilon is None else check_weight("filter_epsilon", filter_epsilon)
     xp = be.xp
-    mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback,
-                  crop=A.crop)
-    norm = xp.maximum(A.ones_adjoint(), b.dtype.type(1e-6))
+    inv_norm = 1 / xp.maximum(A.ones_adjoint(), b.dtype.type(1e-6))
     # gradient magnitudes below this (relative to the data scale) count as flat for RL-TV
     tv_eps = float(1e-3 * xp.abs(b).max()) if tv_weight else 1.0
     # Poisson data are non-negative; negative noise samples would flip signs in the ratio
     b = xp.maximum(b, 0)
-    mean = xp.mean(b, axis=(-2, -1), keepdims=True)
-    x = xp.broadcast_to(mean, b.shape[:-2] + A.x_shape[-2:]).astype(b.dtype)
-    for k in range(num_iter):
-        ax = A.apply(x)
-        obj = _kl(xp, b, ax) if mon.record else None
-        corr = A.adjoint(be.rl_ratio(b, ax, eps))
-        x_prev = x
-        x = be.rl_update(x, corr, norm, tv_weight, tv_eps)
-        if mon.step(k, x, objective=obj, x_prev=x_prev):
-            break
-    x = A.crop(x)
+    args = (be, A, inv_norm, num_iter, tv_weight, tv_eps, eps, tol)
+    if b.ndim > 2 and callback is None and not return_info:
+        # independent images: cache-sized groups (on the CPU thread pool), one OTF for all
+        flat = b.reshape((-1,) + b.shape[-2:])
+        out = xp.empty(flat.shape, dtype=b.dtype)
+
+        def group(sl: slice) -> None:
+            out[sl] = _iterate(*args, flat[sl], None, False)[0]
+
+        be.map_batch(group, flat.shape[0], np.dtype(b.dtype).itemsize * A.grid[0] * A.grid[1])
+        x, info = out.reshape(b.shape), None
+    else:
+        x, info = _iterate(*args, b, callback, return_info)
     if clip:
         xp.clip(x, -1, 1, out=x)
-    return (x, mon.info()) if return_info else x
+    return (x, info) if return_info else x
+
+
+def _iterate(be: Any, A: Any, inv_norm: Any, num_iter: int, tv_weight: float, tv_eps: float, eps: float,
+             tol: float, b: Any, callback: Any, record: bool) -> tuple[Any, Any]:
+    """The RL iterations on a stack ``b``; the iterate lives inside a grid-sized work buffer."""
+    xp = be.xp
+    mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=record, callback=callback,
+                  crop=lambda v: A.crop(v).copy())
+    mean = xp.mean(b, axis=(-2, -1), keepdims=True)
+    xe, x = A.lift(xp.broadcast_to(mean, b.shape[:-2] + A.x_shape[-2:]))
+    h, w = A.shape[-2:]
+    if A.boundary == "periodic":
+        ratio = r_in = xp.empty_like(b)
+    else:
+        # zero outside the frame, so the adjoint's FFT needs no padding copy
+        ratio = xp.zeros(b.shape[:-2] + A.grid, dtype=b.dtype)
+        r_in = ratio[..., :h, :w]
+    for k in range(num_iter):
+        ax = A.apply_lifted(xe)
+        obj = _kl(xp, b, ax) if mon.record else None
+        be.rl_ratio(b, ax, eps, out=r_in)
+        corr = A.adjoint_lifted(ratio)
+        x_prev = x.copy() if mon.due(k) else None
+        be.rl_update(x, corr, inv_norm, tv_weight, tv_eps, out=x)
+        A.refresh(xe)
+        if mon.step(k, x, objective=obj, x_prev=x_prev):
+            break
+    return xp.ascontiguousarray(A.crop(x)) if A.boundary == "free" else x.copy(), (mon.info() if record else None)
