@@ -130,17 +130,21 @@ def _table(interpolation, dtype):
     return _TABLE_CACHE[key]
 
 
-def _block_records(xp_pad, taps):
-    """View of every ``taps x taps`` block of the padded batch as one record (one gather)."""
+def _tap_rows(xp_pad, taps):
+    """Every run of ``taps`` horizontal neighbours of the padded batch as one gatherable item.
+
+    Returns ``(items, wq)``: ``items`` is a flat array whose element ``(b * hp + y) * wq + x``
+    (possibly split into ``k`` consecutive elements) holds ``padded[b, y, x:x + taps]``; the
+    item dtype is a plain number type of up to 16 bytes, so NumPy gathers it with a typed copy
+    that releases the GIL (record dtypes do not) and the row gathers scale over threads.
+    """
     n, hp, wp = xp_pad.shape
-    rows = hp - taps + 1
-    # stacked[b, y, x, k] = padded[b, y + k, x]: a block is ``taps`` consecutive (x, :) rows
-    stacked = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(xp_pad, taps, axis=1))
-    item = xp_pad.dtype.itemsize
-    count = stacked.size // taps - (taps - 1)
-    rec = np.ndarray(shape=(count,), dtype=f"V{taps * taps * item}", buffer=stacked,
-                     strides=(taps * item,))
-    return rec, rows
+    runs = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(xp_pad, taps, axis=2))
+    wq = runs.shape[2]
+    nbytes = taps * xp_pad.dtype.itemsize
+    item = {4: np.float32, 8: np.float64}.get(nbytes, np.complex128)
+    k = max(1, nbytes // np.dtype(item).itemsize)
+    return runs.view(item).reshape(-1, k), wq
 
 
 def _positions(r0, r1, wo, matrix, map_x, map_y):
@@ -175,8 +179,8 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode=pm, **kw)
     hp, wp = padded.shape[1:]
     if taps > 1:
-        rec, rows_rec = _block_records(padded, taps)
-        plane = rows_rec * wp
+        items, wq = _tap_rows(padded, taps)
+        plane = hp * wq
     out = np.empty((nimg, ho, wo), dtype=x.dtype)
 
     def rows(r0, r1):
@@ -198,15 +202,15 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
             y0 = np.floor(fy)
             wx = _axis_weights(fx - x0, interpolation, x.dtype)
             wy = _axis_weights(fy - y0, interpolation, x.dtype)
-            base = y0.astype(np.intp) * wp + x0.astype(np.intp)
-            base += (first + pad) * (wp + 1)
-            if nimg == 1:
-                blocks = rec[base].view(x.dtype).reshape(1, base.size, taps, taps)  # [col, row]
-            else:
-                idx = base[None, :] + (np.arange(nimg) * plane)[:, None]
-                blocks = rec[idx].view(x.dtype).reshape(nimg, base.size, taps, taps)
-            along = np.einsum("nc,bncr->bnr", wx, blocks)
-            vals = np.einsum("bnr,nr->bn", along, wy)
+            base = (y0.astype(np.intp) + (first + pad)) * wq + (x0.astype(np.intp) + (first + pad))
+            if nimg > 1:
+                base = (base[None, :] + (np.arange(nimg) * plane)[:, None]).ravel()
+            vals = None
+            for r in range(taps):
+                run = np.take(items, base + r * wq, axis=0).view(x.dtype).reshape(nimg, -1, taps)
+                term = np.einsum("bnc,nc->bn", run, wx)
+                term *= wy[:, r]
+                vals = term if vals is None else vals + term
         if outside.any():
             vals = np.where(outside[None, :], x.dtype.type(cval), vals)
         out[:, r0:r1] = vals.reshape(nimg, r1 - r0, wo)
