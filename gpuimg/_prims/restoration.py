@@ -191,13 +191,14 @@ def _rfft_grid_cupy(be, x, grid):
 
 @primitive("irfft_grid", "numpy")
 def _irfft_grid_numpy(be, X, grid):
-    """Inverse of :func:`rfft_grid`: real ``(..., *grid)`` (all CPU cores)."""
-    return be.fft.irfft2(X, s=grid, workers=_fft_workers())
+    """Inverse of :func:`rfft_grid`: real ``(..., *grid)`` (all CPU cores). ``X`` is used as
+    scratch space (its values are destroyed), which saves a copy of the spectrum."""
+    return be.fft.irfft2(X, s=grid, workers=_fft_workers(), overwrite_x=True)
 
 
 @primitive("irfft_grid", "cupy")
 def _irfft_grid_cupy(be, X, grid):
-    return be.fft.irfft2(X, s=grid)
+    return be.fft.irfft2(X, s=grid, overwrite_x=True)
 
 
 #: work (bytes) per group of a batch that the NumPy twin of ``map_batch`` aims for: about

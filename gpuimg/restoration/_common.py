@@ -57,21 +57,27 @@ def per_image(x: Any) -> Any:
     return x[..., None, None]
 
 
-def momentum(xp: Any, t: Any, restart: str | None, y: Any, x_new: Any, x: Any, f_new: Any, f_old: Any,
+def restart_gap(xp: Any, y_minus_x_new: Any, step: Any) -> Any:
+    """O'Donoghue & Candès' gradient-restart quantity ``(y - x_new)^T (x_new - x)`` per image,
+    from the two differences (one temporary product)."""
+    return xp.sum(y_minus_x_new * step, axis=(-2, -1), dtype=np.float64)
+
+
+def momentum(xp: Any, t: Any, restart: str | None, gap: Any, f_new: Any, f_old: Any,
              restarts: Any, k: int, dtype: Any) -> tuple[Any, Any, Any]:
     """FISTA's step-size sequence with O'Donoghue & Candès adaptive restart, per image.
 
     ``t_next = (1 + sqrt(1 + 4 t^2)) / 2``; returns ``(t_next, t / t_next, (t - 1) / t_next)``
     (the last two broadcast against the images). Where the restart test fires —
-    ``"gradient"``: ``(y - x_new)^T (x_new - x) > 0``, ``"function"``: ``f_new > f_old`` —
-    the momentum ``(t - 1) / t_next`` is 0 and ``t_next`` is 1; ``restarts[k]`` records it.
-    Everything stays on the device.
+    ``"gradient"``: ``gap = (y - x_new)^T (x_new - x) > 0`` (:func:`restart_gap`),
+    ``"function"``: ``f_new > f_old`` — the momentum ``(t - 1) / t_next`` is 0 and ``t_next``
+    is 1; ``restarts[k]`` records it. Everything stays on the device.
     """
     t_new = (1.0 + xp.sqrt(1.0 + 4.0 * t * t)) / 2.0
     c1, c2 = t / t_new, (t - 1.0) / t_new
     fire = None
     if restart == "gradient":
-        fire = xp.sum((y - x_new) * (x_new - x), axis=(-2, -1), dtype=np.float64) > 0
+        fire = gap > 0
     elif restart == "function":
         fire = f_new > f_old
     if fire is not None:

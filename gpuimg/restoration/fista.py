@@ -14,6 +14,7 @@ from gpuimg.restoration._common import (
     momentum,
     per_image,
     prepare,
+    restart_gap,
     sumsq,
 )
 from gpuimg.restoration.gradient import RESTARTS
@@ -116,38 +117,56 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     x = A.embed(b)
     if np.isfinite(lo) or np.isfinite(hi):
         xp.clip(x, lo, hi, out=x)
-    ax = A.apply(x)
-    y, ay = x, ax
+    ax = xp.ascontiguousarray(A.apply(x))
+    y = x.copy()
+    # the residual A y - b, placed in a grid buffer that the adjoint's FFT takes as it is
+    res, r_in = A.frame_buffer(batch)
+    xp.subtract(ax, b, out=r_in)
     f_x = objective(ax, x) if need_f else None
     p = xp.zeros((2,) + x.shape, dtype=x.dtype)
     t = xp.ones(batch, dtype=np.float64)
     restarts = xp.zeros((num_iter,) + batch, dtype=bool) if return_info else None
     for k in range(num_iter):
-        v = A.adjoint(ay - b)
+        grid, v = A.adjoint_grid(res)
         v *= -tau
         v += y
         z, p = fgp(be, v, weight_value / L, p, inner_iter, iso, lo, hi)
-        az = A.apply(z)
+        v[...] = z
+        v = None
+        az = A.apply_grid(grid)
+        grid = None
         f_z = objective(az, z) if need_f else None
-        t_new, c1, c2 = momentum(xp, t, restart, y, z, x, f_z, f_x, restarts, k, b.dtype)
-        x_prev = x
+        x_prev = x.copy() if mon.due(k) else None
         if monotone:
+            t_new, c1, c2 = momentum(xp, t, restart, restart_gap(xp, y - z, z - x) if restart == "gradient" else None,
+                                     f_z, f_x, restarts, k, b.dtype)
             take = per_image(f_z <= f_x)
             x_new = xp.where(take, z, x)
             ax_new = xp.where(take, az, ax)
-            f_new = xp.where(f_z <= f_x, f_z, f_x)
-            y = x_new + c1 * (z - x_new) + c2 * (x_new - x)
-            ay = ax_new + c1 * (az - ax_new) + c2 * (ax_new - ax)
+            f_x = xp.where(f_z <= f_x, f_z, f_x)
+            y[...] = x_new + c1 * (z - x_new) + c2 * (x_new - x)
+            r_in[...] = ax_new + c1 * (az - ax_new) + c2 * (ax_new - ax) - b
+            x[...] = x_new
+            ax[...] = ax_new
+            x_new = ax_new = None
         else:
-            x_new, ax_new, f_new = z, az, f_z
-            y = z - x
-            y *= c2
+            # x <- z - x and y <- y - z in place: the restart test and the new y need only these
+            y -= z
+            xp.subtract(z, x, out=x)
+            gap = restart_gap(xp, y, x) if restart == "gradient" else None
+            t_new, _, c2 = momentum(xp, t, restart, gap, f_z, f_x, restarts, k, b.dtype)
+            xp.multiply(x, c2, out=y)
             y += z
-            ay = az - ax
-            ay *= c2
-            ay += az
-        x, ax, f_x, t = x_new, ax_new, f_new, t_new
-        if mon.step(k, x, objective=f_new, x_prev=x_prev):
+            x[...] = z
+            xp.subtract(az, ax, out=r_in)
+            r_in *= c2
+            r_in += az
+            r_in -= b
+            ax[...] = az
+            f_x = f_z
+        z = az = None
+        t = t_new
+        if mon.step(k, x, objective=f_x, x_prev=x_prev):
             break
     x = A.crop(x)
     if not return_info:

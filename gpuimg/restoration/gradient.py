@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from gpuimg._validate import check_choice
-from gpuimg.restoration._common import Monitor, check_weight, momentum, prepare, sumsq
+from gpuimg.restoration._common import Monitor, check_weight, momentum, prepare, restart_gap, sumsq
 from gpuimg.restoration.tv import check_bounds
 
 __all__ = ["landweber", "nesterov"]
@@ -76,8 +76,12 @@ def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None =
     x = xp.zeros(A.x_shape, dtype=b.dtype)
     r = -b
     for k in range(num_iter):
-        x_prev = x if mon.due(k) else None
-        x = x - b.dtype.type(tau) * A.adjoint(r)
+        x_prev = x.copy() if mon.due(k) else None
+        g = A.adjoint(r)
+        r = None
+        g *= b.dtype.type(-tau)
+        x += g
+        g = None
         _project(xp, x, lo, hi)
         r = A.apply(x)
         r -= b
@@ -88,16 +92,15 @@ def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None =
     return (x, mon.info(step=tau)) if return_info else x
 
 
-def _laplacian(xp: Any, x: Any) -> Any:
-    """``div grad x`` (= ``-grad^T grad x``): the 5-point Laplacian with Neumann boundary."""
-    lap = xp.zeros_like(x)
-    d = xp.diff(x, axis=-2)
-    lap[..., :-1, :] += d
-    lap[..., 1:, :] -= d
-    d = xp.diff(x, axis=-1)
-    lap[..., :, :-1] += d
-    lap[..., :, 1:] -= d
-    return lap
+def _add_laplacian(xp: Any, g: Any, x: Any, scale: Any) -> None:
+    """``g += scale * div grad x`` in place, one difference array at a time."""
+    for axis in (-2, -1):
+        d = xp.diff(x, axis=axis)
+        d *= scale
+        lead = (slice(None, -1), slice(None)) if axis == -2 else (slice(None), slice(None, -1))
+        trail = (slice(1, None), slice(None)) if axis == -2 else (slice(None), slice(1, None))
+        g[(Ellipsis,) + lead] += d
+        g[(Ellipsis,) + trail] -= d
 
 
 def _smooth_value(xp: Any, x: Any) -> Any:
@@ -165,22 +168,41 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
         return f + weight * _smooth_value(xp, x) if weight else f
 
     x = _project(xp, A.embed(b), lo, hi)
-    ax = A.apply(x)
-    y, ay = x, ax
+    ax = xp.ascontiguousarray(A.apply(x))
+    y = x.copy()
+    # the residual A y - b, placed in a grid buffer that the adjoint's FFT takes as it is
+    res, r_in = A.frame_buffer(b.shape[:-2])
+    xp.subtract(ax, b, out=r_in)
     t = xp.ones(batch, dtype=np.float64)
     f_x = objective(ax, x) if need_f else None
     for k in range(num_iter):
-        g = A.adjoint(ay - b)
+        grid, g = A.adjoint_grid(res)
         if weight:
-            g -= dt(weight) * _laplacian(xp, y)
-        x_new = _project(xp, y - tau * g, lo, hi)
-        ax_new = A.apply(x_new)
+            _add_laplacian(xp, g, y, dt(-weight))
+        # x_{k+1} = P_C(y - tau g), computed in g's buffer
+        g *= -tau
+        g += y
+        x_new = _project(xp, g, lo, hi)
+        ax_new = A.apply_grid(grid)
+        grid = g = None
         f_new = objective(ax_new, x_new) if need_f else None
-        t_new, _, bb = momentum(xp, t, restart, y, x_new, x, f_new, f_x, restarts, k, b.dtype)
-        y = x_new + bb * (x_new - x)
-        ay = ax_new + bb * (ax_new - ax)
-        x_prev = x
-        x, ax, t, f_x = x_new, ax_new, t_new, f_new
+        x_prev = x.copy() if mon.due(k) else None
+        # x <- x_new - x and y <- y - x_new in place: the restart test and the new y need only these
+        y -= x_new
+        xp.subtract(x_new, x, out=x)
+        gap = restart_gap(xp, y, x) if restart == "gradient" else None
+        t_new, _, bb = momentum(xp, t, restart, gap, f_new, f_x, restarts, k, b.dtype)
+        # y = x_new + bb (x_new - x), then x = x_new, and the residual A y - b
+        xp.multiply(x, bb, out=y)
+        y += x_new
+        x[...] = x_new
+        xp.subtract(ax_new, ax, out=r_in)
+        r_in *= bb
+        r_in += ax_new
+        r_in -= b
+        ax[...] = ax_new
+        ax_new = x_new = None
+        t, f_x = t_new, f_new
         if mon.step(k, x, objective=f_new, x_prev=x_prev):
             break
     x = A.crop(x)

@@ -146,5 +146,5 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
             raise ValueError(f"reg must not be larger than the image, got shape {tuple(reg.shape)}")
         reg = xp.asarray(reg, dtype=A.dtype)
     R = A._transfer(reg)
-    gain = A.otf_conj / (xp.abs(A.otf) ** 2 + lam * xp.abs(R) ** 2)
+    gain = xp.conj(A.otf) / (xp.abs(A.otf) ** 2 + lam * xp.abs(R) ** 2)
     return _solve(be, b, A, gain, image.shape, lo, hi)

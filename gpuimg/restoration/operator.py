@@ -115,9 +115,10 @@ class BlurOperator:
         psf = psf / psf.sum()
         self.psf = psf
         self.otf = self._transfer(psf)
-        self.otf_conj = xp.conj(self.otf)
-        self.otf_adjoint = self.otf_conj if boundary == "periodic" else self.otf_conj * self._phase(xp)
-        self._ones_adjoint = None
+        # A^T's transfer function; the only other grid-sized array an operator keeps
+        self.otf_adjoint = xp.conj(self.otf)
+        if boundary != "periodic":
+            self.otf_adjoint *= self._phase(xp)
 
     # -- helpers ------------------------------------------------------------------------
     def _phase(self, xp: Any) -> Any:
@@ -238,16 +239,49 @@ class BlurOperator:
             return self._fold(y)
         return y[..., : self.x_shape[-2], : self.x_shape[-1]]
 
+    def frame_buffer(self, batch: tuple[int, ...] = ()) -> tuple[Any, Any]:
+        """A zero grid buffer for :meth:`adjoint_lifted` and its frame view ``[..., :H, :W]``."""
+        xp = self.be.xp
+        buf = xp.zeros(tuple(batch) + self.grid, dtype=self.dtype)
+        h, w = self.shape[-2:]
+        return buf, buf[..., :h, :w]
+
+    def x_view(self, grid: Any) -> Any:
+        """The unknown's place in a grid-shaped array (where :meth:`lift` puts it)."""
+        if self.boundary == "reflect":
+            (t, _), (l, _) = self.pad
+            h, w = self.shape[-2:]
+            return grid[..., t:t + h, l:l + w]
+        return grid[..., : self.x_shape[-2], : self.x_shape[-1]]
+
+    def adjoint_grid(self, r: Any) -> tuple[Any, Any]:
+        """:meth:`adjoint_lifted` that also returns the grid array holding the result:
+        ``(grid, view)``; after the view is changed in place, :meth:`apply_grid` applies ``A``
+        to it without a padding copy."""
+        R = self._fft(r)
+        R *= self.otf_adjoint
+        y = self._ifft(R)
+        R = None
+        if self.boundary == "reflect":
+            self._fold(y)
+        return y, self.x_view(y)
+
+    def apply_grid(self, grid: Any) -> Any:
+        """``A x`` for ``x = x_view(grid)``; the rest of ``grid`` is overwritten (margins)."""
+        if self.boundary == "free":
+            hx, wx = self.x_shape[-2:]
+            grid[..., hx:, :] = 0
+            grid[..., :hx, wx:] = 0
+        self.refresh(grid)
+        return self.apply_lifted(grid)
+
     def normal(self, x: Any) -> Any:
         """``A^T A x``."""
         return self.adjoint(self.apply(x))
 
     def ones_adjoint(self) -> Any:
-        """``A^T 1`` (column sums of ``A``), shape ``x_shape[-2:]``; memoised."""
-        if self._ones_adjoint is None:
-            xp = self.be.xp
-            self._ones_adjoint = self.adjoint(xp.ones(self.shape[-2:], dtype=self.dtype))
-        return self._ones_adjoint
+        """``A^T 1`` (column sums of ``A``), shape ``x_shape[-2:]`` (maybe a view)."""
+        return self.adjoint(self.be.xp.ones(self.shape[-2:], dtype=self.dtype))
 
     def lipschitz(self) -> float:
         """An upper bound of ``||A||_2^2`` (the Lipschitz constant of ``x -> A^T (A x - b)``).

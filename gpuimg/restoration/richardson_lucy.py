@@ -75,7 +75,8 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
     tv_weight = check_weight("tv_weight", tv_weight, allow_zero=True)
     eps = np.finfo(b.dtype).tiny if filter_epsilon is None else check_weight("filter_epsilon", filter_epsilon)
     xp = be.xp
-    inv_norm = 1 / xp.maximum(A.ones_adjoint(), b.dtype.type(1e-6))
+    inv_norm = xp.maximum(A.ones_adjoint(), b.dtype.type(1e-6))
+    xp.reciprocal(inv_norm, out=inv_norm)
     # gradient magnitudes below this (relative to the data scale) count as flat for RL-TV
     tv_eps = float(1e-3 * xp.abs(b).max()) if tv_weight else 1.0
     # Poisson data are non-negative; negative noise samples would flip signs in the ratio
@@ -117,6 +118,7 @@ def _iterate(be: Any, A: Any, inv_norm: Any, num_iter: int, tv_weight: float, tv
         ax = A.apply_lifted(xe)
         obj = _kl(xp, b, ax) if mon.record else None
         be.rl_ratio(b, ax, eps, out=r_in)
+        ax = None  # frees the forward FFT's output before the adjoint allocates its own
         corr = A.adjoint_lifted(ratio)
         x_prev = x.copy() if mon.due(k) else None
         be.rl_update(x, corr, inv_norm, tv_weight, tv_eps, out=x)
