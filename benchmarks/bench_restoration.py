@@ -106,4 +106,4 @@ def test_gpu_memory_peak(be, rng, name):
     del out
     ratio = peak[0] / bb.nbytes
     print(f"{name}: GPU peak {ratio:.1f}x image bytes")
-    assert ratio <= 16
+    assert ratio <= 10

@@ -83,6 +83,15 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     x : array, shape and float dtype of ``image``
     info : dict, only with ``return_info``
 
+    Backend notes
+    -------------
+    Buffers (image sizes; g = FFT grid / frame, 1.11 for 2048 x 2048 and a 19 x 19 PSF):
+    OTF and adjoint OTF (2 g), ``x``, ``y``, ``A x`` (3), the residual grid (g), the dual
+    field and FGP's momentum copy of it (4), the prox argument in a grid buffer (g) and one
+    primal iterate (1). Measured CuPy pool peak at 2048 x 2048 float32: 14.2x the image's
+    bytes (above the 10x aim; the dual fields dominate). ``monotone=True`` and
+    ``restart="gradient"`` add about 3 temporaries.
+
     References
     ----------
     A. Beck and M. Teboulle, "Fast gradient-based algorithms for constrained total variation

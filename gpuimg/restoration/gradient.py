@@ -62,6 +62,13 @@ def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None =
     x : array, shape and float dtype of ``image``
     info : dict, only with ``return_info``
 
+    Backend notes
+    -------------
+    In-place updates; buffers (image sizes, g = FFT grid / frame, 1.11 for 2048 x 2048 and a
+    19 x 19 PSF): OTF and adjoint OTF (2 g), ``x`` and the residual (2), one padded copy and
+    one FFT's spectrum and output (3 g). Measured CuPy pool peak at 2048 x 2048 float32:
+    7.2x the image's bytes.
+
     References
     ----------
     L. Landweber, "An iteration formula for Fredholm integral equations of the first kind",
@@ -143,6 +150,15 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
     -------
     x : array, shape and float dtype of ``image``
     info : dict, only with ``return_info``
+
+    Backend notes
+    -------------
+    ``x``, ``y`` and ``A x`` are updated in place, ``A y - b`` is formed in a grid buffer the
+    adjoint's FFT takes as it is, and ``x_{k+1}`` is built inside the adjoint's output, whose
+    margins the next forward FFT reuses (no padding copies). Buffers (image sizes, g = FFT
+    grid / frame, 1.11 for 2048 x 2048 and a 19 x 19 PSF): OTF and adjoint OTF (2 g), ``x``,
+    ``y``, ``A x`` (3), residual grid (g), gradient grid (g), one FFT's spectrum and output
+    (2 g). Measured CuPy pool peak at 2048 x 2048 float32: 9.3x the image's bytes.
 
     References
     ----------
