@@ -18,12 +18,13 @@ def _psf(rng, shape):
     return k / k.sum()
 
 
+@pytest.mark.parametrize("store_adjoint", [True, False])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 @pytest.mark.parametrize("kshape", PSF_SHAPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_adjoint_identity(be, rng, boundary, kshape, shape):
+def test_adjoint_identity(be, rng, boundary, kshape, shape, store_adjoint):
     k = _psf(rng, kshape)
-    A = BlurOperator(be, be.asarray(k), (3,) + shape, np.float64, boundary)
+    A = BlurOperator(be, be.asarray(k), (3,) + shape, np.float64, boundary, store_adjoint)
     x = rng.standard_normal((3,) + A.x_shape[-2:])
     y = rng.standard_normal((3,) + shape)
     lhs = float(np.vdot(to_np(A.apply(be.asarray(x))), y))

@@ -37,9 +37,17 @@ def _div(p):
 
 
 @primitive("tv_primal", "numpy")
-def _tv_primal_numpy(be, v, p, weight, lo, hi):
-    """``clip(v + weight * div(p), lo, hi)``; ``lo``/``hi`` may be -inf/+inf."""
-    x = v.copy()
+def _tv_primal_numpy(be, v, p, weight, lo, hi, out=None):
+    """``clip(v + weight * div(p), lo, hi)``; ``lo``/``hi`` may be -inf/+inf.
+
+    ``out`` (C-contiguous, shape of ``v``) receives the result; it may be ``v`` itself.
+    """
+    if out is None:
+        x = v.copy()
+    else:
+        x = out
+        if out is not v:
+            x[...] = v
     w = v.dtype.type(weight)
     a = p[0, ..., :-1, :] * w
     x[..., :-1, :] += a
@@ -53,11 +61,14 @@ def _tv_primal_numpy(be, v, p, weight, lo, hi):
 
 
 @primitive("tv_primal", "cupy")
-def _tv_primal_cupy(be, v, p, weight, lo, hi):
+def _tv_primal_cupy(be, v, p, weight, lo, hi, out=None):
     xp = be.xp
     v = xp.ascontiguousarray(v)
     p = xp.ascontiguousarray(p, dtype=v.dtype)
-    x = xp.empty_like(v)
+    # each thread reads v only at its own element, so out may be v
+    if out is not None and not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    x = xp.empty_like(v) if out is None else out
     h, w = v.shape[-2:]
     t = v.dtype.type
     kern = _TV.get(f"tv_primal<{type_name(v.dtype)}>")

@@ -16,7 +16,8 @@ __all__ = ["Monitor", "prepare"]
 
 
 def prepare(image: Any, psf: Any, boundary: str, *, num_iter: Any = None, tol: Any = 0.0,
-            callback: Any = None, boundaries: tuple[str, ...] = BOUNDARIES) -> tuple[Any, Any, BlurOperator]:
+            callback: Any = None, boundaries: tuple[str, ...] = BOUNDARIES,
+            store_adjoint: bool = True) -> tuple[Any, Any, BlurOperator]:
     """Validate the common arguments; return ``(be, b, A)`` with ``b`` the float image."""
     be = get_backend(image, psf, names=("image", "psf"))
     xp = be.xp
@@ -36,7 +37,7 @@ def prepare(image: Any, psf: Any, boundary: str, *, num_iter: Any = None, tol: A
     if total <= 0:
         raise ValueError(f"psf must have a positive sum, got sum {total!r}")
     b = xp.asarray(image, dtype=dtype)
-    A = BlurOperator(be, xp.asarray(psf, dtype=dtype), tuple(b.shape), dtype, boundary)
+    A = BlurOperator(be, xp.asarray(psf, dtype=dtype), tuple(b.shape), dtype, boundary, store_adjoint)
     return be, b, A
 
 

@@ -85,19 +85,20 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
 
     Backend notes
     -------------
-    Buffers (image sizes; g = FFT grid / frame, 1.11 for 2048 x 2048 and a 19 x 19 PSF):
-    OTF and adjoint OTF (2 g), ``x``, ``y``, ``A x`` (3), the residual grid (g), the dual
-    field and FGP's momentum copy of it (4), the prox argument in a grid buffer (g) and one
-    primal iterate (1). Measured CuPy pool peak at 2048 x 2048 float32: 14.2x the image's
-    bytes (above the 10x aim; the dual fields dominate). ``monotone=True`` and
-    ``restart="gradient"`` add about 3 temporaries.
+    The operator keeps only the OTF (the adjoint conjugates in place). Without gradient
+    restart and without ``monotone``, buffers are (image sizes; g = FFT grid / frame, 1.11
+    for 2048 x 2048 and a 19 x 19 PSF): OTF (g), ``x``, ``y``, ``A x`` (3), the residual's
+    grid buffer, which also serves as the prox's scratch and the forward model's input (g),
+    the dual field (2), and at any time either one FFT's spectrum and output (2 g) or FGP's
+    dual momentum (2): peak about 9.4x the image's bytes. ``monotone=True`` and
+    ``restart="gradient"`` keep ``y`` apart from the prox argument and take about 4 more.
 
     References
     ----------
     A. Beck and M. Teboulle, "Fast gradient-based algorithms for constrained total variation
     image denoising and deblurring problems", IEEE Trans. Image Process. 18(11), 2009.
     """
-    be, b, A = prepare(image, psf, boundary, num_iter=num_iter, tol=tol, callback=callback)
+    be, b, A = prepare(image, psf, boundary, num_iter=num_iter, tol=tol, callback=callback, store_adjoint=False)
     check_choice("tv", tv, TV_KINDS)
     check_positive("inner_iter", inner_iter, integer=True)
     check_choice("restart", restart, RESTARTS)
@@ -135,7 +136,42 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     p = xp.zeros((2,) + x.shape, dtype=x.dtype)
     t = xp.ones(batch, dtype=np.float64)
     restarts = xp.zeros((num_iter,) + batch, dtype=bool) if return_info else None
+    # FISTA without gradient restart and MFISTA keeps no copy of y: the prox argument and
+    # then its result are formed in y's buffer, the prox's scratch and the forward model's
+    # input live in the residual's grid buffer, which is free until the residual is formed
+    lean = not monotone and restart != "gradient"
     for k in range(num_iter):
+        if lean:
+            grid, g = A.adjoint_grid(res)
+            g *= -tau
+            y += g
+            grid = g = None
+            scratch = res.reshape(-1)[: y.size].reshape(y.shape)
+            _, p = fgp(be, y, weight_value / L, p, inner_iter, iso, lo, hi, out=y, scratch=scratch)
+            scratch = None
+            z = A.x_view(res)
+            z[...] = y
+            az = A.apply_grid(res)
+            f_z = objective(az, z) if need_f else None
+            x_prev = x.copy() if mon.due(k) else None
+            t_new, _, c2 = momentum(xp, t, restart, None, f_z, f_x, restarts, k, b.dtype)
+            # y = z + c2 (z - x), x = z, A y - b into the cleared residual buffer
+            xp.subtract(z, x, out=x)
+            x *= c2
+            y += x
+            x[...] = z
+            z = None
+            res[...] = 0
+            xp.subtract(az, ax, out=r_in)
+            r_in *= c2
+            r_in += az
+            r_in -= b
+            ax[...] = az
+            az = None
+            t, f_x = t_new, f_z
+            if mon.step(k, x, objective=f_x, x_prev=x_prev):
+                break
+            continue
         grid, v = A.adjoint_grid(res)
         v *= -tau
         v += y

@@ -67,6 +67,9 @@ class BlurOperator:
     dtype : dtype
         float32 or float64; FFTs run in this precision.
     boundary : {"periodic", "reflect", "free"}
+    store_adjoint : bool
+        Keep ``A^T``'s transfer function (one more grid-sized complex array); without it the
+        adjoint takes three more in-place passes over the spectrum.
 
     Attributes
     ----------
@@ -77,7 +80,8 @@ class BlurOperator:
         the origin.
     """
 
-    def __init__(self, be: Any, psf: Any, shape: tuple[int, ...], dtype: Any, boundary: str = "reflect") -> None:
+    def __init__(self, be: Any, psf: Any, shape: tuple[int, ...], dtype: Any, boundary: str = "reflect",
+                 store_adjoint: bool = True) -> None:
         check_choice("boundary", boundary, BOUNDARIES)
         xp = be.xp
         self.be, self.boundary = be, boundary
@@ -115,20 +119,43 @@ class BlurOperator:
         psf = psf / psf.sum()
         self.psf = psf
         self.otf = self._transfer(psf)
-        # A^T's transfer function; the only other grid-sized array an operator keeps
-        self.otf_adjoint = xp.conj(self.otf)
-        if boundary != "periodic":
-            self.otf_adjoint *= self._phase(xp)
+        # A^T's transfer function, the only other grid-sized array an operator keeps; without
+        # it the adjoint multiplies by conj(otf) and the (separable) phase ramp in place
+        self.otf_adjoint = None
+        self._ramp_pair = None
+        if store_adjoint:
+            self.otf_adjoint = xp.conj(self.otf)
+            if boundary != "periodic":
+                self.otf_adjoint *= self._phase(xp)
 
     # -- helpers ------------------------------------------------------------------------
-    def _phase(self, xp: Any) -> Any:
-        """``F`` of a unit impulse at the frame's place in the grid (the shift of ``C^T``)."""
+    def _ramps(self, xp: Any) -> tuple[Any, Any]:
+        """The two 1-D factors (column, row) of :meth:`_phase`."""
         t, l = self.origin
         gh, gw = self.grid
-        # separable: the outer product of two 1-D ramps
-        py = xp.exp(-2j * np.pi * t / gh * xp.arange(gh, dtype=np.float64))
-        px = xp.exp(-2j * np.pi * l / gw * xp.arange(gw // 2 + 1, dtype=np.float64))
-        return (py[:, None] * px[None, :]).astype(self.otf.dtype)
+        py = xp.exp(-2j * np.pi * t / gh * xp.arange(gh, dtype=np.float64)).astype(self.otf.dtype)
+        px = xp.exp(-2j * np.pi * l / gw * xp.arange(gw // 2 + 1, dtype=np.float64)).astype(self.otf.dtype)
+        return py[:, None], px[None, :]
+
+    def _phase(self, xp: Any) -> Any:
+        """``F`` of a unit impulse at the frame's place in the grid (the shift of ``C^T``)."""
+        py, px = self._ramps(xp)
+        return py * px
+
+    def _times_adjoint(self, R: Any) -> None:
+        """``R *= otf_adjoint`` in place, also when it is not stored."""
+        if self.otf_adjoint is not None:
+            R *= self.otf_adjoint
+            return
+        xp = self.be.xp
+        xp.conjugate(R, out=R)
+        R *= self.otf
+        xp.conjugate(R, out=R)
+        if self.boundary != "periodic":
+            if self._ramp_pair is None:
+                self._ramp_pair = self._ramps(xp)
+            R *= self._ramp_pair[0]
+            R *= self._ramp_pair[1]
 
     def _transfer(self, kernel: Any) -> Any:
         """``rfft2`` of ``kernel`` on the FFT grid with its centre pixel at the origin."""
@@ -231,7 +258,7 @@ class BlurOperator:
         that is zero outside ``[:H, :W]``); returns ``(..., *x_shape[-2:])`` (maybe a view)."""
         # the shift of the frame to its place in the grid is a phase ramp in otf_adjoint
         R = self._fft(r)
-        R *= self.otf_adjoint
+        self._times_adjoint(R)
         y = self._ifft(R)
         if self.boundary == "periodic":
             return y
@@ -259,7 +286,7 @@ class BlurOperator:
         ``(grid, view)``; after the view is changed in place, :meth:`apply_grid` applies ``A``
         to it without a padding copy."""
         R = self._fft(r)
-        R *= self.otf_adjoint
+        self._times_adjoint(R)
         y = self._ifft(R)
         R = None
         if self.boundary == "reflect":
@@ -297,7 +324,7 @@ class BlurOperator:
         if bool(xp.all(self.psf >= 0)):
             cols = self.ones_adjoint()
         else:
-            shadow = BlurOperator(self.be, apsf, self.shape[-2:], self.dtype, self.boundary)
+            shadow = BlurOperator(self.be, apsf, self.shape[-2:], self.dtype, self.boundary, store_adjoint=False)
             cols = shadow.ones_adjoint() * apsf.sum()
         return float(apsf.sum() * xp.max(cols))
 

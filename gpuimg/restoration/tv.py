@@ -31,23 +31,28 @@ def tv_norm(be: Any, x: Any, isotropic: bool = True) -> Any:
     return xp.abs(d0).sum(axis=(-2, -1), dtype=np.float64) + xp.abs(d1).sum(axis=(-2, -1), dtype=np.float64)
 
 
-def fgp(be: Any, v: Any, weight: float, p: Any, num_iter: int, isotropic: bool, lo: float, hi: float) -> Any:
+def fgp(be: Any, v: Any, weight: float, p: Any, num_iter: int, isotropic: bool, lo: float, hi: float,
+        out: Any = None, scratch: Any = None) -> Any:
     """FGP iterations for ``argmin_x 1/2 ||x - v||^2 + weight TV(x)`` s.t. ``lo <= x <= hi``.
 
     ``p`` (shape ``(2, *v.shape)``) is the dual field and the warm start, so successive
     calls with slowly changing ``v`` (FISTA's inner problems) start close to their
     solution. Returns ``(x, p)`` with the updated dual field (``p``'s buffer is reused).
+    ``out`` (C-contiguous, may be ``v``) receives ``x``; ``scratch`` (C-contiguous, shape of
+    ``v``) holds the inner primal iterates, so the call allocates only the dual's momentum.
     """
     v = be.xp.ascontiguousarray(v)
     r = p.copy()
     step = 1.0 / (8.0 * weight)
     t = 1.0
     for _ in range(num_iter):
-        x = be.tv_primal(v, r, weight, lo, hi)
+        x = be.tv_primal(v, r, weight, lo, hi, out=scratch)
         t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
         p, r = be.tv_dual(x, p, r, step, (t - 1.0) / t_next, isotropic)
+        x = None
         t = t_next
-    return be.tv_primal(v, p, weight, lo, hi), p
+    r = None
+    return be.tv_primal(v, p, weight, lo, hi, out=out), p
 
 
 def check_bounds(bounds: Any) -> tuple[float, float]:
