@@ -58,6 +58,31 @@ def per_image(x: Any) -> Any:
     return x[..., None, None]
 
 
+def extrapolate(xp: Any, out: Any, new: Any, old: Any, c: Any, b: Any) -> None:
+    """``out = new + c (new - old) - b``, then ``old = new``: the residual ``A y - b`` of an
+    accelerated step from ``A x_new`` and ``A x``, in place (no temporaries)."""
+    xp.subtract(new, old, out=out)
+    out *= c
+    out += new
+    out -= b
+    old[...] = new
+
+
+def accelerate(xp: Any, t: Any, restart: str | None, x: Any, y: Any, z: Any, f_z: Any, f_x: Any,
+               restarts: Any, k: int, dtype: Any) -> tuple[Any, Any]:
+    """One momentum step in place: ``y = z + c (z - x)``, ``x = z`` with ``c`` from
+    :func:`momentum` (restart test included); returns ``(t_next, c)``."""
+    # x <- z - x and y <- y - z: the restart test and the new y need only these
+    y -= z
+    xp.subtract(z, x, out=x)
+    gap = restart_gap(xp, y, x) if restart == "gradient" else None
+    t_new, _, c = momentum(xp, t, restart, gap, f_z, f_x, restarts, k, dtype)
+    xp.multiply(x, c, out=y)
+    y += z
+    x[...] = z
+    return t_new, c
+
+
 def restart_gap(xp: Any, y_minus_x_new: Any, step: Any) -> Any:
     """O'Donoghue & Candès' gradient-restart quantity ``(y - x_new)^T (x_new - x)`` per image,
     from the two differences (one temporary product)."""

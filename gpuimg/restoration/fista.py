@@ -10,7 +10,9 @@ import numpy as np
 from gpuimg._validate import check_choice, check_positive
 from gpuimg.restoration._common import (
     Monitor,
+    accelerate,
     check_weight,
+    extrapolate,
     momentum,
     per_image,
     prepare,
@@ -163,11 +165,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
             x[...] = z
             z = None
             res[...] = 0
-            xp.subtract(az, ax, out=r_in)
-            r_in *= c2
-            r_in += az
-            r_in -= b
-            ax[...] = az
+            extrapolate(xp, r_in, az, ax, c2, b)
             az = None
             t, f_x = t_new, f_z
             if mon.step(k, x, objective=f_x, x_prev=x_prev):
@@ -196,19 +194,8 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
             ax[...] = ax_new
             x_new = ax_new = None
         else:
-            # x <- z - x and y <- y - z in place: the restart test and the new y need only these
-            y -= z
-            xp.subtract(z, x, out=x)
-            gap = restart_gap(xp, y, x) if restart == "gradient" else None
-            t_new, _, c2 = momentum(xp, t, restart, gap, f_z, f_x, restarts, k, b.dtype)
-            xp.multiply(x, c2, out=y)
-            y += z
-            x[...] = z
-            xp.subtract(az, ax, out=r_in)
-            r_in *= c2
-            r_in += az
-            r_in -= b
-            ax[...] = az
+            t_new, c2 = accelerate(xp, t, restart, x, y, z, f_z, f_x, restarts, k, b.dtype)
+            extrapolate(xp, r_in, az, ax, c2, b)
             f_x = f_z
         z = az = None
         t = t_new

@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 
 from gpuimg._validate import check_choice
-from gpuimg.restoration._common import Monitor, check_weight, momentum, prepare, restart_gap, sumsq
+from gpuimg.restoration._common import (
+    Monitor,
+    accelerate,
+    check_weight,
+    extrapolate,
+    prepare,
+    sumsq,
+)
 from gpuimg.restoration.tv import check_bounds
 
 __all__ = ["landweber", "nesterov"]
@@ -203,20 +210,8 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
         grid = g = None
         f_new = objective(ax_new, x_new) if need_f else None
         x_prev = x.copy() if mon.due(k) else None
-        # x <- x_new - x and y <- y - x_new in place: the restart test and the new y need only these
-        y -= x_new
-        xp.subtract(x_new, x, out=x)
-        gap = restart_gap(xp, y, x) if restart == "gradient" else None
-        t_new, _, bb = momentum(xp, t, restart, gap, f_new, f_x, restarts, k, b.dtype)
-        # y = x_new + bb (x_new - x), then x = x_new, and the residual A y - b
-        xp.multiply(x, bb, out=y)
-        y += x_new
-        x[...] = x_new
-        xp.subtract(ax_new, ax, out=r_in)
-        r_in *= bb
-        r_in += ax_new
-        r_in -= b
-        ax[...] = ax_new
+        t_new, bb = accelerate(xp, t, restart, x, y, x_new, f_new, f_x, restarts, k, b.dtype)
+        extrapolate(xp, r_in, ax_new, ax, bb, b)
         ax_new = x_new = None
         t, f_x = t_new, f_new
         if mon.step(k, x, objective=f_new, x_prev=x_prev):
