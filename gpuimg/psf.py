@@ -424,7 +424,7 @@ def from_image(image, *, size=None, background="auto", center="centroid", normal
         raise ValueError("image shows no source above the noise floor (5 sigma after smoothing)")
     labels, _ = be.ndimage.label(above)
     support = labels == labels.reshape(-1)[peak]
-    support = be.ndimage.binary_dilation(support, iterations=3)
+    support = be.ndimage.binary_dilation(support, iterations=3, brute_force=True)
     img = xp.where(support, xp.maximum(img, 0.0), 0.0)
 
     cy, cx = _centroid(xp, img)

@@ -159,7 +159,8 @@ def test_batch_equals_loop(be, rng):
     k = psfs.disk(2.5)
     b = np.stack([ndi.convolve(xi, k, mode="reflect") for xi in x]) + rng.normal(0, 0.01, x.shape)
     for solver, kw in [(R.richardson_lucy, {"num_iter": 10}), (R.fista_tv, {"num_iter": 10, "weight": 0.01}),
-                       (R.nesterov, {"num_iter": 10, "weight": 0.01, "restart": "function"})]:
+                       (R.nesterov, {"num_iter": 10, "weight": 0.01, "restart": "function"}),
+                       (R.wiener, {}), (R.wiener, {"boundary": "periodic"})]:
         whole = to_np(solver(be.asarray(b), be.asarray(k), **kw))
         for i in range(2):
             np.testing.assert_allclose(whole[i], to_np(solver(be.asarray(b[i]), be.asarray(k), **kw)), atol=1e-12)

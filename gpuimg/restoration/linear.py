@@ -227,7 +227,10 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
     mag *= mag
     den += mag
     mag = None
-    gain = xp.conj(T.otf)
-    gain /= den
+    if den.shape == T.otf.shape:
+        gain = xp.conj(T.otf)
+        gain /= den
+    else:  # per-image balance: the gain has the batch's shape
+        gain = xp.conj(T.otf) / den
     den = None
     return _finish(be, T.solve(gain), lo, hi)
