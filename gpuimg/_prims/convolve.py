@@ -223,4 +223,7 @@ def _crossover_numpy(be):
 
 @primitive("correlate_crossover", "cupy")
 def _crossover_cupy(be):
-    return {"direct_max_taps": 121, "separable_max_taps": 200}
+    # NVIDIA H200, 2048x2048 float32 (benchmarks/results/gpu-2026-11-26.json): the tiled kernel
+    # beats cuFFT through 7x7 (0.32 vs 0.50 ms) and loses at 11x11 (0.71 vs 0.44 ms); 1-D passes
+    # win at 2x31 taps (0.45 vs 0.53 ms) and lose at 2x61 (0.84 vs 0.55 ms)
+    return {"direct_max_taps": 81, "separable_max_taps": 80}
