@@ -66,3 +66,18 @@ def test_crossover_general(bench, be, rng, method, k):
 @pytest.mark.parametrize("k", [9, 15, 31, 61, 101])
 def test_crossover_separable(bench, be, rng, method, k):
     _crossover(bench, be, rng, np.outer(rng.random(k), rng.random(k)), method, f"separable {k}x{k}", k > 15)
+
+
+@pytest.mark.parametrize("impl", ["gpuimg", "gather"])
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_direct_kernel_choice(bench, be, rng, impl, k, monkeypatch):
+    # GPU only: the shared-memory tiles (gpuimg's choice) against one thread per output
+    if not be.is_gpu:
+        pytest.skip("compares two CUDA kernels")
+    from gpuimg._prims import convolve as prims
+
+    if impl == "gather":
+        monkeypatch.setattr(prims, "GATHER_MAX_TAPS", 10**6)
+    x = be.asarray(rng.random((N, N), dtype=np.float32))
+    w = be.asarray(rng.random((k, k)))
+    bench(filters.convolve, x, w, method="direct", group=f"direct kernel {N}^2 f32 {k}x{k}", impl=impl, be=be)

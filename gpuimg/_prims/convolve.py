@@ -130,6 +130,11 @@ def _correlate_direct_numpy(be, x, w, mode, cval, centers):
                                    origin=origin, axes=tuple(range(x.ndim - nd, x.ndim)))
 
 
+#: Kernels of at most this many taps run on the one-thread-per-output gather kernel (no tile
+#: staging) rather than the shared-memory tiles; benchmarks/bench_filters.py times both.
+GATHER_MAX_TAPS = 0
+
+
 @primitive("correlate_direct", "cupy")
 def _correlate_direct_cupy(be, x, w, mode, cval, centers):
     xp = be.xp
@@ -147,7 +152,7 @@ def _correlate_direct_cupy(be, x, w, mode, cval, centers):
             np.int32(kd), np.int32(kh), np.int32(kw), np.int32(c3[0]), np.int32(c3[1]),
             np.int32(c3[2]), x.dtype.type(cval))
     shared = (_TILE_Y + kh - 1) * (_TILE_X + kw - 1) * x.dtype.itemsize
-    if shared <= _SHARED_LIMIT:
+    if shared <= _SHARED_LIMIT and wd.size > GATHER_MAX_TAPS:
         grid = (
             (width + _TILE_X - 1) // _TILE_X,
             min((height + _TILE_Y - 1) // _TILE_Y, _MAX_GRID_Y),
