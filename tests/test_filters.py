@@ -206,3 +206,17 @@ def test_gaussian_bad_input(be, kwargs, exc, match):
 def test_uniform_bad_size(be, size, exc):
     with pytest.raises(exc, match="size"):
         filters.uniform_filter(be.asarray(np.zeros((3, 8, 8))), size)
+
+
+@pytest.mark.parametrize("mode", sorted(MODE_CODES))
+def test_small_kernels_on_the_gather_kernel_match_scipy(be, rng, mode, monkeypatch):
+    # the GPU has two direct kernels (shared-memory tiles, one thread per output); force the
+    # second for small kernels and check it against SciPy like the first
+    from gpuimg._prims import convolve as prims
+
+    monkeypatch.setattr(prims, "GATHER_MAX_TAPS", 10**6)
+    x = rng.random((2, 37, 53))
+    for k in (rng.random((3, 3)), rng.random((4, 5))):
+        ref = np.stack([ndi.correlate(xi, k, mode=mode, cval=0.25) for xi in x])
+        got = be.to_numpy(filters.correlate(be.asarray(x), be.asarray(k), mode=mode, cval=0.25, method="direct"))
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
