@@ -24,7 +24,8 @@ of a ``zoom``/``shift`` sequence or the matrix size for ``affine_transform``; a 
 
 Backend notes: on NumPy the prefilter and the sampler are scipy.ndimage's compiled loops run
 on chunks of lines/points in a thread pool (``GPUIMG_NUM_THREADS``); on CuPy they are the
-kernels ``spline_prefilter.cu`` (one thread per line) and ``spline_sample.cu`` (one thread per
+kernels ``spline_prefilter.cu`` (a two-level scan over segments of each line, coalesced
+through shared-memory tiles along the contiguous axis) and ``spline_sample.cu`` (one thread per
 output point, weights reused across the batch), computing in the coefficient dtype.
 ``zoom``, ``shift`` and diagonal ``affine_transform`` sample on a tensor grid: on NumPy as one
 sparse tap-weight matrix per axis (the spline and the boundary rules are separable).

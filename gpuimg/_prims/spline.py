@@ -142,19 +142,39 @@ def _prefilter_numpy(be, x, axis, order, mode):
     return out
 
 
+#: Threads per prefilter block (GPUIMG_SPLINE_THREADS in kernels/spline_prefilter.cu).
+_PREFILTER_THREADS = 256
+#: Fewest samples per segment of a line in the parallel prefilter.
+_MIN_SEGMENT = 64
+
+
+def _prefilter_segments(n, inner):
+    """Segments per line: a power of two leaving at least ``_MIN_SEGMENT`` samples each, at most
+    32 (16 off the contiguous axis, so that a warp still spans 16 neighbouring lines)."""
+    cap = 32 if inner == 1 else 16
+    segs = 1
+    while segs < cap and n // (2 * segs) >= _MIN_SEGMENT:
+        segs *= 2
+    return segs
+
+
 @primitive("spline_prefilter", "cupy")
 def _prefilter_cupy(be, x, axis, order, mode):
     xp = be.xp
     out = xp.array(x, copy=True, order="C")
     axis = axis % out.ndim
     n = out.shape[axis]
+    if n < 2 or out.size == 0:
+        return out
     inner = int(np.prod(out.shape[axis + 1:], dtype=np.int64))
     lines = out.size // n
+    segs = _prefilter_segments(n, inner)
+    tiles = -(-lines // (_PREFILTER_THREADS // segs))
     poles = POLES[order] + (0.0,)
     kern = _PREFILTER.get(f"spline_prefilter<{type_name(out.dtype)}, {PREFILTER_INIT[mode]}>")
-    launch_1d(kern, lines, (out, np.int64(lines), np.int64(n), np.int64(inner),
-                            np.int32(len(POLES[order])), np.float64(poles[0]), np.float64(poles[1])),
-              block=128)
+    kern((min(tiles, 65535 * 16),), (_PREFILTER_THREADS,),
+         (out, np.int64(lines), np.int64(n), np.int64(inner), np.int32(segs),
+          np.int32(len(POLES[order])), np.float64(poles[0]), np.float64(poles[1])))
     return out
 
 
