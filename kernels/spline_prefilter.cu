@@ -89,6 +89,15 @@ spline_prefilter(T* __restrict__ x, long long lines, long long n, long long inne
             T u = T(0), a = T(0), b = T(0), zi = T(0);
             if (active && !last) zi = pow(z, (T)start);
             for (int ch = 0; ch < nch; ++ch) {
+                if (last) {  // the final sweep only adds corrections: skip chunks where all are 0
+                    int need = 0;
+                    if (active) {
+                        const long long r0 = (long long)ch * CH;
+                        const long long r1 = (r0 + CH < len ? r0 + CH : len) - 1;
+                        need = r0 <= r1 && pow(zprev, (T)(len - 1 - r1)) * dprev != T(0);
+                    }
+                    if (staged ? !__syncthreads_or(need) : !need) continue;
+                }
                 if (staged) { stage(ch, true); __syncthreads(); }
                 if (active) {
                     const long long r0 = (long long)ch * CH;

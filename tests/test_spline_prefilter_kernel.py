@@ -1,7 +1,7 @@
 """The CUDA twin of ``spline_prefilter`` executed on the CPU.
 
 ``kernels/spline_prefilter.cu`` is compiled as C++20 with a small shim (one std::thread per
-CUDA thread, std::barrier for ``__syncthreads``, function-static arrays for shared memory)
+CUDA thread, std::barrier for ``__syncthreads``/``__syncthreads_or``, function-static arrays for shared memory)
 and launched through the real CuPy-twin wrapper, whose kernel arguments are checked for the
 exact types a CUDA launch needs. Results are compared with scipy.ndimage.spline_filter1d for
 every mode and orders 2-5, along the contiguous axis (shared-memory tiles) and along other
@@ -23,6 +23,7 @@ from gpuimg import _kernels
 from gpuimg._boundary import MODE_CODES
 
 _SHIM = r"""
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <thread>
@@ -37,6 +38,16 @@ thread_local gpuimg_dim3 threadIdx, blockIdx;
 gpuimg_dim3 blockDim, gridDim;
 std::barrier<>* g_bar = nullptr;
 inline void __syncthreads() { g_bar->arrive_and_wait(); }
+std::atomic<int> g_or{0};
+inline int __syncthreads_or(int p) {
+    if (p) g_or.store(1);
+    g_bar->arrive_and_wait();
+    int r = g_or.load();
+    g_bar->arrive_and_wait();
+    if (threadIdx.x == 0) g_or.store(0);
+    g_bar->arrive_and_wait();
+    return r;
+}
 using std::pow;
 """
 
@@ -131,14 +142,20 @@ def test_kernel_prefilter_matches_scipy(cuda_prefilter, monkeypatch, rng, mode, 
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5)
 
 
-def test_kernel_prefilter_many_lines_and_segments(cuda_prefilter, emulated, rng):
+def test_kernel_prefilter_many_lines_and_segments(cuda_prefilter, emulated, monkeypatch, rng):
     x = rng.standard_normal((300, 150))
     y = np.ascontiguousarray(x.T)
-    assert spl._prefilter_segments(300, 150) == 4 and spl._prefilter_segments(300, 1) == 4
+    assert spl._prefilter_segments(300) == 4
     np.testing.assert_allclose(cuda_prefilter(x, 0, 4, "mirror"),
                                ndi.spline_filter1d(x, 4, axis=0, mode="mirror"), rtol=0, atol=1e-9)
     np.testing.assert_allclose(cuda_prefilter(y, 1, 5, "reflect"),
                                ndi.spline_filter1d(y, 5, axis=1, mode="reflect"), rtol=0, atol=1e-9)
+    # float32 with long segments: the final sweep skips chunks whose corrections underflow to 0
+    monkeypatch.setattr(spl, "_MIN_SEGMENT", 140)  # two segments of 150
+    assert spl._prefilter_segments(300) == 2
+    for arr, axis in ((x, 0), (y, 1)):
+        got = cuda_prefilter(arr.astype(np.float32), axis, 2, "nearest")
+        np.testing.assert_allclose(got, ndi.spline_filter1d(arr, 2, axis=axis, mode="nearest"), rtol=0, atol=2e-5)
     # fewer blocks than tiles of lines: each block walks several tiles
     got = y.copy()
     fn = _EmulatedKernel(emulated, "spline_prefilter<double, 2>").fn
