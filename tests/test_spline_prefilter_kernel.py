@@ -10,8 +10,6 @@ axes, with lines cut into many short segments as well as into a few long ones.
 
 import ctypes
 import re
-import shutil
-import subprocess
 import types
 
 import numpy as np
@@ -21,6 +19,8 @@ import scipy.ndimage as ndi
 import gpuimg._prims.spline as spl
 from gpuimg import _kernels
 from gpuimg._boundary import MODE_CODES
+
+from _cuda_emulation import compile_emulated
 
 _SHIM = r"""
 #include <atomic>
@@ -77,20 +77,9 @@ void launch(T* x, long long lines, long long n, long long inner, int segs, int n
 
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("needs g++ to run the CUDA source on the CPU")
-    tmp = tmp_path_factory.mktemp("spline_prefilter_kernel")
     entries = "".join(f"GPUIMG_ENTRY({t}, sp_{t}_{i}, {i})\n" for t in ("float", "double") for i in (0, 1, 2))
-    cpp = tmp / "spline_prefilter_emulated.cpp"
-    cpp.write_text(_SHIM + _kernels.source("spline_prefilter.cu") + _LAUNCH + entries)
-    lib = tmp / "libsp.so"
-    res = subprocess.run([gxx, "-std=c++20", "-O1", "-shared", "-fPIC", str(cpp), "-o", str(lib), "-lpthread"],
-                         capture_output=True, text=True, check=False)
-    if res.returncode != 0 and re.search(r"barrier.*(No such file|not a member)", res.stderr):
-        pytest.skip("g++ lacks C++20 <barrier>")
-    assert res.returncode == 0, res.stderr[-3000:]
-    return ctypes.CDLL(str(lib))
+    return compile_emulated(tmp_path_factory.mktemp("spline_prefilter_kernel"), "sp",
+                            _SHIM + _kernels.source("spline_prefilter.cu") + _LAUNCH + entries)
 
 
 class _EmulatedKernel:

@@ -9,8 +9,6 @@ indexing, tiling, boundary handling and reductions are tested on machines withou
 
 import ctypes
 import re
-import shutil
-import subprocess
 import types
 
 import numpy as np
@@ -20,6 +18,8 @@ from skimage.metrics import structural_similarity as sk_ssim
 
 import gpuimg._prims.window as window
 from gpuimg import _backend, _kernels, metrics
+
+from _cuda_emulation import compile_emulated
 
 _SHIM = r"""
 #include <barrier>
@@ -85,23 +85,12 @@ _CT = {"float": ctypes.c_float, "double": ctypes.c_double}
 
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("needs g++ to run the CUDA source on the CPU")
-    tmp = tmp_path_factory.mktemp("window_kernel")
     src = _kernels.source("window_moments.cu")
     src = src.replace("extern __shared__ double gpuimg_wm_smem[];", "double* gpuimg_wm_smem = g_smem;")
     used = [("double", m) for m in sorted(set(window._KMODE.values()))] + [("float", 0)]
     entries = "".join(f"GPUIMG_ENTRY({t}, wm_{t}_{m}, {m})\n" for t, m in used)
-    cpp = tmp / "window_moments_emulated.cpp"
-    cpp.write_text(_SHIM + src + _LAUNCH + entries)
-    lib = tmp / "libwm.so"
-    res = subprocess.run([gxx, "-std=c++20", "-O0", "-shared", "-fPIC", str(cpp), "-o", str(lib), "-lpthread"],
-                         capture_output=True, text=True)
-    if res.returncode != 0 and re.search(r"barrier.*(No such file|not a member)", res.stderr):
-        pytest.skip("g++ lacks C++20 <barrier>")
-    assert res.returncode == 0, res.stderr[-3000:]
-    return ctypes.CDLL(str(lib))
+    return compile_emulated(tmp_path_factory.mktemp("window_kernel"), "wm", _SHIM + src + _LAUNCH + entries,
+                            opt="-O0")
 
 
 class _EmulatedKernel:

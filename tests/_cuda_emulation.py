@@ -1,0 +1,33 @@
+"""Run CUDA kernel sources on the CPU: compile them with g++ behind a small shim.
+
+A test prepends a shim (``__global__``, ``threadIdx``, ``__syncthreads`` ... as plain C++ with
+one std::thread per CUDA thread) and appends ``extern "C"`` launchers, then calls
+:func:`compile_emulated` and drives the library through the real CuPy-twin wrapper. The test
+skips where g++ or C++20 ``<barrier>`` is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def compile_emulated(folder: Path, name: str, cpp_source: str, *, opt: str = "-O1") -> ctypes.CDLL:
+    """Compile ``cpp_source`` into ``folder/lib<name>.so`` and load it."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("needs g++ to run the CUDA source on the CPU")
+    cpp = folder / f"{name}_emulated.cpp"
+    cpp.write_text(cpp_source)
+    lib = folder / f"lib{name}.so"
+    res = subprocess.run([gxx, "-std=c++20", opt, "-shared", "-fPIC", str(cpp), "-o", str(lib), "-lpthread"],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0 and re.search(r"barrier.*(No such file|not a member)", res.stderr):
+        pytest.skip("g++ lacks C++20 <barrier>")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return ctypes.CDLL(str(lib))
