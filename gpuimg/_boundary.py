@@ -51,6 +51,18 @@ def index(i, n: int, mode: str, xp=np):
     raise ValueError(f"mode must be one of {sorted(MODE_CODES)}, got {mode!r}")
 
 
+def pad(x, widths, mode: str, cval: float = 0.0, xp=np):
+    """``x`` extended by ``widths`` (``numpy.pad`` widths) as ``mode`` extends it.
+
+    ``xp.pad`` with :func:`pad_mode` reproduces :mod:`scipy.ndimage`'s extension for every
+    mode and any width (repeated reflections and wraps included); constant modes fill ``cval``.
+    """
+    pm = pad_mode(mode)
+    if pm == "constant":
+        return xp.pad(x, widths, mode=pm, constant_values=x.dtype.type(cval))
+    return xp.pad(x, widths, mode=pm)
+
+
 def pad_mode(mode: str) -> str:
     """``numpy.pad`` mode that extends an array like ``mode`` does."""
     return {

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["run_chunks", "splits", "workers"]
+__all__ = ["in_pool", "run_chunks", "splits", "workers"]
 
 _pool: list[ThreadPoolExecutor] = []
 _lock = threading.Lock()
@@ -29,10 +29,15 @@ def workers() -> int:
     return max(1, int(env)) if env.isdigit() else max(1, os.cpu_count() or 1)
 
 
+def in_pool() -> bool:
+    """True on a thread of the shared pool (whose jobs already occupy every core)."""
+    return threading.current_thread().name.startswith(_PREFIX)
+
+
 def run_chunks(fn: Callable[..., Any], jobs: Iterable[tuple[Any, ...]]) -> None:
     """Run ``fn(*job)`` for every job, on the shared pool when there is more than one."""
     jobs = list(jobs)
-    if len(jobs) <= 1 or workers() == 1 or threading.current_thread().name.startswith(_PREFIX):
+    if len(jobs) <= 1 or workers() == 1 or in_pool():
         for job in jobs:
             fn(*job)
         return

@@ -15,11 +15,14 @@ from gpuimg._boundary import MODE_CODES
 
 __all__ = [
     "check_array",
+    "check_axis",
+    "check_bool",
     "check_choice",
     "check_finite",
     "check_mode",
     "check_odd_window",
     "check_positive",
+    "check_real",
     "check_same_shape",
     "float_dtype",
     "to_float",
@@ -86,13 +89,36 @@ def check_same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
         )
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool; ``TypeError`` for anything but ``bool`` / ``numpy.bool_``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {_short(value)}")
+    return bool(value)
+
+
+def check_real(name: str, value: Any) -> float:
+    """``value`` as a float; ``TypeError`` unless it is a real number (bools are not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {_short(value)}")
+    return float(value)
+
+
+def check_axis(name: str, axis: Any, ndim: int) -> int:
+    """An axis index of an ``ndim``-dimensional array, normalised to ``[0, ndim)``."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name} must be an integer or None, got {_short(axis)}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name} must be in [{-ndim}, {ndim - 1}] for an array with ndim={ndim}, got {axis}")
+    return int(axis) % ndim
+
+
 def check_positive(name: str, value: Any, *, strict: bool = True, integer: bool = False) -> Any:
     """A finite number > 0 (``>= 0`` when ``strict=False``); integers when ``integer``."""
     if integer:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"{name} must be an integer, got {_short(value)}")
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {_short(value)}")
+    else:
+        check_real(name, value)
     if not np.isfinite(value) or (value <= 0 if strict else value < 0):
         bound = "> 0" if strict else ">= 0"
         raise ValueError(f"{name} must be finite and {bound}, got {_short(value)}")

@@ -47,6 +47,8 @@ import dask.array as da
 import numpy as np
 from dask import delayed
 
+from gpuimg._validate import float_dtype
+
 __all__ = [
     "DECONV_HALO_FACTOR",
     "convolve",
@@ -84,12 +86,6 @@ def _overlap(fn: Callable[..., Any], arrays: Sequence[da.Array], halo: Sequence[
                           meta=arrays[0]._meta.astype(dtype), align_arrays=False)
 
 
-def _float_dtype(*dtypes: Any) -> np.dtype:
-    from gpuimg._validate import float_dtype
-
-    return float_dtype(*dtypes)
-
-
 # --------------------------------------------------------------------------------------
 # Convolution and local maps (exact)
 # --------------------------------------------------------------------------------------
@@ -117,7 +113,7 @@ def convolve(image: da.Array, kernel: Any, *, mode: str = "reflect", cval: float
         kk = _like(x, k)
         return filters.convolve(x, kk, mode=mode, cval=cval, origin=origin, method=method)
 
-    return _overlap(block, [image], halo, periodic=mode in _PERIODIC, dtype=_float_dtype(image.dtype, k.dtype))
+    return _overlap(block, [image], halo, periodic=mode in _PERIODIC, dtype=float_dtype(image.dtype, k.dtype))
 
 
 def _local(name: str, a: da.Array, b: da.Array, halo: int, kwargs: dict[str, Any]) -> da.Array:
@@ -135,7 +131,7 @@ def _local(name: str, a: da.Array, b: da.Array, halo: int, kwargs: dict[str, Any
 
     mode = kwargs.get("mode", "reflect")
     return _overlap(block, [a, b], [halo, halo], periodic=mode in _PERIODIC,
-                    dtype=_float_dtype(a.dtype, b.dtype))
+                    dtype=float_dtype(a.dtype, b.dtype))
 
 
 def local_mse(a: da.Array, b: da.Array, *, win_size: int = 7, **kwargs: Any) -> da.Array:
@@ -220,7 +216,7 @@ def deconvolve(image: da.Array, psf: Any, *, method: str = "fista_tv", halo: int
     def block(x: Any) -> Any:
         return solver(x, _like(x, k, x.dtype if x.dtype.kind == "f" else None), **kwargs)
 
-    return _overlap(block, [image], [halo, halo], periodic=periodic, dtype=_float_dtype(image.dtype))
+    return _overlap(block, [image], [halo, halo], periodic=periodic, dtype=float_dtype(image.dtype))
 
 
 # --------------------------------------------------------------------------------------
@@ -300,7 +296,7 @@ def _projective_warp(image: da.Array, m3: np.ndarray, output_shape: tuple[int, i
         raise ValueError(f"matrix must be invertible, got {m3.tolist()}") from None
     h, w = image.shape[-2:]
     jac = float(np.linalg.norm(inv[:2, :2], 2)) if affine else 1.0
-    dtype = _float_dtype(image.dtype)
+    dtype = float_dtype(image.dtype)
 
     def window(r0: int, r1: int, c0: int, c1: int) -> tuple[slice, slice]:
         src = inv @ _corners(r0, r1, c0, c1)
@@ -394,7 +390,7 @@ def remap(image: da.Array, map_x: Any, map_y: Any, *, interpolation: str = "line
     ext_x, ext_y, step_x, step_y = stats
     h, w = image.shape[-2:]
     nby, nbx = mx.numblocks
-    dtype = _float_dtype(image.dtype)
+    dtype = float_dtype(image.dtype)
 
     def run(src: Any, src_off: tuple[int, int], crop: tuple[int, int, int, int], bx: Any, by: Any) -> Any:
         bx = _like(src, np.asarray(gpuimg_asnumpy(bx)) - src_off[1], src.dtype)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from gpuimg._backend import get_backend
-from gpuimg._validate import check_array, check_mode, check_odd_window, check_positive, to_float
+from gpuimg._validate import (check_array, check_axis, check_bool, check_mode, check_odd_window, check_positive,
+                              check_real, to_float)
 from gpuimg.restoration.tv import tv_prox
 
 __all__ = ["bilateral", "denoise_tv", "nl_means", "tv_prox"]
@@ -28,14 +29,10 @@ denoise_tv = tv_prox
 def _channel_axis(name: str, channel_axis: Any, ndim: int) -> int | None:
     if channel_axis is None:
         return None
-    if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
-        raise TypeError(f"{name} must be an integer or None, got {channel_axis!r}")
-    ax = int(channel_axis)
-    if not -ndim <= ax < ndim:
-        raise ValueError(f"{name} must be in [-{ndim}, {ndim}), got {channel_axis!r}")
+    ax = check_axis(name, channel_axis, ndim)
     if ndim < 3:
         raise ValueError(f"{name} needs an image with >= 3 dimensions, got ndim={ndim}")
-    return ax % ndim
+    return ax
 
 
 def _to_bchw(x: Any, xp: Any, ch: int | None) -> tuple[Any, Any]:
@@ -116,8 +113,7 @@ def bilateral(image, *, sigma_color: float, sigma_spatial: float, win_size: int 
     else:
         radius = check_odd_window("win_size", win_size, minimum=3) // 2
     check_mode(mode)
-    if isinstance(cval, bool) or not isinstance(cval, numbers.Real):
-        raise TypeError(f"cval must be a real number, got {cval!r}")
+    check_real("cval", cval)
     ch = _channel_axis("channel_axis", channel_axis, image.ndim)
 
     be = get_backend(image, names=("image",))
@@ -199,8 +195,7 @@ def nl_means(image, *, patch_size: int = 7, patch_distance: int = 11, h: float,
         raise ValueError(f"patch_distance must be >= 1, got {patch_distance!r}")
     check_positive("h", h)
     check_positive("sigma", sigma, strict=False)
-    if not isinstance(fast_mode, (bool, np.bool_)):
-        raise TypeError(f"fast_mode must be a bool, got {fast_mode!r}")
+    check_bool("fast_mode", fast_mode)
     ch = _channel_axis("channel_axis", channel_axis, image.ndim)
 
     be = get_backend(image, names=("image",))

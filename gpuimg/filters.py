@@ -35,8 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from gpuimg._backend import get_backend
-from gpuimg._boundary import pad_mode
-from gpuimg._validate import check_array, check_choice, check_mode, to_float
+from gpuimg._boundary import pad
+from gpuimg._validate import check_array, check_choice, check_mode, check_real, to_float
 
 __all__ = ["convolve", "correlate", "gaussian_filter", "uniform_filter"]
 
@@ -51,12 +51,6 @@ _SMALL_TAPS = 25
 # --------------------------------------------------------------------------------------
 # argument checks
 # --------------------------------------------------------------------------------------
-
-def _check_real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
-
 
 def _per_axis(name: str, value: Any, naxes: int) -> list:
     """``value`` repeated for ``naxes`` axes, or checked to have that many entries."""
@@ -90,16 +84,9 @@ def _centers(origin: Any, shape: Sequence[int], convolution: bool) -> list[int]:
 # --------------------------------------------------------------------------------------
 
 def _pad(be, x, pads: Sequence[tuple[int, int]], mode: str, cval: float):
-    """Extend the last ``len(pads)`` axes of ``x`` by ``(before, after)`` samples through ``mode``.
-
-    ``pad`` with the equivalent NumPy mode reproduces :mod:`scipy.ndimage`'s extension for every
-    mode and any pad width (repeated reflections and wraps included).
-    """
+    """Extend the last ``len(pads)`` axes of ``x`` by ``(before, after)`` samples through ``mode``."""
     full = [(0, 0)] * (x.ndim - len(pads)) + [(int(a), int(b)) for a, b in pads]
-    pm = pad_mode(mode)
-    if pm == "constant":
-        return be.xp.pad(x, full, mode=pm, constant_values=x.dtype.type(cval))
-    return be.xp.pad(x, full, mode=pm)
+    return pad(x, full, mode, cval, be.xp)
 
 
 def _rank1_factors(w: np.ndarray):
@@ -168,7 +155,7 @@ def _correlate_or_convolve(image, kernel, mode, cval, origin, method, convolutio
         )
     check_mode(mode)
     check_choice("method", method, _METHODS)
-    cval = _check_real("cval", cval)
+    cval = check_real("cval", cval)
     centers = _centers(origin, tuple(kernel.shape), convolution)
 
     be = get_backend(image, kernel, names=("image", "kernel"))
@@ -284,10 +271,11 @@ def _passes(image, passes, mode: str, cval: float):
     return x.copy() if out is x else out
 
 
-def _gaussian_kernel1d(sigma: float, order: int, radius: int) -> np.ndarray:
-    """Sampled Gaussian (normalised to sum 1) times the Hermite factor of its ``order``-th derivative."""
+def gaussian_kernel1d(sigma: float, order: int, radius: int) -> np.ndarray:
+    """Sampled Gaussian (normalised to sum 1) times the Hermite factor of its ``order``-th
+    derivative, with the arithmetic of ``scipy.ndimage``'s own kernel."""
     x = np.arange(-radius, radius + 1, dtype=np.float64)
-    phi = np.exp(-0.5 * (x / sigma) ** 2)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
     phi /= phi.sum()
     if order == 0:
         return phi
@@ -340,20 +328,20 @@ def gaussian_filter(image, sigma, *, order: Any = 0, mode: str = "reflect", cval
     """
     check_array("image", image, min_ndim=1)
     naxes = _filtered_axes("sigma", sigma, image.ndim)
-    sigmas = [_check_real("sigma", s) for s in _per_axis("sigma", sigma, naxes)]
+    sigmas = [check_real("sigma", s) for s in _per_axis("sigma", sigma, naxes)]
     for s in sigmas:
         if not np.isfinite(s) or s < 0:
             raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
     orders = _check_ints("order", _per_axis("order", order, naxes), order, 0)
-    truncate = _check_real("truncate", truncate)
+    truncate = check_real("truncate", truncate)
     if not np.isfinite(truncate) or truncate <= 0:
         raise ValueError(f"truncate must be finite and > 0, got {truncate!r}")
     check_mode(mode)
-    cval = _check_real("cval", cval)
+    cval = check_real("cval", cval)
     passes = []
     for s, o in zip(sigmas, orders):
         radius = int(truncate * s + 0.5)
-        w = np.ascontiguousarray(_gaussian_kernel1d(s, o, radius)[::-1]) if s > 1e-15 else None
+        w = np.ascontiguousarray(gaussian_kernel1d(s, o, radius)[::-1]) if s > 1e-15 else None
         passes.append(None if w is None else (w, radius))
     return _passes(image, passes, mode, cval)
 
@@ -385,5 +373,5 @@ def uniform_filter(image, size, *, mode: str = "reflect", cval: float = 0.0):
     naxes = _filtered_axes("size", size, image.ndim)
     sizes = _check_ints("size", _per_axis("size", size, naxes), size, 1)
     check_mode(mode)
-    cval = _check_real("cval", cval)
+    cval = check_real("cval", cval)
     return _passes(image, [None if n == 1 else (np.full(n, 1.0 / n), n // 2) for n in sizes], mode, cval)

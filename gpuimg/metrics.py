@@ -23,6 +23,7 @@ import numpy as np
 
 from gpuimg import _validate
 from gpuimg._backend import get_backend
+from gpuimg.filters import gaussian_kernel1d
 
 __all__ = ["local_mse", "local_ncc", "local_ssim", "mae", "ms_ssim", "mse", "psnr", "snr", "ssim"]
 
@@ -65,12 +66,6 @@ def _data_range(data_range, a, b):
     return float(info.max) - float(info.min)
 
 
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 def _check_nonneg(name, value):
     return _validate.check_positive(name, value, strict=False)
 
@@ -99,13 +94,6 @@ def _check_window(win_size, spatial_shape, name="win_size"):
             f"{tuple(spatial_shape)}), got {win_size}; with colour images set channel_axis"
         )
     return int(win_size)
-
-
-def _gaussian_taps(sigma, radius):
-    """Normalised Gaussian taps exactly as ``scipy.ndimage`` builds them."""
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
-    return phi / phi.sum()
 
 
 def _uniform_taps(size):
@@ -139,14 +127,14 @@ def mse(a, b, *, check_finite=False):
     dtype (float32 stays float32) and summed in float64.
     """
     be = get_backend(a, b, names=("a", "b"))
-    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    a, b = _pair(be, a, b, check_finite=_validate.check_bool("check_finite", check_finite))
     return _sq_err_sum(be, a, b) / a.size
 
 
 def mae(a, b, *, check_finite=False):
     """Mean absolute error ``mean(|a - b|)`` over all elements (float64, 0-d array)."""
     be = get_backend(a, b, names=("a", "b"))
-    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    a, b = _pair(be, a, b, check_finite=_validate.check_bool("check_finite", check_finite))
     xp = be.xp
     return xp.sum(xp.abs(a - b), dtype=xp.float64) / a.size
 
@@ -179,7 +167,7 @@ def psnr(reference, test, *, data_range=None, check_finite=False):
     _validate.check_array("reference", reference)
     _validate.check_array("test", test)
     dr = _data_range(data_range, reference, test)
-    ref, tst = _pair(be, reference, test, ("reference", "test"), _check_bool("check_finite", check_finite))
+    ref, tst = _pair(be, reference, test, ("reference", "test"), _validate.check_bool("check_finite", check_finite))
     err = _sq_err_sum(be, ref, tst) / ref.size
     return _db(be, dr * dr, err)
 
@@ -191,7 +179,7 @@ def snr(reference, test, *, check_finite=False):
     reference that differs from ``test``; sums are accumulated in float64.
     """
     be = get_backend(reference, test, names=("reference", "test"))
-    ref, tst = _pair(be, reference, test, ("reference", "test"), _check_bool("check_finite", check_finite))
+    ref, tst = _pair(be, reference, test, ("reference", "test"), _validate.check_bool("check_finite", check_finite))
     xp = be.xp
     sig = xp.sum(ref * ref, dtype=xp.float64)
     return _db(be, sig, _sq_err_sum(be, ref, tst))
@@ -297,19 +285,15 @@ def ssim(a, b, *, data_range=None, win_size=None, gaussian_weights=False, sigma=
     _validate.check_array("b", b)
     _validate.check_same_shape("a", a, "b", b)
     dr = _data_range(data_range, a, b)
-    full = _check_bool("full", full)
-    gaussian_weights = _check_bool("gaussian_weights", gaussian_weights)
-    use_sample_covariance = _check_bool("use_sample_covariance", use_sample_covariance)
+    full = _validate.check_bool("full", full)
+    gaussian_weights = _validate.check_bool("gaussian_weights", gaussian_weights)
+    use_sample_covariance = _validate.check_bool("use_sample_covariance", use_sample_covariance)
     _check_nonneg("K1", K1)
     _check_nonneg("K2", K2)
     _validate.check_positive("sigma", sigma)
     nd = a.ndim
     if channel_axis is not None:
-        if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
-            raise TypeError(f"channel_axis must be an integer or None, got {channel_axis!r}")
-        if not -nd <= channel_axis < nd:
-            raise ValueError(f"channel_axis must be in [{-nd}, {nd - 1}] for shape {tuple(a.shape)}, got {channel_axis}")
-        channel_axis = int(channel_axis) % nd
+        channel_axis = _validate.check_axis("channel_axis", channel_axis, nd)
     nsp = _spatial_ndim(spatial_ndim, nd - (channel_axis is not None))
     shape_wo = tuple(n for i, n in enumerate(a.shape) if i != channel_axis)
     spatial_shape = shape_wo[len(shape_wo) - nsp:]
@@ -317,10 +301,10 @@ def ssim(a, b, *, data_range=None, win_size=None, gaussian_weights=False, sigma=
         radius = int(3.5 * sigma + 0.5)  # scikit-image's truncate=3.5: 11 taps for sigma 1.5
         win_size = 2 * radius + 1 if win_size is None else win_size
     win_size = _check_window(7 if win_size is None else win_size, spatial_shape)
-    taps = _gaussian_taps(float(sigma), radius) if gaussian_weights else _uniform_taps(win_size)
+    taps = gaussian_kernel1d(float(sigma), 0, radius) if gaussian_weights else _uniform_taps(win_size)
     npix = win_size**nsp
     cov_norm = npix / (npix - 1) if use_sample_covariance and npix > 1 else 1.0
-    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    a, b = _pair(be, a, b, check_finite=_validate.check_bool("check_finite", check_finite))
     if channel_axis is not None:
         a = _channels_to_batch(be, a, channel_axis)
         b = _channels_to_batch(be, b, channel_axis)
@@ -386,7 +370,7 @@ def local_mse(a, b, *, win_size=7, mode="reflect", spatial_ndim=None, check_fini
     """
     be = get_backend(a, b, names=("a", "b"))
     nsp, win_size = _spatial_setup(a, b, win_size, spatial_ndim, mode)
-    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    a, b = _pair(be, a, b, check_finite=_validate.check_bool("check_finite", check_finite))
     smap, _ = be.window_moments(a, b, "mse", (_uniform_taps(win_size),) * nsp, mode, want_map=True)
     return smap
 
@@ -427,7 +411,7 @@ def local_ncc(a, b, *, win_size=7, mode="reflect", eps=None, spatial_ndim=None, 
     """
     be = get_backend(a, b, names=("a", "b"))
     nsp, win_size = _spatial_setup(a, b, win_size, spatial_ndim, mode)
-    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
+    a, b = _pair(be, a, b, check_finite=_validate.check_bool("check_finite", check_finite))
     if eps is None:
         eps = 1e-6 if a.dtype == np.float32 else 1e-12
     else:
@@ -524,8 +508,8 @@ def ms_ssim(a, b, *, data_range=None, weights=MS_SSIM_WEIGHTS, win_size=11, sigm
             f"a: {levels} scales with win_size {win_size} need images of at least {need}x{need} "
             f"pixels, got shape {tuple(a.shape)}; use fewer weights or a smaller win_size"
         )
-    a, b = _pair(be, a, b, check_finite=_check_bool("check_finite", check_finite))
-    taps = _gaussian_taps(float(sigma), win_size // 2)
+    a, b = _pair(be, a, b, check_finite=_validate.check_bool("check_finite", check_finite))
+    taps = gaussian_kernel1d(float(sigma), 0, win_size // 2)
     c1, c2 = (K1 * dr) ** 2, (K2 * dr) ** 2
     xp = be.xp
     result = None

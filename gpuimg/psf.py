@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gpuimg._backend import get_backend
-from gpuimg._validate import check_array, check_choice, check_positive, float_dtype, to_float
+from gpuimg._validate import check_array, check_bool, check_choice, check_positive, float_dtype, to_float
 
 __all__ = ["disk", "from_image", "gaussian", "motion", "to_otf"]
 
@@ -326,8 +326,6 @@ def _fourier_shift(be, a, dy, dx):
 def _check_size(size):
     if size is None:
         return None
-    if isinstance(size, (numbers.Integral, np.integer)) and not isinstance(size, bool):
-        size = (int(size), int(size))
     size = _check_shape("size", size, 2)
     if any(s % 2 == 0 for s in size):
         raise ValueError(f"size must be odd on both axes (the centre is a pixel), got {size!r}")
@@ -393,8 +391,7 @@ def from_image(image, *, size=None, background="auto", center="centroid", normal
     elif isinstance(background, bool) or not isinstance(background, numbers.Real) or not np.isfinite(background):
         raise ValueError(f"background must be one of {_BACKGROUNDS} or a finite number, got {background!r}")
     check_choice("center", center, _CENTERS)
-    if not isinstance(normalize, (bool, np.bool_)):
-        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    check_bool("normalize", normalize)
 
     be = get_backend(image, names=("image",))
     xp = be.xp

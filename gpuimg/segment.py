@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gpuimg._backend import asnumpy, get_backend
-from gpuimg._validate import check_array, check_choice, check_mode, check_odd_window, check_positive, to_float
+from gpuimg._validate import check_array, check_bool, check_choice, check_mode, check_odd_window, check_positive, to_float
 
 __all__ = [
     "BeadGeometry",
@@ -443,8 +443,7 @@ def fit_polyline(x, y, *, n_segments: int | None = None, max_error: float | None
     if (n_segments is None) == (max_error is None):
         raise ValueError(f"give exactly one of n_segments and max_error, got n_segments={n_segments!r}, "
                          f"max_error={max_error!r}")
-    if not isinstance(continuous, (bool, np.bool_)):
-        raise TypeError(f"continuous must be a bool, got {continuous!r}")
+    check_bool("continuous", continuous)
     order = np.argsort(xs, kind="stable")
     xs, ys, ws = xs[order], ys[order], ws[order]
     n_distinct = int(np.unique(xs).size)

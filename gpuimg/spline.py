@@ -39,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from gpuimg import _boundary
 from gpuimg._backend import get_backend
-from gpuimg._validate import check_array, check_mode, float_dtype
+from gpuimg._validate import check_array, check_mode, check_real, float_dtype
 
 __all__ = ["affine_transform", "map_coordinates", "shift", "spline_filter", "zoom"]
 
@@ -52,12 +53,6 @@ def _check_order(order: Any) -> int:
     if isinstance(order, bool) or not isinstance(order, numbers.Integral) or not 0 <= order <= 5:
         raise ValueError(f"order must be an integer in 0..5, got {order!r}")
     return int(order)
-
-
-def _check_cval(cval: Any) -> float:
-    if isinstance(cval, bool) or not isinstance(cval, numbers.Real):
-        raise TypeError(f"cval must be a real number, got {cval!r}")
-    return float(cval)
 
 
 def _coef_dtype(image_dtype, coefficient_dtype) -> np.dtype:
@@ -79,10 +74,7 @@ def _prefilter(be, x, order: int, mode: str, cval: float, nspatial: int, dtype) 
     if mode in ("nearest", "grid-constant"):
         npad = PREPAD
         width = [(0, 0)] * (x.ndim - nspatial) + [(npad, npad)] * nspatial
-        if mode == "nearest":
-            x = xp.pad(x, width, mode="edge")
-        else:
-            x = xp.pad(x, width, mode="constant", constant_values=cval)
+        x = _boundary.pad(x, width, mode, cval, xp)
     for axis in range(x.ndim - nspatial, x.ndim):
         x = be.spline_prefilter(x, axis, order, mode)
     return x, npad
@@ -181,7 +173,7 @@ def map_coordinates(image, coordinates, *, order: int = 3, mode: str = "constant
         )
     order = _check_order(order)
     check_mode(mode)
-    cval = _check_cval(cval)
+    cval = check_real("cval", cval)
     out_dtype = float_dtype(image.dtype)
     cdt = _coef_dtype(image.dtype, coefficient_dtype)
     if prefilter:
@@ -215,7 +207,7 @@ def _sample_grid(be, image, axes_coords: list[np.ndarray], order, mode, cval, pr
     """Spline of ``image`` on the tensor grid of one coordinate vector per trailing axis."""
     order = _check_order(order)
     check_mode(mode)
-    cval = _check_cval(cval)
+    cval = check_real("cval", cval)
     d = len(axes_coords)
     out_dtype = float_dtype(image.dtype)
     if prefilter:
@@ -251,7 +243,7 @@ def zoom(image, zoom, *, order: int = 3, mode: str = "constant", cval: float = 0
         raise ValueError(f"zoom must be > 0, got {zoom!r}")
     order = _check_order(order)
     check_mode(mode)
-    cval = _check_cval(cval)
+    cval = check_real("cval", cval)
     d = z.size
     spatial = tuple(image.shape[image.ndim - d:])
     out_spatial = tuple(round(float(n) * float(f)) for n, f in zip(spatial, z))

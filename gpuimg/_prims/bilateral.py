@@ -42,9 +42,7 @@ def _bilateral_numpy(be, x, space, radius, color_coeff, mode, cval=0.0):
     b, c, rows, cols = x.shape
     r = int(radius)
     dt = x.dtype
-    pm = _boundary.pad_mode(mode)
-    kw = {"constant_values": cval} if pm == "constant" else {}
-    padded = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode=pm, **kw)
+    padded = _boundary.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode, cval)
     prow, pcol = padded.shape[2:]
     n = prow * pcol
     raw = padded.reshape(b, c, n)

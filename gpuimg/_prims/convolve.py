@@ -71,9 +71,7 @@ def _shift_add(x, w, axis, mode, cval, center):
     n = len(w)
     pads = [(0, 0)] * x.ndim
     pads[axis] = (int(center), n - 1 - int(center))
-    pm = _boundary.pad_mode(mode)
-    extra = {"constant_values": x.dtype.type(cval)} if pm == "constant" else {}
-    padded = np.pad(x, pads, mode=pm, **extra)
+    padded = _boundary.pad(x, pads, mode, cval)
     length = x.shape[axis]
     lead = (slice(None),) * axis
     dt = x.dtype.type

@@ -7,13 +7,11 @@ Images are stacks ``(..., H, W)``; gradients are forward differences with Neuman
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
-from gpuimg._parallel import run_chunks
+from gpuimg._parallel import in_pool, run_chunks
 
 _TV = KernelFamily("tv.cu", [f"tv_primal<{t}>" for t in ("float", "double")]
                    + [f"tv_dual<{t}, {iso}>" for t in ("float", "double") for iso in (0, 1)])
@@ -34,6 +32,14 @@ def _div(p):
     d[..., :, :-1] += p[1, ..., :, :-1]
     d[..., :, 1:] -= p[1, ..., :, :-1]
     return d
+
+
+def _deliver(res, out):
+    """``res``, copied into ``out`` when the kernel could not write there directly."""
+    if out is None or res is out:
+        return res
+    out[...] = res
+    return out
 
 
 @primitive("tv_primal", "numpy")
@@ -137,10 +143,7 @@ def _rl_ratio_cupy(be, b, ax, eps, out=None):
     res = out if out is not None and out.flags.c_contiguous else xp.empty_like(ax)
     kern = _RL.get(f"rl_ratio<{type_name(ax.dtype)}>")
     launch_1d(kern, ax.size, (b, ax, res, np.int64(ax.size), ax.dtype.type(eps)))
-    if out is not None and res is not out:
-        out[...] = res
-        return out
-    return res
+    return _deliver(res, out)
 
 
 @primitive("rl_update", "numpy")
@@ -178,15 +181,12 @@ def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     kern = _RL.get(f"rl_update<{type_name(x.dtype)}>")
     launch_1d(kern, x.size, (xc, corr, inv_norm, res, np.int64(x.size), np.int64(h), np.int64(w), t(tv_weight),
                              t(eps)))
-    if out is not None and res is not out:
-        out[...] = res
-        return out
-    return res
+    return _deliver(res, out)
 
 
 def _fft_workers():
     """All cores, or 1 inside a job of the shared pool (which already uses every core)."""
-    return 1 if threading.current_thread().name.startswith("gpuimg") else -1
+    return 1 if in_pool() else -1
 
 
 @primitive("rfft_grid", "numpy")

@@ -174,9 +174,7 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     taps, first = _TAPS[interpolation]
     reach = taps // 2 + 1
     pad = reach + taps
-    pm = _boundary.pad_mode(mode)
-    kw = {"constant_values": cval} if pm == "constant" else {}
-    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode=pm, **kw)
+    padded = _boundary.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode, cval)
     hp, wp = padded.shape[1:]
     if taps > 1:
         items, wq = _tap_rows(padded, taps)

@@ -107,8 +107,7 @@ def _same_pass(x, out, tmp, taps, axis, mode, ndi):
     r = taps.size // 2
     width = [(0, 0)] * x.ndim
     width[axis] = (r, r)
-    pm = _boundary.pad_mode(mode)
-    p = np.pad(x, width, mode=pm, **({"constant_values": 0} if pm == "constant" else {}))
+    p = _boundary.pad(x, width, mode)
     return _valid_pass(p, out, tmp, taps, axis)
 
 

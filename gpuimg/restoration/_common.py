@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -37,15 +36,20 @@ def prepare(image: Any, psf: Any, boundary: str, *, num_iter: Any = None, tol: A
     if total <= 0:
         raise ValueError(f"psf must have a positive sum, got sum {total!r}")
     b = xp.asarray(image, dtype=dtype)
-    A = BlurOperator(be, xp.asarray(psf, dtype=dtype), tuple(b.shape), dtype, boundary, store_adjoint)
+    A = BlurOperator(be, k, tuple(b.shape), dtype, boundary, store_adjoint)
     return be, b, A
 
 
 def check_weight(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
     check_positive(name, value, strict=not allow_zero)
     return float(value)
+
+
+def project(xp: Any, x: Any, lo: float, hi: float) -> Any:
+    """Clip ``x`` to ``[lo, hi]`` in place (no pass when both bounds are infinite); returns ``x``."""
+    if np.isfinite(lo) or np.isfinite(hi):
+        xp.clip(x, lo, hi, out=x)
+    return x
 
 
 def sumsq(xp: Any, a: Any) -> Any:

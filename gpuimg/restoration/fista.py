@@ -16,6 +16,7 @@ from gpuimg.restoration._common import (
     momentum,
     per_image,
     prepare,
+    project,
     restart_gap,
     sumsq,
 )
@@ -127,9 +128,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     def objective(ax: Any, x: Any) -> Any:
         return 0.5 * sumsq(xp, ax - b) + weight_value * tv_norm(be, x, iso)
 
-    x = A.embed(b)
-    if np.isfinite(lo) or np.isfinite(hi):
-        xp.clip(x, lo, hi, out=x)
+    x = project(xp, A.embed(b), lo, hi)
     ax = xp.ascontiguousarray(A.apply(x))
     y = x.copy()
     # the residual A y - b, placed in a grid buffer that the adjoint's FFT takes as it is

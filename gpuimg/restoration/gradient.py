@@ -14,6 +14,7 @@ from gpuimg.restoration._common import (
     check_weight,
     extrapolate,
     prepare,
+    project,
     sumsq,
 )
 from gpuimg.restoration.tv import check_bounds
@@ -21,12 +22,6 @@ from gpuimg.restoration.tv import check_bounds
 __all__ = ["landweber", "nesterov"]
 
 RESTARTS = ("gradient", "function", None)
-
-
-def _project(xp: Any, x: Any, lo: float, hi: float) -> Any:
-    if np.isfinite(lo) or np.isfinite(hi):
-        xp.clip(x, lo, hi, out=x)
-    return x
 
 
 def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None = None, bounds: Any = None,
@@ -96,7 +91,7 @@ def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None =
         g *= b.dtype.type(-tau)
         x += g
         g = None
-        _project(xp, x, lo, hi)
+        project(xp, x, lo, hi)
         r = A.apply(x)
         r -= b
         obj = 0.5 * sumsq(xp, r) if mon.record else None
@@ -190,7 +185,7 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
         f = 0.5 * sumsq(xp, ax - b)
         return f + weight * _smooth_value(xp, x) if weight else f
 
-    x = _project(xp, A.embed(b), lo, hi)
+    x = project(xp, A.embed(b), lo, hi)
     ax = xp.ascontiguousarray(A.apply(x))
     y = x.copy()
     # the residual A y - b, placed in a grid buffer that the adjoint's FFT takes as it is
@@ -205,7 +200,7 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
         # x_{k+1} = P_C(y - tau g), computed in g's buffer
         g *= -tau
         g += y
-        x_new = _project(xp, g, lo, hi)
+        x_new = project(xp, g, lo, hi)
         ax_new = A.apply_grid(grid)
         grid = g = None
         f_new = objective(ax_new, x_new) if need_f else None

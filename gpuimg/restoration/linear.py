@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from gpuimg._validate import check_array
-from gpuimg.restoration._common import check_weight, prepare
+from gpuimg.restoration._common import check_weight, prepare, project
 from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.operator import BlurOperator
 from gpuimg.restoration.tv import check_bounds
@@ -94,12 +94,6 @@ def _prepare_direct(image: Any, psf: Any, boundary: str, reg: Any = None) -> tup
     return be, _MirrorFFT(be, b, A, boundary)
 
 
-def _finish(be: Any, x: Any, lo: float, hi: float) -> Any:
-    if np.isfinite(lo) or np.isfinite(hi):
-        be.xp.clip(x, lo, hi, out=x)
-    return x
-
-
 def inverse_filter(image: Any, psf: Any, *, eps: float = 1e-3, boundary: str = "reflect", bounds: Any = None) -> Any:
     """Naive deconvolution by division in the Fourier domain (truncated inverse filter).
 
@@ -134,7 +128,7 @@ def inverse_filter(image: Any, psf: Any, *, eps: float = 1e-3, boundary: str = "
     xp = be.xp
     mag = xp.abs(T.otf)
     gain = xp.where(mag >= eps, 1.0 / xp.where(mag >= eps, T.otf, 1.0), 0.0).astype(T.otf.dtype)
-    return _finish(be, T.solve(gain), lo, hi)
+    return project(be.xp, T.solve(gain), lo, hi)
 
 
 def _laplacian(dtype: Any, xp: Any) -> Any:
@@ -233,4 +227,4 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
     else:  # per-image balance: the gain has the batch's shape
         gain = xp.conj(T.otf) / den
     den = None
-    return _finish(be, T.solve(gain), lo, hi)
+    return project(be.xp, T.solve(gain), lo, hi)

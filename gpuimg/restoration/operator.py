@@ -104,14 +104,13 @@ class BlurOperator:
             self.pad = ((t, gh - h - t), (l, gw - w - l))
             if max(self.pad[0]) > h or max(self.pad[1]) > w:
                 raise ValueError(f"psf shape {(kh, kw)} needs margins larger than the image {(h, w)}")
+            self.x_shape = self.shape
         else:
             hx, wx = h + kh - 1, w + kw - 1
             self.grid = (fast(hx, True), fast(wx, True))
             self.x_shape = self.shape[:-2] + (hx, wx)
             # frame pixel (i, j) sits at (i + kh - 1 - ch, j + kw - 1 - cw) of the unknown
             self.offset = (kh - 1 - ch, kw - 1 - cw)
-        if boundary == "reflect":
-            self.x_shape = self.shape
         # where the frame's first pixel sits in the grid
         self.origin = ((0, 0) if boundary == "periodic" else
                        (self.pad[0][0], self.pad[1][0]) if boundary == "reflect" else self.offset)
@@ -256,15 +255,7 @@ class BlurOperator:
     def adjoint_lifted(self, r: Any) -> Any:
         """``A^T r`` for ``r`` holding the frame at its start (frame-shaped, or a grid buffer
         that is zero outside ``[:H, :W]``); returns ``(..., *x_shape[-2:])`` (maybe a view)."""
-        # the shift of the frame to its place in the grid is a phase ramp in otf_adjoint
-        R = self._fft(r)
-        self._times_adjoint(R)
-        y = self._ifft(R)
-        if self.boundary == "periodic":
-            return y
-        if self.boundary == "reflect":
-            return self._fold(y)
-        return y[..., : self.x_shape[-2], : self.x_shape[-1]]
+        return self.adjoint_grid(r)[1]
 
     def frame_buffer(self, batch: tuple[int, ...] = ()) -> tuple[Any, Any]:
         """A zero grid buffer for :meth:`adjoint_lifted` and its frame view ``[..., :H, :W]``."""
@@ -285,6 +276,7 @@ class BlurOperator:
         """:meth:`adjoint_lifted` that also returns the grid array holding the result:
         ``(grid, view)``; after the view is changed in place, :meth:`apply_grid` applies ``A``
         to it without a padding copy."""
+        # the shift of the frame to its place in the grid is a phase ramp in otf_adjoint
         R = self._fft(r)
         self._times_adjoint(R)
         y = self._ifft(R)

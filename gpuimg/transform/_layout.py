@@ -53,12 +53,10 @@ def layout(image, channel_axis=None, *, name="image") -> Layout:
         raise TypeError(f"{name} must be numeric, not boolean")
     ca = None
     if channel_axis is not None:
-        if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
-            raise TypeError(f"channel_axis must be an integer or None, got {channel_axis!r}")
-        nd = image.ndim
-        if not -nd <= channel_axis < nd or image.ndim < 3:
-            raise ValueError(f"channel_axis must index a non-spatial axis of an image with ndim={nd}, got {channel_axis}")
-        ca = int(channel_axis) % nd
+        ca = _validate.check_axis("channel_axis", channel_axis, image.ndim)
+        if image.ndim < 3:
+            raise ValueError(f"channel_axis must index a non-spatial axis of an image with ndim={image.ndim}, "
+                             f"got {channel_axis}")
     if dt.kind in "iu":
         work = np.dtype(np.float32) if dt.itemsize <= 2 else np.dtype(np.float64)
     else:
@@ -93,6 +91,7 @@ def check_output_shape(output_shape, name="output_shape"):
 
 
 def check_cval(cval):
-    if isinstance(cval, bool) or not isinstance(cval, numbers.Real) or not np.isfinite(cval):
+    cval = _validate.check_real("cval", cval)
+    if not np.isfinite(cval):
         raise TypeError(f"cval must be a finite real number, got {cval!r}")
-    return float(cval)
+    return cval

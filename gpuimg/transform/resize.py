@@ -126,8 +126,7 @@ def resize(image, output_shape, *, interpolation="area", antialias=True, mode=No
     """
     be = get_backend(image, names=("image",))
     _validate.check_choice("interpolation", interpolation, INTERPOLATIONS)
-    if not isinstance(antialias, (bool, np.bool_)):
-        raise TypeError(f"antialias must be a bool, got {antialias!r}")
+    antialias = _validate.check_bool("antialias", antialias)
     if interpolation == "lanczos4" and antialias:
         raise ValueError("antialias must be False for interpolation='lanczos4' (use 'lanczos3' for "
                          "the anti-aliased Lanczos filter), got antialias=True")

@@ -38,9 +38,7 @@ _WARP_INTERPOLATIONS = (*INTERPOLATIONS, "area")
 def _check_options(interpolation, mode, antialias, cval):
     _validate.check_choice("interpolation", interpolation, _WARP_INTERPOLATIONS)
     _validate.check_mode(mode, allowed=tuple(TAP_MODE))
-    if not isinstance(antialias, (bool, np.bool_)):
-        raise TypeError(f"antialias must be a bool, got {antialias!r}")
-    return check_cval(cval), bool(antialias) or interpolation == "area"
+    return check_cval(cval), _validate.check_bool("antialias", antialias) or interpolation == "area"
 
 
 def _matrix(matrix, rows, name="matrix"):
