@@ -30,6 +30,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from gpuimg._backend import asnumpy, get_backend
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "atomic_path",
@@ -326,8 +328,6 @@ def write_image(path: str | os.PathLike[str], image: Any) -> Path:
     ValueError
         For an unsupported extension, shape, or a dtype the format cannot store.
     """
-    from gpuimg._backend import asnumpy
-
     p = Path(path)
     ext = _ext(p)
     img = np.asarray(asnumpy(image))
@@ -399,12 +399,6 @@ def from_float(image: Any, dtype: Any) -> Any:
         return image > 0.5
     info = np.iinfo(dt)
     scaled = image * data_range(dt)
-    xp = np if isinstance(image, np.ndarray) else _array_module(image)
+    xp = get_backend(image).xp
     scaled = xp.nan_to_num(xp.rint(scaled), nan=0.0)
     return xp.clip(scaled, info.min, info.max).astype(dt)
-
-
-def _array_module(x: Any) -> Any:
-    from gpuimg._backend import get_backend
-
-    return get_backend(x).xp
