@@ -36,6 +36,7 @@ from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import run_chunks
+from gpuimg._parallel import workers as _workers
 
 INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos4": 3}
 #: Taps per axis and the index of the first tap relative to ``floor(x)``.
@@ -51,6 +52,7 @@ TAP_MODE = {
     "grid-wrap": 4,
 }
 FRACTION_STEPS = 1024
+_FRACTION_BITS = 10
 _TYPES = ("float", "double")
 _MODES = sorted(set(TAP_MODE.values()))
 
@@ -64,7 +66,7 @@ _FOOTPRINT = KernelFamily(
 )
 
 _EDGE = 1e-6  # "constant" treats positions this close to the edge as inside (rounding)
-_CHUNK = 1 << 18  # output pixels per vectorised block on the CPU
+_CHUNK = 1 << 16  # output pixels per vectorised block on the CPU
 
 
 def keys_cubic(t, a=-0.75):
@@ -110,41 +112,72 @@ def _fold(c, n, mode, reach):
     return np.clip(c, -float(reach), float(n - 1 + reach))
 
 
-def _axis_weights(frac, interpolation, dtype):
+def _axis_taps(c, reach, interpolation, dtype):
+    """Integer tap origin ``floor(c)`` and the tap weights (a sequence indexed by tap).
+
+    ``c >= -reach``. For ``cubic`` and ``lanczos4`` the position is first rounded to
+    ``1 / FRACTION_STEPS`` pixel and the weights are read from the table; ``linear`` uses the
+    exact fraction.
+    """
+    shifted = c + float(reach)  # >= 0, so truncation is floor
     if interpolation == "linear":
-        f = frac.astype(dtype)
-        return np.stack([1 - f, f], axis=-1)
-    frac *= FRACTION_STEPS
-    frac += 0.5
-    q = frac.astype(np.intp)  # floor(f * steps + 1/2): f >= 0
-    return np.take(_table(interpolation, dtype), q, axis=0)
+        origin = shifted.astype(np.intp)
+        f = (shifted - origin).astype(dtype)
+        origin -= reach
+        return origin, [1 - f, f]
+    shifted *= FRACTION_STEPS
+    shifted += 0.5
+    q = shifted.astype(np.intp)  # floor((c + reach) * steps + 1/2)
+    origin = q >> _FRACTION_BITS
+    origin -= reach
+    q &= FRACTION_STEPS - 1
+    items, taps = _table(interpolation, dtype)
+    return origin, np.take(items, q, axis=0).view(dtype).reshape(-1, taps).T
 
 
 _TABLE_CACHE: dict = {}
 
 
 def _table(interpolation, dtype):
+    """The weight table of ``interpolation`` in ``dtype`` as gatherable rows (see `_as_items`)."""
     key = (interpolation, np.dtype(dtype))
     if key not in _TABLE_CACHE:
-        _TABLE_CACHE[key] = np.ascontiguousarray(_TABLES[interpolation].astype(dtype))
+        table = _TABLES[interpolation].astype(dtype)
+        _TABLE_CACHE[key] = (_as_items(table), table.shape[1])
     return _TABLE_CACHE[key]
+
+
+def _as_items(rows):
+    """View the contiguous rows of a 2-D array as ``k`` elements each of a number type.
+
+    NumPy gathers such an item with one typed copy that releases the GIL (record dtypes do
+    not), so row gathers are cheap and scale over threads.
+    """
+    nbytes = rows.shape[1] * rows.dtype.itemsize
+    item = {4: np.float32, 8: np.float64}.get(nbytes, np.complex128)
+    k = max(1, nbytes // np.dtype(item).itemsize)
+    return np.ascontiguousarray(rows).view(item).reshape(-1, k)
 
 
 def _tap_rows(xp_pad, taps):
     """Every run of ``taps`` horizontal neighbours of the padded batch as one gatherable item.
 
-    Returns ``(items, wq)``: ``items`` is a flat array whose element ``(b * hp + y) * wq + x``
-    (possibly split into ``k`` consecutive elements) holds ``padded[b, y, x:x + taps]``; the
-    item dtype is a plain number type of up to 16 bytes, so NumPy gathers it with a typed copy
-    that releases the GIL (record dtypes do not) and the row gathers scale over threads.
+    Returns ``(items, wq)``: row ``(b * hp + y) * wq + x`` of ``items`` holds
+    ``padded[b, y, x:x + taps]`` (see `_as_items`). The runs are built column by column (long
+    strided copies), in row blocks on the thread pool.
     """
     n, hp, wp = xp_pad.shape
-    runs = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(xp_pad, taps, axis=2))
-    wq = runs.shape[2]
-    nbytes = taps * xp_pad.dtype.itemsize
-    item = {4: np.float32, 8: np.float64}.get(nbytes, np.complex128)
-    k = max(1, nbytes // np.dtype(item).itemsize)
-    return runs.view(item).reshape(-1, k), wq
+    wq = wp - taps + 1
+    runs = np.empty((n * hp, wq, taps), dtype=xp_pad.dtype)
+    flat = xp_pad.reshape(n * hp, wp)
+
+    def block(r0, r1):
+        for c in range(taps):
+            runs[r0:r1, :, c] = flat[r0:r1, c:c + wq]
+
+    step = max(1, (n * hp) // (4 * _workers()) + 1)
+    run_chunks(block, [(r0, min(r0 + step, n * hp)) for r0 in range(0, n * hp, step)])
+    return _as_items(runs.reshape(-1, taps)), wq
 
 
 def _positions(r0, r1, wo, matrix, map_x, map_y):
@@ -181,37 +214,51 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
         plane = hp * wq
     out = np.empty((nimg, ho, wo), dtype=x.dtype)
 
+    affine = matrix is not None and np.all(np.isfinite(matrix)) and tuple(
+        np.asarray(matrix, dtype=np.float64)[2]) == (0.0, 0.0, 1.0)
+
     def rows(r0, r1):
         px, py = _positions(r0, r1, wo, matrix, map_x, map_y)
-        outside = ~(np.isfinite(px) & np.isfinite(py))
-        if outside.any():
-            px = np.nan_to_num(px)
-            py = np.nan_to_num(py)
+        if affine:  # finite matrix, w == 1: every position is finite
+            outside = np.zeros(px.shape, dtype=bool) if mode == "constant" else None
+        else:
+            outside = ~(np.isfinite(px) & np.isfinite(py))
+            if outside.any():
+                px = np.nan_to_num(px)
+                py = np.nan_to_num(py)
         if mode == "constant":
             outside |= (px < -_EDGE) | (px > w - 1 + _EDGE) | (py < -_EDGE) | (py > h - 1 + _EDGE)
         fx = _fold(px, w, mode, reach)
         fy = _fold(py, h, mode, reach)
+        dest = out[:, r0:r1].reshape(nimg, -1)
         if taps == 1:
             ix = np.floor(fx + 0.5).astype(np.intp) + pad
             iy = np.floor(fy + 0.5).astype(np.intp) + pad
-            vals = padded.reshape(nimg, -1)[:, iy * wp + ix]
+            dest[...] = padded.reshape(nimg, -1)[:, iy * wp + ix]
         else:
-            x0 = np.floor(fx)
-            y0 = np.floor(fy)
-            wx = _axis_weights(fx - x0, interpolation, x.dtype)
-            wy = _axis_weights(fy - y0, interpolation, x.dtype)
-            base = (y0.astype(np.intp) + (first + pad)) * wq + (x0.astype(np.intp) + (first + pad))
+            ix, wx = _axis_taps(fx, reach, interpolation, x.dtype)
+            iy, wy = _axis_taps(fy, reach, interpolation, x.dtype)
+            iy += first + pad
+            iy *= wq
+            base = iy
+            base += ix
+            base += first + pad
             if nimg > 1:
                 base = (base[None, :] + (np.arange(nimg) * plane)[:, None]).ravel()
-            vals = None
+            row = part = None
             for r in range(taps):
                 run = np.take(items, base + r * wq, axis=0).view(x.dtype).reshape(nimg, -1, taps)
-                term = np.einsum("bnc,nc->bn", run, wx)
-                term *= wy[:, r]
-                vals = term if vals is None else vals + term
-        if outside.any():
-            vals = np.where(outside[None, :], x.dtype.type(cval), vals)
-        out[:, r0:r1] = vals.reshape(nimg, r1 - r0, wo)
+                row = np.multiply(run[..., 0], wx[0], out=row)
+                for c in range(1, taps):
+                    part = np.multiply(run[..., c], wx[c], out=part)
+                    row += part
+                if r == 0:
+                    np.multiply(row, wy[r], out=dest)
+                else:
+                    row *= wy[r]
+                    dest += row
+        if outside is not None and outside.any():
+            dest[:, outside] = x.dtype.type(cval)
 
     step = max(1, _CHUNK // (wo * nimg))
     run_chunks(rows, [(r0, min(r0 + step, ho)) for r0 in range(0, ho, step)])
