@@ -6,8 +6,11 @@
 weight-matrix form of every separable resize (area overlap fractions, cubic/Lanczos taps,
 Pillow's scaled filters, pyramid steps). Indices must lie in ``[0, n_in)``; duplicates add.
 
-The NumPy twin is a sparse (n_out x n_in) CSR matrix product; the CUDA twin gathers the taps
-(one thread per output sample, accumulating in the image dtype).
+The NumPy twin runs on the shared thread pool in cache-sized blocks: along rows it is a sparse
+(n_out x n_in) CSR matrix product per block of output rows; along columns it gathers each
+tap's source columns for a block of rows (``take`` along the contiguous axis) and
+accumulates, which avoids transposing the image. The CUDA twin gathers the taps (one thread
+per output sample, accumulating in the image dtype). Both skip zero-weight taps.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ import scipy.sparse
 
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._parallel import run_chunks, splits, workers
+
+#: elements of source per block of the column pass (a block stays in a core's L2 cache)
+_BLOCK_ELEMS = 1 << 18
 
 _FAMILY = KernelFamily("resample.cu", [f"resample_axis<{t}>" for t in ("float", "double")])
 
@@ -40,14 +47,51 @@ def _resample_axis_numpy(be, x, idx, w, axis):
     n_out = idx.shape[0]
     if axis == -2:
         mat = weight_matrix(idx, w, h, x.dtype)
+        cols = x[0] if nimg == 1 else np.ascontiguousarray(np.moveaxis(x, 1, 0)).reshape(h, nimg * wd)
+        res = np.empty((n_out, cols.shape[1]), dtype=x.dtype)
+
+        def band(sl):
+            res[sl] = mat[sl] @ cols
+
+        run_chunks(band, [(sl,) for sl in splits(n_out, 2 * workers())])
         if nimg == 1:
-            return np.asarray(mat @ x[0])[None]
-        cols = np.ascontiguousarray(np.moveaxis(x, 1, 0)).reshape(h, nimg * wd)
-        return np.ascontiguousarray(np.moveaxis(np.asarray(mat @ cols).reshape(n_out, nimg, wd), 0, 1))
-    mat = weight_matrix(idx, w, wd, x.dtype)
-    rows = np.ascontiguousarray(x.reshape(nimg * h, wd).T)
-    out = np.asarray(mat @ rows)
-    return np.ascontiguousarray(out.T).reshape(nimg, h, n_out)
+            return res[None]
+        return np.ascontiguousarray(np.moveaxis(res.reshape(n_out, nimg, wd), 0, 1))
+    return _columns(np.ascontiguousarray(x).reshape(nimg * h, wd), idx, w).reshape(nimg, h, n_out)
+
+
+def _columns(rows, idx, w):
+    """``out[r, k] = sum_t w[k, t] rows[r, idx[k, t]]`` over the taps with non-zero weight."""
+    m, wd = rows.shape
+    n_out = idx.shape[0]
+    w = np.asarray(w, dtype=rows.dtype)
+    idx = np.asarray(idx, dtype=np.intp)
+    keep = (w != 0).any(axis=0)
+    idx, w = idx[:, keep], w[:, keep]
+    unused = w == 0
+    if unused.any():
+        # zero-weight taps read an appended zero column: 0 * inf or 0 * NaN never happens
+        idx = np.where(unused, wd, idx)
+    out = np.empty((m, n_out), dtype=rows.dtype)
+    step = max(1, _BLOCK_ELEMS // max(wd, 1))
+
+    def block(r0, r1):
+        if unused.any():
+            src = np.zeros((r1 - r0, wd + 1), dtype=rows.dtype)
+            src[:, :wd] = rows[r0:r1]
+        else:
+            src = rows[r0:r1]
+        acc = out[r0:r1]
+        np.take(src, idx[:, 0], axis=1, out=acc)
+        acc *= w[:, 0]
+        tmp = np.empty_like(acc)
+        for t in range(1, idx.shape[1]):
+            np.take(src, idx[:, t], axis=1, out=tmp)
+            tmp *= w[:, t]
+            acc += tmp
+
+    run_chunks(block, [(r0, min(r0 + step, m)) for r0 in range(0, m, step)])
+    return out
 
 
 @primitive("resample_axis", "cupy")
