@@ -39,7 +39,7 @@ def _cv_write(path, img):
     assert cv2.imwrite(str(path), img)
 
 
-@pytest.mark.parametrize("shape", [(33, 47), (33, 47, 3), (20, 31, 4)])
+@pytest.mark.parametrize("shape", [(33, 47), (33, 47, 3), (20, 31, 4), (1, 1), (1, 9, 3)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_png_roundtrip_matches_opencv(tmp_path, rng, shape, dtype):
     img = _image(rng, shape, dtype)
