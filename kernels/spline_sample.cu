@@ -7,7 +7,8 @@
 //    constant and wrap, the mode itself otherwise; grid-constant reads cval there.
 // Coefficients are (batch, n0, n1, n2) with ndim <= 3 trailing spatial axes (leading sizes 1);
 // coordinates are (ndim, m); out is (batch, m). The weights of a point are computed once and
-// reused across the batch.
+// reused across the batch; the spatial rank is a template parameter, so the taps unroll and
+// every weight and index stays in a register.
 #include "boundary.cuh"
 
 namespace gpuimg {
@@ -144,58 +145,56 @@ __device__ __forceinline__ bool spline_axis(T cc, long long len, T* w, long long
     return true;
 }
 
+// Weighted sum over the taps of the last R axes of one point; `base` is the linear offset
+// of the taps fixed so far. Rank-templated so every array stays in registers.
+template <int MODE, int ORDER, int R, typename T>
+__device__ __forceinline__ T spline_taps(const T* __restrict__ cb, const T (*w)[ORDER + 1],
+                                         const long long (*idx)[ORDER + 1],
+                                         const long long* stride, long long base, T cval) {
+    T acc = T(0);
+#pragma unroll
+    for (int k = 0; k <= ORDER; ++k) {
+        const long long j = idx[0][k];
+        T v;
+        if (MODE == GPUIMG_MODE_GRID_CONSTANT && j < 0) {
+            v = cval;
+        } else if constexpr (R == 1) {
+            v = cb[base + j];
+        } else {
+            v = spline_taps<MODE, ORDER, R - 1, T>(cb, w + 1, idx + 1, stride + 1, base + j * stride[0], cval);
+        }
+        acc += w[0][k] * v;
+    }
+    return acc;
+}
+
 }  // namespace gpuimg
 
-template <typename T, int MODE, int ORDER>
+// NDIM (1-3) spatial axes, the trailing ones of (n0, n1, n2); the others have size 1.
+template <typename T, int MODE, int ORDER, int NDIM>
 __global__ void spline_sample(const T* __restrict__ c, const T* __restrict__ coords,
-                              T* __restrict__ out, long long batch, long long m, int ndim,
+                              T* __restrict__ out, long long batch, long long m,
                               long long n0, long long n1, long long n2, T offset, T cval) {
-    const long long sz[3] = {n0, n1, n2};
+    const long long all[3] = {n0, n1, n2};
+    const long long all_stride[3] = {n1 * n2, n2, 1};
+    long long sz[NDIM], stride[NDIM];
+#pragma unroll
+    for (int q = 0; q < NDIM; ++q) {
+        sz[q] = all[3 - NDIM + q];
+        stride[q] = all_stride[3 - NDIM + q];
+    }
     const long long plane = n0 * n1 * n2;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < m;
          i += (long long)gridDim.x * blockDim.x) {
-        T w[3][ORDER + 1];
-        long long idx[3][ORDER + 1];
-        int taps[3];
+        T w[NDIM][ORDER + 1];
+        long long idx[NDIM][ORDER + 1];
         bool inside = true;
-        for (int a = 0; a < 3; ++a) {
-            const int q = a - (3 - ndim);
-            if (q < 0) {
-                taps[a] = 1;
-                w[a][0] = T(1);
-                idx[a][0] = 0;
-                continue;
-            }
-            taps[a] = ORDER + 1;
-            if (!gpuimg::spline_axis<MODE, ORDER, T>(coords[q * m + i] + offset, sz[a], w[a], idx[a])) {
-                inside = false;
-                break;
-            }
-        }
-        for (long long b = 0; b < batch; ++b) {
-            T acc = T(0);
-            if (!inside) {
-                acc = cval;
-            } else {
-                const T* cb = c + b * plane;
-                for (int k0 = 0; k0 < taps[0]; ++k0) {
-                    for (int k1 = 0; k1 < taps[1]; ++k1) {
-                        const T w01 = w[0][k0] * w[1][k1];
-                        for (int k2 = 0; k2 < taps[2]; ++k2) {
-                            T v;
-                            if (MODE == GPUIMG_MODE_GRID_CONSTANT &&
-                                (idx[0][k0] < 0 || idx[1][k1] < 0 || idx[2][k2] < 0)) {
-                                v = cval;
-                            } else {
-                                v = cb[(idx[0][k0] * n1 + idx[1][k1]) * n2 + idx[2][k2]];
-                            }
-                            acc += v * (w01 * w[2][k2]);
-                        }
-                    }
-                }
-            }
-            out[b * m + i] = acc;
-        }
+#pragma unroll
+        for (int q = 0; q < NDIM; ++q)
+            inside = inside && gpuimg::spline_axis<MODE, ORDER, T>(coords[q * m + i] + offset, sz[q], w[q], idx[q]);
+        for (long long b = 0; b < batch; ++b)
+            out[b * m + i] = inside ? gpuimg::spline_taps<MODE, ORDER, NDIM, T>(c + b * plane, w, idx, stride, 0, cval)
+                                    : cval;
     }
 }
 

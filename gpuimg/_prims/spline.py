@@ -55,7 +55,8 @@ _PREFILTER = KernelFamily(
 )
 _SAMPLE = KernelFamily(
     "spline_sample.cu",
-    [f"spline_sample<{t}, {c}, {o}>" for t in _TYPES for c in _boundary.MODE_CODES.values() for o in range(6)]
+    [f"spline_sample<{t}, {c}, {o}, {d}>" for t in _TYPES for c in _boundary.MODE_CODES.values() for o in range(6)
+     for d in (1, 2, 3)]
     + [f"spline_sample_grad2d<{t}, {_boundary.MODE_CODES[m]}>" for t in _TYPES for m in GRAD_MODES],
 )
 
@@ -209,8 +210,8 @@ def _sample_cupy(be, coeffs, coords, order, mode, cval=0.0, offset=0.0):
     batch = c.shape[0]
     sizes = (1,) * (3 - d) + tuple(c.shape[1:])
     out = xp.empty((batch, m), dtype=c.dtype)
-    kern = _SAMPLE.get(f"spline_sample<{type_name(c.dtype)}, {_boundary.MODE_CODES[mode]}, {order}>")
-    launch_1d(kern, m, (c, xy, out, np.int64(batch), np.int64(m), np.int32(d),
+    kern = _SAMPLE.get(f"spline_sample<{type_name(c.dtype)}, {_boundary.MODE_CODES[mode]}, {order}, {d}>")
+    launch_1d(kern, m, (c, xy, out, np.int64(batch), np.int64(m),
                         np.int64(sizes[0]), np.int64(sizes[1]), np.int64(sizes[2]), t(offset), t(cval)))
     return out
 
