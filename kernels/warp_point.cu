@@ -1,5 +1,6 @@
 // Point sampler for warps and remaps: one thread per output pixel, every image of the batch.
-// The source position of output pixel (i, j) is (map_x[i, j], map_y[i, j]) when use_maps, else
+// The source position of output pixel (i, j) is (map_x[i, j], map_y[i, j]) when use_maps (maps
+// of type M, float or double, read as they are stored and widened to double), else
 // the projective image of (j, i, 1) under the row-major 3x3 matrix mat (computed in double).
 // INTERP: 0 nearest (floor(x + 1/2)), 1 linear, 2 Keys cubic a = -0.75, 3 Lanczos-4 (normalised);
 // cubic / lanczos offsets are rounded to 1/1024 pixel. Taps outside follow boundary.cuh;
@@ -57,10 +58,10 @@ template <> struct Taps<3> { static const int n = 8, first = -3; };
 
 }  // namespace
 
-template <typename T, int INTERP, int MODE>
+template <typename T, int INTERP, int MODE, typename M>
 __global__ void warp_point(const T* __restrict__ src, T* __restrict__ dst,
-                           const double* __restrict__ mat, const double* __restrict__ map_x,
-                           const double* __restrict__ map_y, int use_maps, long long nimg,
+                           const double* __restrict__ mat, const M* __restrict__ map_x,
+                           const M* __restrict__ map_y, int use_maps, long long nimg,
                            long long h, long long w, long long ho, long long wo, T cval,
                            int outside_cval) {
     const int NT = Taps<INTERP>::n;
@@ -71,8 +72,8 @@ __global__ void warp_point(const T* __restrict__ src, T* __restrict__ dst,
          p += (long long)gridDim.x * blockDim.x) {
         double px, py;
         if (use_maps) {
-            px = map_x[p];
-            py = map_y[p];
+            px = (double)map_x[p];
+            py = (double)map_y[p];
         } else {
             const double j = (double)(p % wo), i = (double)(p / wo);
             px = mat[0] * j + mat[1] * i + mat[2];
