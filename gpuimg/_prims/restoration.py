@@ -138,12 +138,31 @@ def _rl_ratio_numpy(be, b, ax, eps, out=None):
 @primitive("rl_ratio", "cupy")
 def _rl_ratio_cupy(be, b, ax, eps, out=None):
     xp = be.xp
-    ax = xp.ascontiguousarray(ax)
-    b = xp.ascontiguousarray(b, dtype=ax.dtype)
-    res = out if out is not None and out.flags.c_contiguous else xp.empty_like(ax)
+    b = xp.asarray(b, dtype=ax.dtype)
+    res = out if out is not None and _planes(out) is not None else xp.empty(ax.shape, dtype=ax.dtype)
+    h, w = ax.shape[-2:]
+    views = [_planes(v) or _planes(xp.ascontiguousarray(v)) for v in (b, ax)]
     kern = _RL.get(f"rl_ratio<{type_name(ax.dtype)}>")
-    launch_1d(kern, ax.size, (b, ax, res, np.int64(ax.size), ax.dtype.type(eps)))
+    launch_1d(kern, ax.size, (views[0][0], views[1][0], res, np.int64(ax.size), np.int64(h), np.int64(w),
+                              *views[0][1:], *views[1][1:], *_planes(res)[1:], ax.dtype.type(eps)))
     return _deliver(res, out)
+
+
+def _planes(v):
+    """``(v, plane_stride, row_stride)`` in elements when ``v`` (..., H, W) is a stack of planes
+    with unit column stride (its leading axes merge into one); ``None`` otherwise."""
+    item = v.dtype.itemsize
+    if v.ndim < 2 or v.size == 0 or v.strides[-1] != item or v.strides[-2] % item:
+        return None
+    h, w = v.shape[-2:]
+    lead = [(n, s) for n, s in zip(v.shape[:-2], v.strides[:-2]) if n > 1]
+    ps = lead[-1][1] if lead else h * v.strides[-2]
+    for (n, s), (n_in, s_in) in zip(lead, lead[1:]):
+        if s != n_in * s_in:
+            return None
+    if ps % item:
+        return None
+    return v, np.int64(ps // item), np.int64(v.strides[-2] // item)
 
 
 @primitive("rl_update", "numpy")
@@ -170,17 +189,18 @@ def _rl_update_numpy(be, x, corr, inv_norm, tv_weight, eps, out=None):
 @primitive("rl_update", "cupy")
 def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     xp = be.xp
-    xc = xp.ascontiguousarray(x)
-    corr = xp.ascontiguousarray(corr, dtype=x.dtype)
+    xv = _planes(x) or _planes(xp.ascontiguousarray(x))
+    cv = _planes(xp.asarray(corr, dtype=x.dtype)) or _planes(xp.ascontiguousarray(corr, dtype=x.dtype))
     inv_norm = xp.ascontiguousarray(xp.broadcast_to(inv_norm, x.shape[-2:]), dtype=x.dtype)
-    # the TV term reads neighbours of x, so the result never overwrites x while it is read
-    direct = out is not None and out.flags.c_contiguous and not (tv_weight and xp.shares_memory(out, xc))
-    res = out if direct else xp.empty_like(xc)
+    # the TV term reads neighbours of x, so then the result never overwrites x while it is read
+    direct = (out is not None and _planes(out) is not None
+              and not (tv_weight and xp.shares_memory(out, xv[0])))
+    res = out if direct else xp.empty(x.shape, dtype=x.dtype)
     h, w = x.shape[-2:]
     t = x.dtype.type
     kern = _RL.get(f"rl_update<{type_name(x.dtype)}>")
-    launch_1d(kern, x.size, (xc, corr, inv_norm, res, np.int64(x.size), np.int64(h), np.int64(w), t(tv_weight),
-                             t(eps)))
+    launch_1d(kern, x.size, (xv[0], cv[0], inv_norm, res, np.int64(x.size), np.int64(h), np.int64(w),
+                             *xv[1:], *cv[1:], *_planes(res)[1:], t(tv_weight), t(eps)))
     return _deliver(res, out)
 
 
