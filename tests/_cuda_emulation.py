@@ -16,6 +16,19 @@ from pathlib import Path
 
 import pytest
 
+#: Shim for kernels that need no shared memory or barriers: one host thread with
+#: blockDim = gridDim = 1 walks the kernel's whole grid-stride loop in one call.
+SERIAL_SHIM = r"""
+#include <cmath>
+struct gpuimg_dim3 { unsigned x, y, z; };
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __restrict__
+gpuimg_dim3 threadIdx{0, 0, 0}, blockIdx{0, 0, 0}, blockDim{1, 1, 1}, gridDim{1, 1, 1};
+using std::floor; using std::isfinite; using std::fmin; using std::fmax; using std::sin; using std::sqrt;
+"""
+
 
 def compile_emulated(folder: Path, name: str, cpp_source: str, *, opt: str = "-O1") -> ctypes.CDLL:
     """Compile ``cpp_source`` into ``folder/lib<name>.so`` and load it."""

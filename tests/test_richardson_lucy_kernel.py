@@ -13,22 +13,10 @@ import types
 
 import numpy as np
 import pytest
+from _cuda_emulation import SERIAL_SHIM, compile_emulated
 
 import gpuimg._prims.restoration as rp
 from gpuimg import _kernels
-
-from _cuda_emulation import compile_emulated
-
-_SHIM = r"""
-#include <cmath>
-struct gpuimg_dim3 { unsigned x, y, z; };
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __restrict__
-gpuimg_dim3 threadIdx{0, 0, 0}, blockIdx{0, 0, 0}, blockDim{1, 1, 1}, gridDim{1, 1, 1};
-using std::sqrt;
-"""
 
 
 def _entries():
@@ -46,7 +34,7 @@ def _entries():
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
     return compile_emulated(tmp_path_factory.mktemp("rl_kernel"), "rl",
-                            _SHIM + _kernels.source("richardson_lucy.cu") + _entries())
+                            SERIAL_SHIM + _kernels.source("richardson_lucy.cu") + _entries())
 
 
 class _EmulatedKernel:

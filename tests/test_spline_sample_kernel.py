@@ -14,23 +14,11 @@ import types
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from _cuda_emulation import SERIAL_SHIM, compile_emulated
 
 import gpuimg._prims.spline as spl
 from gpuimg import _kernels
 from gpuimg._boundary import MODE_CODES
-
-from _cuda_emulation import compile_emulated
-
-_SHIM = r"""
-#include <cmath>
-struct gpuimg_dim3 { unsigned x, y, z; };
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __restrict__
-gpuimg_dim3 threadIdx{0, 0, 0}, blockIdx{0, 0, 0}, blockDim{1, 1, 1}, gridDim{1, 1, 1};
-using std::floor;
-"""
 
 #: (type, order, ndim) combinations compiled for every mode
 _COMBOS = ([("double", o, 2) for o in range(6)] + [("double", o, d) for o in (0, 1, 3, 4) for d in (1, 3)]
@@ -55,7 +43,7 @@ def emulated(tmp_path_factory):
     entries = "".join(_entry(t, m, o, d) for t, o, d in _COMBOS for m in sorted(set(MODE_CODES.values())))
     entries += "".join(_grad_entry(t, MODE_CODES[m]) for t in ("float", "double") for m in spl.GRAD_MODES)
     return compile_emulated(tmp_path_factory.mktemp("spline_sample_kernel"), "ss",
-                            _SHIM + _kernels.source("spline_sample.cu") + entries)
+                            SERIAL_SHIM + _kernels.source("spline_sample.cu") + entries)
 
 
 class _EmulatedKernel:

@@ -13,25 +13,14 @@ import types
 
 import numpy as np
 import pytest
+from _cuda_emulation import SERIAL_SHIM, compile_emulated
 
 import gpuimg._prims.warp as wp
 from gpuimg import _kernels
 
-from _cuda_emulation import compile_emulated
-
 cv2 = pytest.importorskip("cv2")
 ndi = pytest.importorskip("scipy.ndimage")
 
-_SHIM = r"""
-#include <cmath>
-struct gpuimg_dim3 { unsigned x, y, z; };
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __restrict__
-gpuimg_dim3 threadIdx{0, 0, 0}, blockIdx{0, 0, 0}, blockDim{1, 1, 1}, gridDim{1, 1, 1};
-using std::floor; using std::isfinite; using std::fmin; using std::fmax; using std::sin;
-"""
 
 _TYPES = ("float", "double")
 _COMBOS = [(t, i, m, mt) for t in _TYPES for i in wp.INTERPOLATIONS.values() for m in sorted(set(wp.TAP_MODE.values()))
@@ -48,7 +37,7 @@ def _entry(t, i, m, mt):
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
     return compile_emulated(tmp_path_factory.mktemp("warp_point_kernel"), "wp",
-                            _SHIM + _kernels.source("warp_point.cu") + "".join(_entry(*c) for c in _COMBOS))
+                            SERIAL_SHIM + _kernels.source("warp_point.cu") + "".join(_entry(*c) for c in _COMBOS))
 
 
 class _EmulatedKernel:
