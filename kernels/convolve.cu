@@ -153,3 +153,73 @@ __global__ void correlate_gather(const T* __restrict__ x, const T* __restrict__ 
         out[t] = acc;
     }
 }
+
+// correlate_tiled for a K x K kernel over the last two axes (kd == 1): the tile is read with a
+// fast path for blocks whose halo lies inside the image, the K * K weights sit in registers
+// and every loop is unrolled (small kernels are otherwise bound by index and loop overhead).
+template <typename T, int MODE, int K>
+__global__ void correlate_tiled_k(const T* __restrict__ x, const T* __restrict__ w,
+                                  T* __restrict__ out, long long items, long long depth,
+                                  long long height, long long width, int kd, int kh, int kw,
+                                  int cz, int cy, int cx, T cval) {
+    using namespace gpuimg;
+    extern __shared__ __align__(16) unsigned char convk_smem[];
+    T* tile = reinterpret_cast<T*>(convk_smem);
+    constexpr int TW = CONV_TILE_X + K - 1;
+    constexpr int TH = CONV_TILE_Y + K - 1;
+    T wr[K][K];
+#pragma unroll
+    for (int dy = 0; dy < K; ++dy)
+#pragma unroll
+        for (int dx = 0; dx < K; ++dx) wr[dy][dx] = __ldg(w + dy * K + dx);
+    const long long planes = items * depth;
+    const long long plane_size = height * width;
+    const long long x0 = (long long)blockIdx.x * CONV_TILE_X;
+    const int row0 = threadIdx.y * CONV_ROWS;
+
+    for (long long p = blockIdx.z; p < planes; p += gridDim.z) {
+        const T* src = x + p * plane_size;
+        for (long long y0 = (long long)blockIdx.y * CONV_TILE_Y; y0 < height;
+             y0 += (long long)gridDim.y * CONV_TILE_Y) {
+            __syncthreads();  // the previous tile is no longer read
+            const long long ty0 = y0 - cy, tx0 = x0 - cx;
+            if (ty0 >= 0 && tx0 >= 0 && ty0 + TH <= height && tx0 + TW <= width) {
+                const T* s = src + ty0 * width + tx0;
+                for (int r = threadIdx.y; r < TH; r += CONV_BLOCK_Y)
+                    for (int c = threadIdx.x; c < TW; c += CONV_BLOCK_X) tile[r * TW + c] = s[r * width + c];
+            } else {
+                for (int r = threadIdx.y; r < TH; r += CONV_BLOCK_Y) {
+                    const long long iy = boundary_index<MODE, long long>(ty0 + r, height);
+                    for (int c = threadIdx.x; c < TW; c += CONV_BLOCK_X) {
+                        const long long ix = boundary_index<MODE, long long>(tx0 + c, width);
+                        tile[r * TW + c] = (iy < 0 || ix < 0) ? cval : src[iy * width + ix];
+                    }
+                }
+            }
+            __syncthreads();
+
+            T acc[CONV_ROWS];
+#pragma unroll
+            for (int r = 0; r < CONV_ROWS; ++r) acc[r] = T(0);
+#pragma unroll
+            for (int dx = 0; dx < K; ++dx) {
+                const T* col = tile + row0 * TW + threadIdx.x + dx;
+#pragma unroll
+                for (int m = 0; m < CONV_ROWS + K - 1; ++m) {
+                    const T v = col[m * TW];
+#pragma unroll
+                    for (int r = 0; r < CONV_ROWS; ++r) {
+                        const int dy = m - r;
+                        if (dy >= 0 && dy < K) acc[r] += wr[dy][dx] * v;
+                    }
+                }
+            }
+            const long long ox = x0 + threadIdx.x;
+#pragma unroll
+            for (int r = 0; r < CONV_ROWS; ++r) {
+                const long long oy = y0 + row0 + r;
+                if (ox < width && oy < height) out[p * plane_size + oy * width + ox] = acc[r];
+            }
+        }
+    }
+}

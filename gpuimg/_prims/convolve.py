@@ -35,6 +35,8 @@ _TYPES = ("float", "double")
 # at integer sample positions the grid-* modes read exactly what their plain twins read
 _SAME_AT_INTEGERS = {"grid-wrap": "wrap", "grid-constant": "constant"}
 _MODES = sorted({_boundary.MODE_CODES[_SAME_AT_INTEGERS.get(m, m)] for m in _boundary.MODE_CODES})
+#: square 2-D kernel sizes with an unrolled tiled kernel (correlate_tiled_k)
+_FIXED_K = (3, 5)
 _FAMILY = KernelFamily(
     "convolve.cu",
     [
@@ -42,7 +44,8 @@ _FAMILY = KernelFamily(
         for name in ("correlate1d_axis", "correlate_tiled", "correlate_gather")
         for t in _TYPES
         for c in _MODES
-    ],
+    ]
+    + [f"correlate_tiled_k<{t}, {c}, {k}>" for t in _TYPES for c in _MODES for k in _FIXED_K],
 )
 
 
@@ -156,7 +159,9 @@ def _correlate_direct_cupy(be, x, w, mode, cval, centers):
             min((height + _TILE_Y - 1) // _TILE_Y, _MAX_GRID_Y),
             min(items * depth, _MAX_GRID_Z),
         )
-        _FAMILY.get(f"correlate_tiled<{t}, {code}>")(grid, _BLOCK, args, shared_mem=shared)
+        name = (f"correlate_tiled_k<{t}, {code}, {kh}>" if kd == 1 and kh == kw and kh in _FIXED_K
+                else f"correlate_tiled<{t}, {code}>")
+        _FAMILY.get(name)(grid, _BLOCK, args, shared_mem=shared)
     else:
         launch_1d(_FAMILY.get(f"correlate_gather<{t}, {code}>"), x.size, args)
     return out
