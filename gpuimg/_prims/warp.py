@@ -26,6 +26,12 @@ weight of source pixel ``(r, c)`` is the area of the quad inside the pixel squar
 ``[c - 1/2, c + 1/2] x [r - 1/2, r + 1/2]`` divided by the quad's area (exact box-over-quad
 coverage). Pixels outside the image follow the boundary mode; both constant modes read
 ``cval`` there. Quads with a non-finite corner return ``cval``.
+
+The NumPy twin of ``sample_points`` pads the batch once, stores every run of horizontal taps
+as one gatherable item (16 bytes for 4 float32 taps), and works through blocks of
+``_CHUNK`` output pixels on the thread pool, sized so that one block's temporaries stay in
+a core's cache: per block, one gather per tap row and tap-major multiply-adds. The CUDA twins
+are ``kernels/warp_point.cu`` and ``kernels/warp_footprint.cu``.
 """
 
 from __future__ import annotations
@@ -35,8 +41,7 @@ import numpy as np
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
-from gpuimg._parallel import run_chunks
-from gpuimg._parallel import workers as _workers
+from gpuimg._parallel import run_chunks, workers
 
 INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos4": 3}
 #: Taps per axis and the index of the first tap relative to ``floor(x)``.
@@ -176,7 +181,7 @@ def _tap_rows(xp_pad, taps):
         for c in range(taps):
             runs[r0:r1, :, c] = flat[r0:r1, c:c + wq]
 
-    step = max(1, (n * hp) // (4 * _workers()) + 1)
+    step = max(1, (n * hp) // (4 * workers()) + 1)
     run_chunks(block, [(r0, min(r0 + step, n * hp)) for r0 in range(0, n * hp, step)])
     return _as_items(runs.reshape(-1, taps)), wq
 
