@@ -19,6 +19,17 @@ constexpr int CONV_ROWS = 4;       // outputs per thread along y (register block
 constexpr int CONV_TILE_X = CONV_BLOCK_X;
 constexpr int CONV_TILE_Y = CONV_BLOCK_Y * CONV_ROWS;
 
+// Writes a thread's CONV_ROWS outputs of column ox from row oy0 down, inside the plane.
+template <typename T>
+__device__ __forceinline__ void conv_store_rows(T* __restrict__ plane, const T* acc, long long ox,
+                                                long long oy0, long long height, long long width) {
+#pragma unroll
+    for (int r = 0; r < CONV_ROWS; ++r) {
+        const long long oy = oy0 + r;
+        if (ox < width && oy < height) plane[oy * width + ox] = acc[r];
+    }
+}
+
 }  // namespace gpuimg
 
 template <typename T, int MODE>
@@ -110,12 +121,7 @@ __global__ void correlate_tiled(const T* __restrict__ x, const T* __restrict__ w
                 }
             }
 
-            const long long ox = x0 + threadIdx.x;
-#pragma unroll
-            for (int r = 0; r < CONV_ROWS; ++r) {
-                const long long oy = y0 + threadIdx.y * CONV_ROWS + r;
-                if (ox < width && oy < height) out[p * plane_size + oy * width + ox] = acc[r];
-            }
+            conv_store_rows(out + p * plane_size, acc, x0 + threadIdx.x, y0 + threadIdx.y * CONV_ROWS, height, width);
         }
     }
 }
@@ -214,12 +220,7 @@ __global__ void correlate_tiled_k(const T* __restrict__ x, const T* __restrict__
                     }
                 }
             }
-            const long long ox = x0 + threadIdx.x;
-#pragma unroll
-            for (int r = 0; r < CONV_ROWS; ++r) {
-                const long long oy = y0 + row0 + r;
-                if (ox < width && oy < height) out[p * plane_size + oy * width + ox] = acc[r];
-            }
+            conv_store_rows(out + p * plane_size, acc, x0 + threadIdx.x, y0 + threadIdx.y * CONV_ROWS, height, width);
         }
     }
 }
