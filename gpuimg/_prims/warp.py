@@ -252,8 +252,11 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
             if nimg > 1:
                 base = (base[None, :] + (np.arange(nimg) * plane)[:, None]).ravel()
             row = part = None
+            runs = np.empty((base.size, items.shape[1]), dtype=items.dtype)
             for r in range(taps):
-                run = np.take(items, base + r * wq, axis=0).view(x.dtype).reshape(nimg, -1, taps)
+                if r:
+                    base += wq
+                run = np.take(items, base, axis=0, out=runs).view(x.dtype).reshape(nimg, -1, taps)
                 row = np.multiply(run[..., 0], wx[0], out=row)
                 for c in range(1, taps):
                     part = np.multiply(run[..., c], wx[c], out=part)
