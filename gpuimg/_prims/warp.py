@@ -177,9 +177,13 @@ def _tap_rows(xp_pad, taps):
     runs = np.empty((n * hp, wq, taps), dtype=xp_pad.dtype)
     flat = xp_pad.reshape(n * hp, wp)
 
+    sub = max(1, (1 << 15) // max(wq, 1))  # rows whose runs stay in cache while filled
+
     def block(r0, r1):
-        for c in range(taps):
-            runs[r0:r1, :, c] = flat[r0:r1, c:c + wq]
+        for s0 in range(r0, r1, sub):
+            s1 = min(s0 + sub, r1)
+            for c in range(taps):
+                runs[s0:s1, :, c] = flat[s0:s1, c:c + wq]
 
     step = max(1, (n * hp) // (4 * workers()) + 1)
     run_chunks(block, [(r0, min(r0 + step, n * hp)) for r0 in range(0, n * hp, step)])
