@@ -9,7 +9,9 @@ defocus disk r=3) are timed in one run:
 - ``compute-only``: the same restorations on in-memory stacks with no file I/O, the ceiling
   the engine should approach (its ratio < 1 shows how much of compute-only speed is kept).
 
-The engine's time inside its compute calls is stored and printed too: when it exceeds the
+A second group runs the engine with its file I/O in worker processes (``io="processes"``)
+against the same engine with I/O threads. The engine's time inside its compute calls is stored
+and printed too: when it exceeds the
 compute-only time while little time is spent waiting on I/O, the I/O threads slow the
 computing thread (on a GPU, every kernel launch releases and re-takes the GIL).
 
@@ -30,7 +32,7 @@ from scipy import ndimage as ndi
 
 from gpuimg import io as gio
 from gpuimg import psf, restoration
-from gpuimg.batch import expand_inputs, run_batch
+from gpuimg.batch import ImageWriter, expand_inputs, run_batch
 from gpuimg.cli import _DEFAULT_WORKERS
 
 N_FILES = int(os.environ.get("GPUIMG_BENCH_FILES", "200"))
@@ -62,14 +64,14 @@ def _solver(be):
     return fn
 
 
-def _engine(be, src: Path, out: Path, stats: dict):
+def _engine(be, src: Path, out: Path, stats: dict, io: str = "threads"):
     solve = _solver(be)
     items, _ = expand_inputs([src])
 
     def run():
         t0 = time.perf_counter()
-        report = run_batch(items, lambda s, its: _compute(be, solve, s), lambda it, r: gio.write_image(out / it.rel, r),
-                           batch_size=BATCH, workers=_DEFAULT_WORKERS, progress=False)
+        report = run_batch(items, lambda s, its: _compute(be, solve, s), ImageWriter(out),
+                           batch_size=BATCH, workers=_DEFAULT_WORKERS, progress=False, io=io)
         stats.update(images_per_s=report.done / (time.perf_counter() - t0), io_wait_share=report.io_wait_share,
                      compute_s=report.compute_s)
         return report
@@ -113,3 +115,15 @@ def test_deblur_folder(bench, be, impl, folder, tmp_path, benchmark):
                 _compute(be, solve, s)
 
         bench(compute_only, group=GROUP, impl=impl, be=be, rounds=1)
+
+
+@pytest.mark.parametrize("impl", ["gpuimg", "threads"])
+def test_deblur_folder_io_modes(bench, be, impl, folder, tmp_path, benchmark):
+    """The engine with file I/O in worker processes (``gpuimg``) against I/O on threads."""
+    stats: dict = {}
+    io = "processes" if impl == "gpuimg" else "threads"
+    bench(_engine(be, folder, tmp_path / "out", stats, io=io), group=f"{GROUP}: I/O in processes vs threads",
+          impl=impl, be=be, rounds=1)
+    benchmark.extra_info.update(stats, io=io)
+    print(f"\n{GROUP} [{be.name}] io={io}: {stats['images_per_s']:.1f} images/s, "
+          f"{stats['compute_s']:.3f} s inside the compute calls")

@@ -3,15 +3,20 @@
 The engine reads files on a small thread pool ahead of the computation, stacks consecutive
 images of the same shape and dtype into ``(N, ...)`` batches that one call processes on the
 device, and hands each result to a *sink* (usually an atomic file write) on the same pool, so
-reading and writing overlap computation. A file that cannot be read, processed or written is
-recorded with its reason and the rest go on; a batch that fails is retried image by image so
-one bad image does not take its neighbours down. ``SIGTERM`` is turned into
+reading and writing overlap computation. With ``io="processes"`` the reads and sinks run in
+reused worker processes instead, so decoding and encoding never hold up the computing
+thread's GIL.
+
+A file that cannot be read, processed or written is recorded with its reason and the rest go
+on; a batch that fails is retried image by image so one bad image does not take its
+neighbours down. ``SIGTERM`` is turned into
 ``KeyboardInterrupt``; on either, pending work is cancelled, writes in flight complete or are
 discarded, and no partial output file remains (see :func:`gpuimg.io.atomic_path`).
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import contextlib
 import glob
@@ -21,6 +26,7 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -29,7 +35,10 @@ import numpy as np
 
 from gpuimg import io as gio
 
-__all__ = ["BatchReport", "Failure", "Item", "expand_inputs", "run_batch"]
+__all__ = ["IO_MODES", "BatchReport", "Failure", "ImageWriter", "Item", "expand_inputs", "run_batch"]
+
+#: How the engine reads and writes files: a thread pool, or worker processes (no shared GIL).
+IO_MODES = ("threads", "processes")
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,20 @@ class Failure:
     path: str
     stage: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ImageWriter:
+    """Sink that writes each result to ``folder / item.rel`` atomically (:func:`gpuimg.io.write_image`).
+
+    A module-level, picklable sink, so it also runs in the worker processes of
+    ``run_batch(..., io="processes")``.
+    """
+
+    folder: Path
+
+    def __call__(self, item: Item, result: Any) -> None:
+        gio.write_image(Path(self.folder) / item.rel, result)
 
 
 @dataclass
@@ -194,6 +217,50 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
 
 
+_process_pools: dict[int, cf.ProcessPoolExecutor] = {}
+_process_lock = threading.Lock()
+
+
+def _process_pool(workers: int, *, renew: bool = False) -> cf.ProcessPoolExecutor:
+    """The shared pool of ``workers`` I/O processes (started once, reused by later runs).
+
+    Workers come from a fork server (or are spawned), never forked from a process that may
+    hold a CUDA context; they import :mod:`gpuimg.io` once. ``renew`` replaces a pool whose
+    worker died.
+    """
+    import multiprocessing as mp
+
+    with _process_lock:
+        pool = _process_pools.get(workers)
+        if pool is not None and renew:
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = None
+        if pool is None:
+            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            ctx = mp.get_context(method)
+            if method == "forkserver":
+                ctx.set_forkserver_preload(["gpuimg.io"])
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            _process_pools[workers] = pool
+        return pool
+
+
+def _drop_process_pool(pool: cf.Executor) -> None:
+    with _process_lock:
+        for key, value in list(_process_pools.items()):
+            if value is pool:
+                del _process_pools[key]
+
+
+@atexit.register
+def _shutdown_process_pools() -> None:
+    with _process_lock:
+        pools = list(_process_pools.values())
+        _process_pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_batch(
     items: Iterable[Item],
     compute: Callable[[np.ndarray, list[Item]], Sequence[Any]],
@@ -207,6 +274,7 @@ def run_batch(
     progress: bool = True,
     desc: str = "gpuimg",
     failures: Sequence[Failure] = (),
+    io: str = "threads",
 ) -> BatchReport:
     """Run ``compute`` over image files in same-shape batches with overlapped I/O.
 
@@ -238,6 +306,14 @@ def run_batch(
         Progress bar label.
     failures : sequence of Failure
         Failures found before the run (e.g. missing inputs); they count in the report.
+    io : {"threads", "processes"}
+        ``"threads"``: reads and sinks run on a thread pool of this process. ``"processes"``:
+        they run in ``workers`` worker processes (started once and reused), so file decoding
+        and encoding never compete with ``compute`` for the GIL — on a GPU every kernel launch
+        releases and re-takes it, and busy I/O threads delay each re-take. ``read`` and
+        ``sink`` must then be picklable module-level callables (e.g. :class:`ImageWriter`),
+        and results are copied to the workers. A worker that dies (a decoder crash) is
+        replaced; the reads it had in hand are retried once.
 
     Returns
     -------
@@ -253,6 +329,9 @@ def run_batch(
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if io not in IO_MODES:
+        raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
+    procs = io == "processes"
     items = list(items)
     report = BatchReport(total=len(items) + len(failures), failures=list(failures))
     todo: list[Item] = []
@@ -264,12 +343,21 @@ def run_batch(
     bar = _progress(len(todo), progress, desc)
     t_start = time.perf_counter()
     lock = threading.Lock()
-    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuimg-io")
+    pools = [_process_pool(workers) if procs else
+             cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuimg-io")]
     prefetch = max(2 * batch_size, batch_size + 2 * workers)
     max_pending_writes = max(2 * batch_size, 4 * workers)
     reads: deque[tuple[Item, cf.Future]] = deque()
-    writes: deque[cf.Future] = deque()
+    writes: deque[tuple[Item, cf.Future]] = deque()
+    retried: set[Path] = set()
     source = iter(todo)
+
+    def submit(fn: Callable[..., Any], *args: Any) -> cf.Future:
+        try:
+            return pools[0].submit(fn, *args)
+        except BrokenProcessPool:
+            pools[0] = _process_pool(workers, renew=True)
+            return pools[0].submit(fn, *args)
 
     def fail(path: Path | str, stage: str, exc: BaseException | str) -> None:
         with lock:
@@ -278,27 +366,38 @@ def run_batch(
                 bar.update(1)
                 bar.set_postfix(failed=len(report.failures), refresh=False)
 
+    def stored(it: Item, exc: BaseException | None) -> None:
+        if exc is not None:
+            fail(it.path, "write", exc)
+            return
+        with lock:
+            report.done += 1
+            if bar is not None:
+                bar.update(1)
+
     def store(it: Item, result: Any) -> None:
         try:
             sink(it, result)
         except Exception as exc:
-            fail(it.path, "write", exc)
+            stored(it, exc)
         else:
-            with lock:
-                report.done += 1
-                if bar is not None:
-                    bar.update(1)
+            stored(it, None)
 
     def refill() -> None:
         while len(reads) < prefetch:
             it = next(source, None)
             if it is None:
                 return
-            reads.append((it, pool.submit(read, it.path)))
+            reads.append((it, submit(read, it.path)))
+
+    def finish_write(it: Item, fut: cf.Future) -> None:
+        exc = fut.exception()  # waits; a thread-pool store has reported already
+        if procs:
+            stored(it, exc)
 
     def drain_writes(limit: int) -> None:
-        while len(writes) > limit:
-            writes.popleft().result()
+        while len(writes) > limit or (writes and writes[0][1].done()):
+            finish_write(*writes.popleft())
 
     def process(stack_items: list[Item], arrays: list[np.ndarray]) -> None:
         t0 = time.perf_counter()
@@ -320,7 +419,7 @@ def run_batch(
         drain_writes(max_pending_writes)
         report.io_wait_s += time.perf_counter() - t1
         for it, res in zip(stack_items, results):
-            writes.append(pool.submit(store, it, res))
+            writes.append((it, submit(sink, it, res) if procs else submit(store, it, res)))
 
     try:
         with sigterm_as_interrupt():
@@ -333,6 +432,16 @@ def run_batch(
                 t0 = time.perf_counter()
                 try:
                     arr = fut.result()
+                except BrokenProcessPool:
+                    # a worker died (e.g. a decoder crash): a new pool, and one more try
+                    report.io_wait_s += time.perf_counter() - t0
+                    if it.path in retried:
+                        fail(it.path, "read", "the reading process died")
+                    else:
+                        retried.add(it.path)
+                        reads.appendleft((it, submit(read, it.path)))
+                    refill()
+                    continue
                 except Exception as exc:
                     report.io_wait_s += time.perf_counter() - t0
                     fail(it.path, "read", exc)
@@ -353,12 +462,15 @@ def run_batch(
             drain_writes(0)
             report.io_wait_s += time.perf_counter() - t0
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pools[0].shutdown(wait=True, cancel_futures=True)
+        if procs:
+            _drop_process_pool(pools[0])
         gio.remove_partial_files()
         if bar is not None:
             bar.close()
         raise
-    pool.shutdown(wait=True)
+    if not procs:
+        pools[0].shutdown(wait=True)
     report.wall_s = time.perf_counter() - t_start
     if bar is not None:
         bar.close()

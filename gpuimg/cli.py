@@ -87,6 +87,9 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
                    help="image files (.png .tif .tiff .npy .jpg .bmp), folders (recursive) or glob patterns")
     p.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
                    help="output folder (the input tree is mirrored, names and formats kept)")
+    p.add_argument("--io", choices=("threads", "processes"), default="threads",
+                   help="read and write files on threads of this process (default) or in worker "
+                        "processes, which never hold up the device thread's GIL")
 
 
 def _sub(sub: Any, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
@@ -112,7 +115,7 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
     spatial size may change).
     """
     from gpuimg import io as gio
-    from gpuimg.batch import expand_inputs, run_batch
+    from gpuimg.batch import ImageWriter, expand_inputs, run_batch
 
     be = _resolve_backend(args)
     items, missing = expand_inputs(args.inputs)
@@ -143,9 +146,11 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
     def sink(it: Any, result: np.ndarray) -> None:
         gio.write_image(output_for(it), result)
 
-    report = run_batch(items, compute, sink, output_for=output_for, resume=args.resume,
+    report = run_batch(items, compute, ImageWriter(out_dir) if output_name is None else sink,
+                       output_for=output_for, resume=args.resume,
                        batch_size=args.batch_size, workers=args.workers,
-                       progress=not args.quiet, desc=desc, failures=missing)
+                       progress=not args.quiet, desc=desc, failures=missing,
+                       io=args.io if output_name is None else "threads")
     print(report.summary(), file=sys.stderr)
     return report.exit_code
 

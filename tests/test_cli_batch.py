@@ -16,7 +16,7 @@ import scipy.ndimage as ndi
 from PIL import Image
 
 from gpuimg import io as gio
-from gpuimg.batch import expand_inputs, run_batch
+from gpuimg.batch import ImageWriter, expand_inputs, run_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,8 @@ def test_expand_inputs_matches_os_walk(tmp_path, rng):
         expand_inputs([root / "a" / "img00.png", tmp_path / "other" / "img00.png"])
 
 
-def test_batches_equal_per_file_scipy(tmp_path, rng):
+@pytest.mark.parametrize("io", ["threads", "processes"])
+def test_batches_equal_per_file_scipy(tmp_path, rng, io):
     imgs = {Path(k): v for k, v in _make_folder(tmp_path / "in", rng, n=7).items()}
     imgs.update({Path("big", k): v for k, v in _make_folder(tmp_path / "in" / "big", rng, n=3, shape=(40, 20)).items()})
     out = tmp_path / "out"
@@ -78,7 +79,8 @@ def test_batches_equal_per_file_scipy(tmp_path, rng):
         sizes.append(len(its))
         return _blur(stack, its)
 
-    report = run_batch(items, compute, _writer(out), batch_size=4, progress=False)
+    sink = ImageWriter(out) if io == "processes" else _writer(out)
+    report = run_batch(items, compute, sink, batch_size=4, progress=False, io=io, workers=2)
     assert report.done == 10 and report.exit_code == 0
     assert sum(sizes) == 10 and max(sizes) == 4 and len(sizes) == 3  # 3 of (40, 20) first, then 4 + 3
     for it in items:
@@ -87,11 +89,13 @@ def test_batches_equal_per_file_scipy(tmp_path, rng):
         np.testing.assert_array_equal(np.array(Image.open(out / it.rel)), ref)
 
 
-def test_corrupt_file_is_isolated(tmp_path, rng):
+@pytest.mark.parametrize("io", ["threads", "processes"])
+def test_corrupt_file_is_isolated(tmp_path, rng, io):
     _make_folder(tmp_path / "in", rng, n=10)
     (tmp_path / "in" / "img03.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
     items, missing = expand_inputs([tmp_path / "in"])
-    report = run_batch(items, _blur, _writer(tmp_path / "out"), batch_size=4, progress=False, failures=missing)
+    report = run_batch(items, _blur, ImageWriter(tmp_path / "out"), batch_size=4, progress=False,
+                       failures=missing, io=io, workers=2)
     assert report.done == 9 and report.exit_code == 1
     assert len(os.listdir(tmp_path / "out")) == 9
     assert [(f.stage, Path(f.path).name) for f in report.failures] == [("read", "img03.png")]
@@ -142,6 +146,33 @@ def test_bad_options(tmp_path):
         run_batch([], _blur, _writer(tmp_path), batch_size=0)
     with pytest.raises(ValueError, match="workers"):
         run_batch([], _blur, _writer(tmp_path), workers=0)
+    with pytest.raises(ValueError, match="io"):
+        run_batch([], _blur, _writer(tmp_path), io="fibers")
+
+
+def _crash_on_img04(path):
+    """A reader whose process dies on one file, as a decoder crash would."""
+    if Path(path).name == "img04.png":
+        os._exit(3)
+    return gio.read_image(path)
+
+
+def test_processes_survive_a_dying_reader_and_report_write_errors(tmp_path, rng):
+    imgs = _make_folder(tmp_path / "in", rng, n=8)
+    items, _ = expand_inputs([tmp_path / "in"])
+    out = tmp_path / "out"
+    report = run_batch(items, lambda s, its: list(s[:, ::-1]), ImageWriter(out), batch_size=3, progress=False,
+                       read=_crash_on_img04, io="processes", workers=2)
+    failed = [(f.stage, Path(f.path).name) for f in report.failures]
+    assert ("read", "img04.png") in failed
+    # a worker death fails only what that worker pool had in hand; everything else is written
+    assert report.done + len(report.failures) == 8 and report.done >= 5
+    for name in os.listdir(out):
+        np.testing.assert_array_equal(gio.read_image(out / name), imgs[name][::-1])
+    # a sink that cannot store a result reports the file, and the run goes on
+    bad = run_batch(items[:3], lambda s, its: [np.zeros((2, 2, 2, 2))] * len(its), ImageWriter(tmp_path / "o2"),
+                    batch_size=3, progress=False, io="processes", workers=2)
+    assert bad.done == 0 and [f.stage for f in bad.failures] == ["write"] * 3
 
 
 _SLOW_RUN = textwrap.dedent(
@@ -150,26 +181,25 @@ _SLOW_RUN = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     from gpuimg import io as gio
-    from gpuimg.batch import expand_inputs, run_batch
+    from gpuimg.batch import ImageWriter, expand_inputs, run_batch
 
-    src, out = Path(sys.argv[1]), Path(sys.argv[2])
+    src, out, io = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     def compute(stack, its):
         time.sleep(0.15)
         return list(stack[:, ::-1])
-    def sink(it, res):
-        gio.write_image(out / it.rel, res)
     items, _ = expand_inputs([src])
     print("ready", flush=True)
     try:
-        run_batch(items, compute, sink, batch_size=1, progress=False)
+        run_batch(items, compute, ImageWriter(out), batch_size=1, progress=False, io=io, workers=2)
     except KeyboardInterrupt:
         sys.exit(130)
     """
 )
 
 
+@pytest.mark.parametrize("io", ["threads", "processes"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_interrupt_leaves_no_partial_file(tmp_path, rng, sig):
+def test_interrupt_leaves_no_partial_file(tmp_path, rng, sig, io):
     # large 16-bit TIFFs so a kill is likely to land during a write
     imgs = {}
     (tmp_path / "in").mkdir()
@@ -178,7 +208,7 @@ def test_interrupt_leaves_no_partial_file(tmp_path, rng, sig):
         gio.write_image(tmp_path / "in" / f"f{i:02d}.tif", img)
         imgs[f"f{i:02d}.tif"] = img
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUN, str(tmp_path / "in"), str(out)],
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUN, str(tmp_path / "in"), str(out), io],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     deadline = time.time() + 30

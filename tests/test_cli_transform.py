@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from PIL import Image
 from scipy import ndimage as ndi
 
@@ -17,13 +18,14 @@ def _smooth(rng, shape, dtype=np.uint8):
     return gio.from_float(img, dtype)
 
 
-def test_resize_area_matches_opencv(tmp_path, rng):
+@pytest.mark.parametrize("io", ["threads", "processes"])
+def test_resize_area_matches_opencv(tmp_path, rng, io):
     grey = _smooth(rng, (60, 84))
     rgb16 = _smooth(rng, (60, 84, 3), np.uint16)
     (tmp_path / "in").mkdir()
     Image.fromarray(grey).save(tmp_path / "in" / "g.png")
     gio.write_image(tmp_path / "in" / "c.tif", rgb16)
-    gpuimg("resize", tmp_path / "in", "--out", tmp_path / "out", "--size", "25x35", "-q", check=0)
+    gpuimg("resize", tmp_path / "in", "--out", tmp_path / "out", "--size", "25x35", "-q", "--io", io, check=0)
     for name, img in (("g.png", grey), ("c.tif", rgb16)):
         got = gio.read_image(tmp_path / "out" / name)
         assert got.dtype == img.dtype and got.shape[:2] == (25, 35)
