@@ -16,6 +16,8 @@ from gpuimg._parallel import in_pool, run_chunks
 _TV = KernelFamily("tv.cu", [f"tv_primal<{t}>" for t in ("float", "double")]
                    + [f"tv_dual<{t}, {iso}>" for t in ("float", "double") for iso in (0, 1)])
 _RL = KernelFamily("richardson_lucy.cu", [f"{k}<{t}>" for k in ("rl_ratio", "rl_update") for t in ("float", "double")])
+_MARGINS = KernelFamily("margins.cu", [f"{k}<{t}>" for k in ("reflect_margins", "fold_margins")
+                                       for t in ("float", "double")])
 
 
 def _grad(x):
@@ -202,6 +204,65 @@ def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     launch_1d(kern, x.size, (xv[0], cv[0], inv_norm, res, np.int64(x.size), np.int64(h), np.int64(w),
                              *xv[1:], *cv[1:], *_planes(res)[1:], t(tv_weight), t(eps)))
     return _deliver(res, out)
+
+
+@primitive("reflect_margins", "numpy")
+def _reflect_margins_numpy(be, xe, pad, frame):
+    """Fill the margins of the grid buffer ``xe`` (..., gh, gw) around the ``frame`` (h, w)
+    at offset ``(pad[0][0], pad[1][0])`` by half-sample reflection of the frame (in place)."""
+    (t, b), (l, r) = pad
+    h, w = frame
+    if t:
+        xe[..., :t, l:l + w] = xe[..., 2 * t - 1:t - 1:-1, l:l + w]
+    if b:
+        xe[..., t + h:, l:l + w] = xe[..., t + h - 1:t + h - 1 - b:-1, l:l + w]
+    if l:
+        xe[..., :, :l] = xe[..., :, 2 * l - 1:l - 1:-1]
+    if r:
+        xe[..., :, l + w:] = xe[..., :, l + w - 1:l + w - 1 - r:-1]
+
+
+@primitive("reflect_margins", "cupy")
+def _reflect_margins_cupy(be, xe, pad, frame):
+    _margins_kernel(be, "reflect_margins", xe, pad, frame, xe.size)
+
+
+@primitive("fold_margins", "numpy")
+def _fold_margins_numpy(be, y, pad, frame):
+    """Adjoint of :func:`reflect_margins`: add every margin pixel of ``y`` onto the frame pixel
+    it mirrors (in place); returns the frame view ``y[..., t:t + h, l:l + w]``."""
+    (t, b), (l, r) = pad
+    h, w = frame
+    if t:
+        y[..., t:2 * t, :] += y[..., t - 1::-1, :]
+    if b:
+        y[..., t + h - b:t + h, :] += y[..., t + h + b - 1:t + h - 1:-1, :]
+    rows = y[..., t:t + h, :]
+    if l:
+        rows[..., l:2 * l] += rows[..., l - 1::-1]
+    if r:
+        rows[..., l + w - r:l + w] += rows[..., l + w + r - 1:l + w - 1:-1]
+    return rows[..., l:l + w]
+
+
+@primitive("fold_margins", "cupy")
+def _fold_margins_cupy(be, y, pad, frame):
+    (t, _), (l, _) = pad
+    h, w = frame
+    _margins_kernel(be, "fold_margins", y, pad, frame, y.size // (y.shape[-2] * y.shape[-1]) * h * w)
+    return y[..., t:t + h, l:l + w]
+
+
+def _margins_kernel(be, name, g, pad, frame, n):
+    """One launch of a margins.cu kernel on the contiguous grid stack ``g`` (in place)."""
+    if not g.flags.c_contiguous:
+        raise ValueError("the grid buffer must be C-contiguous (it is updated in place)")
+    (t, _), (l, _) = pad
+    h, w = frame
+    gh, gw = g.shape[-2:]
+    kern = _MARGINS.get(f"{name}<{type_name(g.dtype)}>")
+    launch_1d(kern, n, (g, np.int64(g.size // (gh * gw)), np.int64(gh), np.int64(gw), np.int64(t), np.int64(l),
+                        np.int64(h), np.int64(w)))
 
 
 def _fft_workers():

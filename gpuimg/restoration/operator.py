@@ -176,18 +176,7 @@ class BlurOperator:
 
     def _fold(self, y: Any) -> Any:
         """``E^T y``: add each reflected margin onto the pixels it copied (in place; a view)."""
-        h, w = self.shape[-2:]
-        (t, b), (l, r) = self.pad
-        if t:
-            y[..., t:2 * t, :] += y[..., t - 1::-1, :]
-        if b:
-            y[..., t + h - b:t + h, :] += y[..., t + h + b - 1:t + h - 1:-1, :]
-        y = y[..., t:t + h, :]
-        if l:
-            y[..., l:2 * l] += y[..., l - 1::-1]
-        if r:
-            y[..., l + w - r:l + w] += y[..., l + w + r - 1:l + w - 1:-1]
-        return y[..., l:l + w]
+        return self.be.fold_margins(y, self.pad, self.shape[-2:])
 
     # -- the operator -------------------------------------------------------------------
     def apply(self, x: Any) -> Any:
@@ -231,16 +220,7 @@ class BlurOperator:
         """Re-fill the reflected margins of a :meth:`lift` buffer from its frame (``E``)."""
         if self.boundary != "reflect":
             return
-        (t, b), (l, r) = self.pad
-        h, w = self.shape[-2:]
-        if t:
-            xe[..., :t, l:l + w] = xe[..., 2 * t - 1:t - 1:-1, l:l + w]
-        if b:
-            xe[..., t + h:, l:l + w] = xe[..., t + h - 1:t + h - 1 - b:-1, l:l + w]
-        if l:
-            xe[..., :, :l] = xe[..., :, 2 * l - 1:l - 1:-1]
-        if r:
-            xe[..., :, l + w:] = xe[..., :, l + w - 1:l + w - 1 - r:-1]
+        self.be.reflect_margins(xe, self.pad, self.shape[-2:])
 
     def apply_lifted(self, xe: Any) -> Any:
         """``A x`` from the grid buffer ``xe`` of :meth:`lift` (or any array the FFT zero-fills
