@@ -46,12 +46,23 @@ __global__ void correlate1d_axis(const T* __restrict__ x, const T* __restrict__ 
     __syncthreads();
     const T* ws = taps_in_shared ? shared_w : w;
     const long long total = outer * n * inner;
+    // 32-bit index arithmetic when it fits: 64-bit division costs several times more
+    const bool narrow = total <= 0x7fffffffLL;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
-        const long long k = t % inner;
-        const long long r = t / inner;
-        const long long i = r % n;
-        const long long o = r / n;
+        long long k, i, o;
+        if (narrow) {
+            const unsigned ut = (unsigned)t, ui = (unsigned)inner, un = (unsigned)n;
+            const unsigned r = ut / ui;
+            k = ut - r * ui;
+            i = r % un;
+            o = r / un;
+        } else {
+            k = t % inner;
+            const long long r = t / inner;
+            i = r % n;
+            o = r / n;
+        }
         const T* line = x + o * n * inner + k;
         const long long first = i - center;
         T acc = T(0);
