@@ -46,23 +46,11 @@ __global__ void correlate1d_axis(const T* __restrict__ x, const T* __restrict__ 
     __syncthreads();
     const T* ws = taps_in_shared ? shared_w : w;
     const long long total = outer * n * inner;
-    // 32-bit index arithmetic when it fits: 64-bit division costs several times more
-    const bool narrow = total <= 0x7fffffffLL;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
-        long long k, i, o;
-        if (narrow) {
-            const unsigned ut = (unsigned)t, ui = (unsigned)inner, un = (unsigned)n;
-            const unsigned r = ut / ui;
-            k = ut - r * ui;
-            i = r % un;
-            o = r / un;
-        } else {
-            k = t % inner;
-            const long long r = t / inner;
-            i = r % n;
-            o = r / n;
-        }
+        long long r, k, i, o;
+        gpuimg::divmod(t, inner, r, k);
+        gpuimg::divmod(r, n, o, i);
         const T* line = x + o * n * inner + k;
         const long long first = i - center;
         T acc = T(0);
@@ -147,12 +135,10 @@ __global__ void correlate_gather(const T* __restrict__ x, const T* __restrict__ 
     const long long total = items * depth * plane_size;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
-        const long long p = t / plane_size;
-        const long long rem = t - p * plane_size;
-        const long long oy = rem / width;
-        const long long ox = rem - oy * width;
-        const long long item = p / depth;
-        const long long z = p - item * depth;
+        long long p, rem, oy, ox, item, z;
+        divmod(t, plane_size, p, rem);
+        divmod(rem, width, oy, ox);
+        divmod(p, depth, item, z);
         T acc = T(0);
         for (int dz = 0; dz < kd; ++dz) {
             const long long zz = boundary_index<MODE, long long>(z + dz - cz, depth);

@@ -6,6 +6,7 @@
 //   fold_margins: every frame pixel near an edge adds the margin pixels that mirror onto it
 //     (corners included), in place: the frame becomes E^T y.
 // Each thread writes one pixel and reads only pixels no thread writes, so both run in place.
+#include "boundary.cuh"
 
 // Grid index i mirrored into [t, t + h) (half-sample symmetric; |margin| <= h).
 __device__ __forceinline__ long long mirror_into(long long i, long long t, long long h) {
@@ -22,11 +23,11 @@ __global__ void reflect_margins(T* __restrict__ g, long long planes, long long g
     const long long n = planes * plane;
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < n;
          k += (long long)gridDim.x * blockDim.x) {
-        const long long j = k % gw;
-        const long long i = (k / gw) % gh;
+        long long r, j, p, i;
+        gpuimg::divmod(k, gw, r, j);
+        gpuimg::divmod(r, gh, p, i);
         const bool in_rows = i >= t && i < t + h, in_cols = j >= l && j < l + w;
         if (in_rows && in_cols) continue;
-        const long long p = k / plane;
         g[k] = g[p * plane + mirror_into(i, t, h) * gw + mirror_into(j, l, w)];
     }
 }
@@ -49,9 +50,9 @@ __global__ void fold_margins(T* __restrict__ g, long long planes, long long gh, 
     const long long n = planes * h * w;
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < n;
          k += (long long)gridDim.x * blockDim.x) {
-        const long long c = k % w;
-        const long long a = (k / w) % h;
-        const long long p = k / (h * w);
+        long long r, c, p, a;
+        gpuimg::divmod(k, w, r, c);
+        gpuimg::divmod(r, h, p, a);
         long long rows[3], cols[3];
         const int nr = mirror_sources(a, t, h, gh, rows);
         const int nc = mirror_sources(c, l, w, gw, cols);

@@ -2,13 +2,14 @@
 // strided view: element (p, i, j) sits at p * ps + i * rs + j (ps, rs in elements), so the
 // solver's views into its FFT work buffers are read and written in place, without copies.
 
+#include "boundary.cuh"
+
 // (plane, row, column) of flat index t over planes x h x w
 __device__ __forceinline__ void rl_split(long long t, long long h, long long w, long long& p,
                                          long long& i, long long& j) {
-    j = t % w;
-    const long long r = t / w;
-    i = r % h;
-    p = r / h;
+    long long r;
+    gpuimg::divmod(t, w, r, j);
+    gpuimg::divmod(r, h, p, i);
 }
 
 // out = b / ax where ax >= eps, else 0 (eps > 0: scikit-image's filter_epsilon; the caller

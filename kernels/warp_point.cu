@@ -75,7 +75,9 @@ __global__ void warp_point(const T* __restrict__ src, T* __restrict__ dst,
             px = (double)map_x[p];
             py = (double)map_y[p];
         } else {
-            const double j = (double)(p % wo), i = (double)(p / wo);
+            long long pi, pj;
+            gpuimg::divmod(p, wo, pi, pj);
+            const double j = (double)pj, i = (double)pi;
             px = mat[0] * j + mat[1] * i + mat[2];
             py = mat[3] * j + mat[4] * i + mat[5];
             const double ww = mat[6] * j + mat[7] * i + mat[8];
