@@ -6,6 +6,8 @@
 // to outputs whose support holds it.
 // One thread per output sample; consecutive threads walk the innermost axis, so the column
 // pass (inner = 1) reads each row's taps from cache and the row pass reads coalesced rows.
+#include "boundary.cuh"
+
 template <typename T>
 __global__ void resample_axis(const T* __restrict__ x, const long long* __restrict__ idx,
                               const T* __restrict__ w, T* __restrict__ out, long long outer,
@@ -13,9 +15,9 @@ __global__ void resample_axis(const T* __restrict__ x, const long long* __restri
     const long long total = outer * n_out * inner;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
-        const long long c = t % inner;
-        const long long k = (t / inner) % n_out;
-        const long long o = t / (inner * n_out);
+        long long r, c, k, o;
+        gpuimg::divmod(t, inner, r, c);
+        gpuimg::divmod(r, n_out, o, k);
         const T* src = x + o * n_in * inner + c;
         const long long* ik = idx + k * taps;
         const T* wk = w + k * taps;
