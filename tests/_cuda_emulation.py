@@ -19,6 +19,7 @@ import pytest
 #: Shim for kernels that need no shared memory or barriers: one host thread with
 #: blockDim = gridDim = 1 walks the kernel's whole grid-stride loop in one call.
 SERIAL_SHIM = r"""
+#include <algorithm>
 #include <cmath>
 struct gpuimg_dim3 { unsigned x, y, z; };
 #define __global__
@@ -27,6 +28,7 @@ struct gpuimg_dim3 { unsigned x, y, z; };
 #define __restrict__
 gpuimg_dim3 threadIdx{0, 0, 0}, blockIdx{0, 0, 0}, blockDim{1, 1, 1}, gridDim{1, 1, 1};
 using std::floor; using std::isfinite; using std::fmin; using std::fmax; using std::sin; using std::sqrt;
+using std::min; using std::max;
 """
 
 
