@@ -32,6 +32,52 @@ using std::min; using std::max;
 """
 
 
+#: Shim for kernels with shared memory and barriers: ``run_grid(body, gx, gy, gz, bx, by, smem)``
+#: runs every block of the grid with one std::thread per CUDA thread, a std::barrier for
+#: ``__syncthreads`` and one host buffer ``g_smem`` standing in for dynamic shared memory (a
+#: kernel's ``extern __shared__`` line is replaced by a pointer to it).
+THREADED_SHIM = r"""
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <thread>
+#include <vector>
+struct gpuimg_dim3 { unsigned x, y, z; };
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __restrict__
+#define __align__(n)
+thread_local gpuimg_dim3 threadIdx, blockIdx;
+gpuimg_dim3 blockDim, gridDim;
+std::barrier<>* g_bar = nullptr;
+unsigned char* g_smem = nullptr;
+inline void __syncthreads() { if (g_bar) g_bar->arrive_and_wait(); }
+template <typename T> inline T __ldg(const T* p) { return *p; }
+using std::min; using std::max; using std::exp; using std::sqrt; using std::floor;
+
+template <typename F>
+void run_grid(F body, int gx, int gy, int gz, int bx, int by, long long smem) {
+    blockDim = {(unsigned)bx, (unsigned)by, 1};
+    gridDim = {(unsigned)gx, (unsigned)gy, (unsigned)gz};
+    std::vector<unsigned char> sm(smem + 16);
+    g_smem = sm.data();
+    const int n = bx * by;
+    for (int z = 0; z < gz; ++z) for (int y = 0; y < gy; ++y) for (int x = 0; x < gx; ++x) {
+        std::barrier<> bar(n);
+        g_bar = n > 1 ? &bar : nullptr;
+        std::vector<std::thread> threads;
+        for (int t = 0; t < n; ++t) threads.emplace_back([=]() {
+            threadIdx = {(unsigned)(t % bx), (unsigned)(t / bx), 0};
+            blockIdx = {(unsigned)x, (unsigned)y, (unsigned)z};
+            body();
+        });
+        for (auto& th : threads) th.join();
+    }
+}
+"""
+
+
 def compile_emulated(folder: Path, name: str, cpp_source: str, *, opt: str = "-O1") -> ctypes.CDLL:
     """Compile ``cpp_source`` into ``folder/lib<name>.so`` and load it."""
     gxx = shutil.which("g++")

@@ -20,47 +20,9 @@ import scipy.ndimage as ndi
 import gpuimg._prims.convolve as cv
 from gpuimg import _kernels
 
-from _cuda_emulation import compile_emulated
-
-_SHIM = r"""
-#include <barrier>
-#include <cmath>
-#include <thread>
-#include <vector>
-struct gpuimg_dim3 { unsigned x, y, z; };
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __restrict__
-#define __align__(n)
-thread_local gpuimg_dim3 threadIdx, blockIdx;
-gpuimg_dim3 blockDim, gridDim;
-std::barrier<>* g_bar = nullptr;
-unsigned char* g_smem = nullptr;
-inline void __syncthreads() { if (g_bar) g_bar->arrive_and_wait(); }
-template <typename T> inline T __ldg(const T* p) { return *p; }
-"""
+from _cuda_emulation import THREADED_SHIM, compile_emulated
 
 _LAUNCH = r"""
-template <typename F>
-void run_grid(F body, int gx, int gy, int gz, int bx, int by, long long smem) {
-    blockDim = {(unsigned)bx, (unsigned)by, 1};
-    gridDim = {(unsigned)gx, (unsigned)gy, (unsigned)gz};
-    std::vector<unsigned char> sm(smem + 16);
-    g_smem = sm.data();
-    const int n = bx * by;
-    for (int z = 0; z < gz; ++z) for (int y = 0; y < gy; ++y) for (int x = 0; x < gx; ++x) {
-        std::barrier<> bar(n);
-        g_bar = n > 1 ? &bar : nullptr;
-        std::vector<std::thread> threads;
-        for (int t = 0; t < n; ++t) threads.emplace_back([=]() {
-            threadIdx = {(unsigned)(t % bx), (unsigned)(t / bx), 0};
-            blockIdx = {(unsigned)x, (unsigned)y, (unsigned)z};
-            body();
-        });
-        for (auto& th : threads) th.join();
-    }
-}
 #define GPUIMG_ARGS(T) const T* x, const T* w, T* out, long long items, long long depth, long long h, \
     long long wd, int kd, int kh, int kw, int cz, int cy, int cx, T cval, int gx, int gy, int gz, int bx, \
     int by, long long smem
@@ -91,7 +53,7 @@ def emulated(tmp_path_factory):
     for name in ("conv1d_smem", "conv2d_smem", "convk_smem"):
         src = src.replace(f"extern __shared__ __align__(16) unsigned char {name}[];",
                           f"unsigned char* {name} = g_smem;")
-    return compile_emulated(tmp_path_factory.mktemp("convolve_kernel"), "cv", _SHIM + src + _LAUNCH + _entries())
+    return compile_emulated(tmp_path_factory.mktemp("convolve_kernel"), "cv", THREADED_SHIM + src + _LAUNCH + _entries())
 
 
 class _EmulatedAxisKernel:
