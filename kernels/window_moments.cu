@@ -197,14 +197,27 @@ __global__ void __launch_bounds__(256, sizeof(T) == 4 ? 3 : 1) window_moments(co
             const T* ap = a + n * img + zi * ny * nx;
             const T* bp = b + n * img + zi * ny * nx;
 
-            // 1. tile with halo (rows by warps, columns by lanes: no index division)
-            for (int r = ty; r < rows; r += BY) {
-                const long long yi = gpuimg::boundary_index<MODE, long long>(y0 - ry + r, ny);
-                for (int c = tx; c < cols; c += BX) {
-                    const long long xi = gpuimg::boundary_index<MODE, long long>(x0 - rx + c, nx);
-                    const bool inside = yi >= 0 && xi >= 0;
-                    ta[r * tstride + c] = inside ? ap[yi * nx + xi] : T(0);
-                    tb[r * tstride + c] = inside ? bp[yi * nx + xi] : T(0);
+            // 1. tile with halo (rows by warps, columns by lanes: no index division); blocks
+            //    whose halo lies inside the image skip the boundary arithmetic
+            if (y0 - ry >= 0 && y0 - ry + rows <= ny && x0 - rx >= 0 && x0 - rx + cols <= nx) {
+                const long long first = (y0 - ry) * nx + (x0 - rx);
+                for (int r = ty; r < rows; r += BY) {
+                    const T* ar = ap + first + r * nx;
+                    const T* br = bp + first + r * nx;
+                    for (int c = tx; c < cols; c += BX) {
+                        ta[r * tstride + c] = ar[c];
+                        tb[r * tstride + c] = br[c];
+                    }
+                }
+            } else {
+                for (int r = ty; r < rows; r += BY) {
+                    const long long yi = gpuimg::boundary_index<MODE, long long>(y0 - ry + r, ny);
+                    for (int c = tx; c < cols; c += BX) {
+                        const long long xi = gpuimg::boundary_index<MODE, long long>(x0 - rx + c, nx);
+                        const bool inside = yi >= 0 && xi >= 0;
+                        ta[r * tstride + c] = inside ? ap[yi * nx + xi] : T(0);
+                        tb[r * tstride + c] = inside ? bp[yi * nx + xi] : T(0);
+                    }
                 }
             }
             __syncthreads();
