@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 #: Shim for kernels that need no shared memory or barriers: one host thread with
@@ -92,3 +93,52 @@ def compile_emulated(folder: Path, name: str, cpp_source: str, *, opt: str = "-O
         pytest.skip("g++ lacks C++20 <barrier>")
     assert res.returncode == 0, res.stderr[-3000:]
     return ctypes.CDLL(str(lib))
+
+
+#: NumPy scalar type a CUDA launch needs for each C scalar parameter.
+_SCALARS = {ctypes.c_longlong: np.int64, ctypes.c_int: np.int32, ctypes.c_float: np.float32,
+            ctypes.c_double: np.float64}
+
+
+def real(dtype):
+    """The ctypes scalar of a kernel's float type ``T``."""
+    return ctypes.c_float if np.dtype(dtype) == np.float32 else ctypes.c_double
+
+
+def kernel_dtype(name):
+    """The float dtype of a specialisation name such as ``"rl_ratio<float>"``."""
+    return np.float32 if re.search(r"<\s*float\b", name) else np.float64
+
+
+class EmulatedKernel:
+    """Stands in for a compiled CuPy ``RawKernel``: checks every argument against the kernel's
+    signature as a CUDA launch needs it, then calls the emulated C entry point ``fn``.
+
+    ``signature`` lists, per kernel parameter, a NumPy dtype for an array (passed as a pointer
+    to its first element; it must have that dtype and unit stride along its last axis) or a
+    ctypes scalar type (the argument must be exactly the matching NumPy scalar type).
+    ``launch(grid, block, shared_mem)`` returns trailing integer arguments of the entry point
+    (launch geometry), typed by ``launch_types``; ``calls`` records the kernel names launched.
+    """
+
+    calls: list = []
+
+    def __init__(self, fn, signature, *, launch=None, launch_types=(), name=""):
+        self.fn, self.signature, self.launch, self.name = fn, list(signature), launch, name
+        fn.argtypes = [ctypes.c_void_p if isinstance(t, np.dtype) or t in (np.float32, np.float64, np.int64)
+                       else t for t in self.signature] + list(launch_types)
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        assert len(args) == len(self.signature), (self.name, len(args), len(self.signature))
+        values = []
+        for k, (a, t) in enumerate(zip(args, self.signature)):
+            if t in _SCALARS:
+                assert type(a) is _SCALARS[t], (self.name, k, type(a), t)
+                values.append(a.item())
+            else:
+                assert isinstance(a, np.ndarray) and a.dtype == np.dtype(t), (self.name, k, getattr(a, "dtype", a), t)
+                assert a.size == 0 or a.strides[-1] == a.itemsize, (self.name, k, a.strides)
+                values.append(a.ctypes.data_as(ctypes.c_void_p))
+        EmulatedKernel.calls.append(self.name)
+        extra = self.launch(grid, block, shared_mem) if self.launch is not None else ()
+        self.fn(*values, *extra)

@@ -16,7 +16,7 @@ import pytest
 import gpuimg._prims.bilateral as bl
 from gpuimg import _kernels
 
-from _cuda_emulation import THREADED_SHIM, compile_emulated
+from _cuda_emulation import THREADED_SHIM, EmulatedKernel, compile_emulated, kernel_dtype, real
 
 cv2 = pytest.importorskip("cv2")
 
@@ -41,34 +41,24 @@ def emulated(tmp_path_factory):
                             THREADED_SHIM + src + "".join(entries))
 
 
-class _EmulatedKernel:
-    calls: list = []
+def _kernel(lib, name):
+    kind, t, m = re.fullmatch(r"bilateral_(tiled|direct)<(float|double), (\d)>", name).groups()
+    T = np.dtype(kernel_dtype(name))
+    ll, i32 = ctypes.c_longlong, ctypes.c_int
 
-    def __init__(self, lib, name):
-        kind, t, m = re.fullmatch(r"bilateral_(tiled|direct)<(float|double), (\d)>", name).groups()
-        self.kind = kind
-        self.fn = getattr(lib, f"{kind}_{t}_{m}")
-        self.dtype = np.float32 if t == "float" else np.float64
-        real = ctypes.c_float if t == "float" else ctypes.c_double
-        ll, i32 = ctypes.c_longlong, ctypes.c_int
-        self.fn.argtypes = [ctypes.c_void_p] * 3 + [ll, i32, ll, ll, i32, real, real, i32, i32, i32, ll]
+    def launch(grid, block, shared_mem):
+        if kind == "tiled":
+            return grid[0], block[0], block[1], shared_mem
+        return 1, 1, 1, shared_mem  # one host thread walks the grid-stride loop
 
-    def __call__(self, grid, block, args, shared_mem=0):
-        assert all(a.dtype == self.dtype and a.flags.c_contiguous for a in args[:3])
-        _EmulatedKernel.calls.append(self.kind)
-        if self.kind == "tiled":
-            gx, (bx, by) = grid[0], block
-        else:
-            gx, bx, by = 1, 1, 1  # one host thread walks the grid-stride loop
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in args[:3]),
-                *(int(v) for v in args[3:8]), float(args[8]), float(args[9]), int(gx), int(bx), int(by),
-                int(shared_mem))
+    return EmulatedKernel(getattr(lib, f"{kind}_{t}_{m}"), [T] * 3 + [ll, i32, ll, ll, i32, real(T), real(T)],
+                          launch=launch, launch_types=[i32, i32, i32, ll], name=kind)
 
 
 @pytest.fixture
 def bilateral(emulated, monkeypatch):
-    monkeypatch.setattr(bl._FAMILY, "get", lambda name: _EmulatedKernel(emulated, name))
-    _EmulatedKernel.calls.clear()
+    monkeypatch.setattr(bl._FAMILY, "get", lambda name: _kernel(emulated, name))
+    EmulatedKernel.calls.clear()
     host = types.SimpleNamespace(xp=np)
 
     def run(img, d, sigma_color, sigma_space, mode):
@@ -97,7 +87,7 @@ def test_kernel_tiled_bilateral_equals_opencv(bilateral, rng, mode):
     colour = _piecewise(rng, (20, 23, 3))
     ref = cv2.bilateralFilter(colour, 5, 0.4, 1.5, borderType=CV_BORDER[mode])
     np.testing.assert_allclose(bilateral(colour, 5, 0.4, 1.5, mode), ref, rtol=0, atol=1e-5)
-    assert set(_EmulatedKernel.calls) == {"tiled"}
+    assert set(EmulatedKernel.calls) == {"tiled"}
 
 
 def test_kernel_direct_bilateral_equals_opencv(bilateral, rng, monkeypatch):
@@ -105,4 +95,4 @@ def test_kernel_direct_bilateral_equals_opencv(bilateral, rng, monkeypatch):
     img = _piecewise(rng, (21, 25))
     ref = cv2.bilateralFilter(img, 9, 0.25, 3.0, borderType=cv2.BORDER_REFLECT_101)
     np.testing.assert_allclose(bilateral(img, 9, 0.25, 3.0, "mirror"), ref, rtol=0, atol=1e-5)
-    assert set(_EmulatedKernel.calls) == {"direct"}
+    assert set(EmulatedKernel.calls) == {"direct"}

@@ -20,7 +20,7 @@ import scipy.ndimage as ndi
 import gpuimg._prims.convolve as cv
 from gpuimg import _kernels
 
-from _cuda_emulation import THREADED_SHIM, compile_emulated
+from _cuda_emulation import THREADED_SHIM, EmulatedKernel, compile_emulated, kernel_dtype, real
 
 _LAUNCH = r"""
 #define GPUIMG_ARGS(T) const T* x, const T* w, T* out, long long items, long long depth, long long h, \
@@ -56,63 +56,35 @@ def emulated(tmp_path_factory):
     return compile_emulated(tmp_path_factory.mktemp("convolve_kernel"), "cv", THREADED_SHIM + src + _LAUNCH + _entries())
 
 
-class _EmulatedAxisKernel:
-    """The 1-D pass: one block of a few threads walks the grid-stride loop."""
-
-    def __init__(self, lib, name):
+def _kernel(lib, name):
+    T = np.dtype(kernel_dtype(name))
+    ll, i32 = ctypes.c_longlong, ctypes.c_int
+    if name.startswith("correlate1d_axis"):
         t, mode = re.fullmatch(r"correlate1d_axis<(float|double), (\d)>", name).groups()
-        self.fn = getattr(lib, f"axis_{t}_{mode}")
-        self.dtype = np.float32 if t == "float" else np.float64
-        real = ctypes.c_float if t == "float" else ctypes.c_double
-        self.fn.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_longlong] * 3 + [ctypes.c_int] * 2 + [real]
-                            + [ctypes.c_int] * 2 + [ctypes.c_longlong])
+        # one block of four threads walks the grid-stride loop
+        return EmulatedKernel(getattr(lib, f"axis_{t}_{mode}"), [T] * 3 + [ll] * 3 + [i32] * 2 + [real(T), i32],
+                              launch=lambda grid, block, smem: (4, smem), launch_types=[i32, ll],
+                              name="correlate1d_axis")
+    kind, t, mode, k = re.fullmatch(
+        r"(correlate_tiled|correlate_gather|correlate_tiled_k)<(float|double), (\d)(?:, (\d))?>", name).groups()
+    short = {"correlate_tiled": "tiled", "correlate_gather": "gather", "correlate_tiled_k": "tk"}[kind]
 
-    def __call__(self, grid, block, args, shared_mem=0):
-        assert all(a.dtype == self.dtype and a.flags.c_contiguous for a in args[:3])
-        assert all(type(v) is np.int64 for v in args[3:6]) and all(type(v) is np.int32 for v in args[6:8])
-        assert type(args[8]) is self.dtype and type(args[9]) is np.int32
-        _EmulatedKernel.calls.append("correlate1d_axis")
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in args[:3]), *(int(v) for v in args[3:8]),
-                float(args[8]), int(args[9]), 4, int(shared_mem))
+    def launch(grid, block, shared_mem):
+        if kind == "correlate_gather":
+            return 1, 1, 1, 1, 1, shared_mem  # one host thread walks the grid-stride loop
+        assert block == (32, 8, 1) and shared_mem <= 48 * 1024
+        return (*grid, *block[:2], shared_mem)
 
-
-class _EmulatedKernel:
-    """Stands in for the compiled RawKernel; checks argument types like a CUDA launch needs."""
-
-    calls: list = []
-
-    def __init__(self, lib, name):
-        m = re.fullmatch(r"(correlate_tiled|correlate_gather|correlate_tiled_k)<(float|double), (\d)(?:, (\d))?>", name)
-        kind, t, mode, k = m.groups()
-        short = {"correlate_tiled": "tiled", "correlate_gather": "gather", "correlate_tiled_k": "tk"}[kind]
-        self.kind = kind
-        self.fn = getattr(lib, f"{short}_{t}_{mode}" + (f"_{k}" if k else ""))
-        self.dtype = np.float32 if t == "float" else np.float64
-        real = ctypes.c_float if t == "float" else ctypes.c_double
-        self.fn.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_longlong] * 4 + [ctypes.c_int] * 6 + [real]
-                            + [ctypes.c_int] * 5 + [ctypes.c_longlong])
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        assert len(args) == 14
-        assert all(a.dtype == self.dtype and a.flags.c_contiguous for a in args[:3])
-        assert all(type(v) is np.int64 for v in args[3:7]) and all(type(v) is np.int32 for v in args[7:13])
-        assert type(args[13]) is self.dtype
-        _EmulatedKernel.calls.append(self.kind)
-        if self.kind == "correlate_gather":
-            g, b = (1, 1, 1), (1, 1)  # one host thread walks the grid-stride loop
-        else:
-            assert block == (32, 8, 1) and shared_mem <= 48 * 1024
-            g, b = tuple(grid), block[:2]
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in args[:3]), *(int(v) for v in args[3:13]),
-                float(args[13]), *g, *b, int(shared_mem))
+    return EmulatedKernel(getattr(lib, f"{short}_{t}_{mode}" + (f"_{k}" if k else "")),
+                          [T] * 3 + [ll] * 4 + [i32] * 6 + [real(T)], launch=launch,
+                          launch_types=[i32] * 5 + [ll], name=kind)
 
 
 @pytest.fixture
 def correlate(emulated, monkeypatch):
-    monkeypatch.setattr(cv._FAMILY, "get", lambda name: (_EmulatedAxisKernel if name.startswith("correlate1d_axis")
-                                                        else _EmulatedKernel)(emulated, name))
+    monkeypatch.setattr(cv._FAMILY, "get", lambda name: _kernel(emulated, name))
     host_be = types.SimpleNamespace(xp=np)
-    _EmulatedKernel.calls.clear()
+    EmulatedKernel.calls.clear()
     return lambda x, w, mode, cval, centers: cv._correlate_direct_cupy(host_be, x, w, mode, cval, centers)
 
 
@@ -139,7 +111,7 @@ def test_kernel_unrolled_tiles_match_scipy(correlate, rng, mode):
         for dtype, atol in ((np.float64, 1e-12), (np.float32, 2e-5)):
             got = correlate(x.astype(dtype), w, mode, 0.4, (k // 2, k // 2))
             np.testing.assert_allclose(got, _reference(x, w, mode, 0.4, (k // 2, k // 2)), rtol=0, atol=atol)
-    assert set(_EmulatedKernel.calls) == {"correlate_tiled_k"}
+    assert set(EmulatedKernel.calls) == {"correlate_tiled_k"}
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -154,7 +126,7 @@ def test_kernel_general_tiles_and_gather_match_scipy(correlate, monkeypatch, rng
     for w, centers in cases:
         ref = _reference(x, w, mode, -0.3, centers)
         np.testing.assert_allclose(correlate(x, w, mode, -0.3, centers), ref, rtol=0, atol=1e-12)
-    assert {"correlate_tiled", "correlate_gather"} <= set(_EmulatedKernel.calls)
+    assert {"correlate_tiled", "correlate_gather"} <= set(EmulatedKernel.calls)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -169,4 +141,4 @@ def test_kernel_1d_pass_matches_scipy(correlate1d, rng, mode):
     got = correlate1d(x.astype(np.float32), w, 1, mode, 0.7, center)
     np.testing.assert_allclose(got, ndi.correlate1d(x, w, axis=1, mode=mode, cval=0.7, origin=center - taps // 2),
                                rtol=0, atol=2e-5)
-    assert set(_EmulatedKernel.calls) == {"correlate1d_axis"}
+    assert set(EmulatedKernel.calls) == {"correlate1d_axis"}

@@ -19,7 +19,7 @@ import gpuimg._prims.boundary as bd
 import gpuimg._prims.ffd as ffd
 from gpuimg import _boundary, _kernels
 
-from _cuda_emulation import SERIAL_SHIM, compile_emulated
+from _cuda_emulation import SERIAL_SHIM, EmulatedKernel, compile_emulated, kernel_dtype, real
 
 _ATOMIC = "template <typename T> inline T atomicAdd(T* p, T v) { T old = *p; *p += v; return old; }\n"
 
@@ -39,29 +39,19 @@ def emulated(tmp_path_factory):
             "take": compile_emulated(folder, "take", SERIAL_SHIM + _kernels.source("boundary_take.cu") + take)}
 
 
-class _Kernel:
-    def __init__(self, fn, arrays, ints, reals, real):
-        self.fn, self.arrays = fn, arrays
-        fn.argtypes = [ctypes.c_void_p] * arrays + [ctypes.c_longlong] * ints + [real] * reals
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        assert all(a.flags.c_contiguous for a in args[:self.arrays])
-        rest = args[self.arrays:]
-        assert all(type(v) is np.int64 for v in rest if isinstance(v, np.integer))
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in args[:self.arrays]),
-                *(int(v) if isinstance(v, np.integer) else float(v) for v in rest))
-
-
 @pytest.fixture
 def cuda(emulated, monkeypatch):
     def adj(name):
         t = re.fullmatch(r"bspline_adjoint<(float|double)>", name).group(1)
-        return _Kernel(getattr(emulated["adj"], f"adj_{t}"), 2, 5, 2, ctypes.c_float if t == "float" else ctypes.c_double)
+        T = np.dtype(kernel_dtype(name))
+        return EmulatedKernel(getattr(emulated["adj"], f"adj_{t}"), [T, T] + [ctypes.c_longlong] * 5 + [real(T)] * 2,
+                              name=name)
 
     def take(name):
         t, m = re.fullmatch(r"boundary_take<(float|double), (\d)>", name).groups()
-        return _Kernel(getattr(emulated["take"], f"take_{t}_{m}"), 3, 3, 1,
-                       ctypes.c_float if t == "float" else ctypes.c_double)
+        T = np.dtype(kernel_dtype(name))
+        return EmulatedKernel(getattr(emulated["take"], f"take_{t}_{m}"),
+                              [T, np.dtype(np.int64), T] + [ctypes.c_longlong] * 3 + [real(T)], name=name)
 
     monkeypatch.setattr(ffd._ADJOINT, "get", adj)
     monkeypatch.setattr(bd._FAMILY, "get", take)

@@ -16,7 +16,7 @@ import pytest
 import gpuimg._prims.restoration as rp
 from gpuimg import _kernels
 
-from _cuda_emulation import SERIAL_SHIM, compile_emulated
+from _cuda_emulation import SERIAL_SHIM, EmulatedKernel, compile_emulated, kernel_dtype
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +29,10 @@ def emulated(tmp_path_factory):
                             SERIAL_SHIM + _kernels.source("margins.cu") + entries)
 
 
-class _EmulatedKernel:
-    def __init__(self, lib, name):
-        k, t = re.fullmatch(r"(reflect_margins|fold_margins)<(float|double)>", name).groups()
-        self.fn = getattr(lib, f"{k}_{t}")
-        self.dtype = np.float32 if t == "float" else np.float64
-        self.fn.argtypes = [ctypes.c_void_p] + [ctypes.c_longlong] * 7
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        g = args[0]
-        assert g.dtype == self.dtype and g.flags.c_contiguous and all(type(v) is np.int64 for v in args[1:])
-        self.fn(g.ctypes.data_as(ctypes.c_void_p), *(int(v) for v in args[1:]))
+def _kernel(lib, name):
+    k, t = re.fullmatch(r"(reflect_margins|fold_margins)<(float|double)>", name).groups()
+    return EmulatedKernel(getattr(lib, f"{k}_{t}"), [np.dtype(kernel_dtype(name))] + [ctypes.c_longlong] * 7,
+                          name=name)
 
 
 @pytest.fixture(params=["numpy", "cuda"])
@@ -47,7 +40,7 @@ def twins(request, emulated, monkeypatch):
     if request.param == "numpy":
         return types.SimpleNamespace(reflect=lambda g, pad, fr: rp._reflect_margins_numpy(None, g, pad, fr),
                                      fold=lambda g, pad, fr: rp._fold_margins_numpy(None, g, pad, fr))
-    monkeypatch.setattr(rp._MARGINS, "get", lambda name: _EmulatedKernel(emulated, name))
+    monkeypatch.setattr(rp._MARGINS, "get", lambda name: _kernel(emulated, name))
     be = types.SimpleNamespace(xp=np)
     return types.SimpleNamespace(reflect=lambda g, pad, fr: rp._reflect_margins_cupy(be, g, pad, fr),
                                  fold=lambda g, pad, fr: rp._fold_margins_cupy(be, g, pad, fr))

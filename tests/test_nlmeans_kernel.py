@@ -16,7 +16,7 @@ import pytest
 import gpuimg._prims.nlmeans as nlm
 from gpuimg import _kernels
 
-from _cuda_emulation import SERIAL_SHIM, compile_emulated
+from _cuda_emulation import SERIAL_SHIM, EmulatedKernel, compile_emulated, kernel_dtype, real
 
 skr = pytest.importorskip("skimage.restoration")
 
@@ -46,30 +46,18 @@ def emulated(tmp_path_factory):
                             SERIAL_SHIM + _HILO + _kernels.source("nlmeans.cu") + "".join(entries))
 
 
-class _EmulatedKernel:
-    def __init__(self, lib, name):
-        kind, t = re.fullmatch(r"nlm_(fast|classic)<(float|double)>", name).groups()
-        self.fn = getattr(lib, f"{kind}_{t}")
-        self.dtype = np.float32 if t == "float" else np.float64
-        real = ctypes.c_float if t == "float" else ctypes.c_double
-        ll, i32, f64 = ctypes.c_longlong, ctypes.c_int, ctypes.c_double
-        if kind == "fast":
-            self.arrays = 2
-            self.fn.argtypes = [ctypes.c_void_p] * 2 + [ll, i32, ll, ll, ll, i32, i32, f64, f64]
-        else:
-            self.arrays = 3
-            self.fn.argtypes = [ctypes.c_void_p] * 3 + [ll, i32, ll, ll, i32, i32, real]
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        arrays = args[:self.arrays]
-        assert all(a.dtype == self.dtype and a.flags.c_contiguous for a in arrays)
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in arrays),
-                *(int(v) if isinstance(v, np.integer) else float(v) for v in args[self.arrays:]))
+def _kernel(lib, name):
+    kind, t = re.fullmatch(r"nlm_(fast|classic)<(float|double)>", name).groups()
+    T = np.dtype(kernel_dtype(name))
+    ll, i32, f64 = ctypes.c_longlong, ctypes.c_int, ctypes.c_double
+    if kind == "fast":
+        return EmulatedKernel(getattr(lib, f"fast_{t}"), [T, T, ll, i32, ll, ll, ll, i32, i32, f64, f64], name=name)
+    return EmulatedKernel(getattr(lib, f"classic_{t}"), [T, T, T, ll, i32, ll, ll, i32, i32, real(T)], name=name)
 
 
 @pytest.fixture
 def cuda(emulated, monkeypatch):
-    monkeypatch.setattr(nlm._FAMILY, "get", lambda name: _EmulatedKernel(emulated, name))
+    monkeypatch.setattr(nlm._FAMILY, "get", lambda name: _kernel(emulated, name))
     return types.SimpleNamespace(xp=np)
 
 

@@ -13,7 +13,7 @@ import types
 
 import numpy as np
 import pytest
-from _cuda_emulation import SERIAL_SHIM, compile_emulated
+from _cuda_emulation import SERIAL_SHIM, EmulatedKernel, compile_emulated, kernel_dtype, real
 
 import gpuimg._prims.restoration as rp
 from gpuimg import _kernels
@@ -37,30 +37,17 @@ def emulated(tmp_path_factory):
                             SERIAL_SHIM + _kernels.source("richardson_lucy.cu") + _entries())
 
 
-class _EmulatedKernel:
-    """Stands in for the compiled RawKernel; checks argument types like a CUDA launch needs."""
-
-    def __init__(self, lib, name):
-        kind, t = re.fullmatch(r"rl_(ratio|update)<(float|double)>", name).groups()
-        self.fn = getattr(lib, f"{kind}_{t}")
-        self.dtype = np.float32 if t == "float" else np.float64
-        self.narr = 3 if kind == "ratio" else 4
-        real = ctypes.c_float if t == "float" else ctypes.c_double
-        self.nreal = 1 if kind == "ratio" else 2
-        self.fn.argtypes = [ctypes.c_void_p] * self.narr + [ctypes.c_longlong] * 9 + [real] * self.nreal
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        arrays, ints, reals = args[:self.narr], args[self.narr:self.narr + 9], args[self.narr + 9:]
-        assert len(reals) == self.nreal
-        assert all(a.dtype == self.dtype and a.strides[-1] == a.itemsize for a in arrays)
-        assert all(type(v) is np.int64 for v in ints) and all(type(v) is self.dtype for v in reals)
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in arrays), *(int(v) for v in ints),
-                *(float(v) for v in reals))
+def _kernel(lib, name):
+    kind, t = re.fullmatch(r"rl_(ratio|update)<(float|double)>", name).groups()
+    T = np.dtype(kernel_dtype(name))
+    arrays, reals = (3, 1) if kind == "ratio" else (4, 2)
+    return EmulatedKernel(getattr(lib, f"{kind}_{t}"), [T] * arrays + [ctypes.c_longlong] * 9 + [real(T)] * reals,
+                          name=name)
 
 
 @pytest.fixture
 def cuda(emulated, monkeypatch):
-    monkeypatch.setattr(rp._RL, "get", lambda name: _EmulatedKernel(emulated, name))
+    monkeypatch.setattr(rp._RL, "get", lambda name: _kernel(emulated, name))
     host_be = types.SimpleNamespace(xp=np)
     return types.SimpleNamespace(
         ratio=lambda b, ax, eps, out=None: rp._rl_ratio_cupy(host_be, b, ax, eps, out=out),

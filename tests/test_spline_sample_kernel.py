@@ -14,7 +14,7 @@ import types
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from _cuda_emulation import SERIAL_SHIM, compile_emulated
+from _cuda_emulation import SERIAL_SHIM, EmulatedKernel, compile_emulated, kernel_dtype, real
 
 import gpuimg._prims.spline as spl
 from gpuimg import _kernels
@@ -46,38 +46,21 @@ def emulated(tmp_path_factory):
                             SERIAL_SHIM + _kernels.source("spline_sample.cu") + entries)
 
 
-class _EmulatedKernel:
-    """Stands in for the compiled RawKernel; checks argument types like a CUDA launch needs."""
-
-    def __init__(self, lib, name):
-        m = re.fullmatch(r"spline_sample<(float|double), (\d), (\d), (\d)>", name)
-        if m:
-            t, mode, order, ndim = m.groups()
-            self.fn = getattr(lib, f"ss_{t}_{mode}_{order}_{ndim}")
-            self.ints = 5
-        else:
-            t, mode = re.fullmatch(r"spline_sample_grad2d<(float|double), (\d)>", name).groups()
-            self.fn = getattr(lib, f"sg_{t}_{mode}")
-            self.ints = 4
-        self.dtype = np.float32 if t == "float" else np.float64
-        real = ctypes.c_float if t == "float" else ctypes.c_double
-        self.real = real
-        self.fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_longlong] * self.ints + [real] * (self.ints - 3)
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        arrays, ints, reals = args[:3], args[3:3 + self.ints], args[3 + self.ints:]
-        assert len(reals) == self.ints - 3
-        assert all(a.dtype == self.dtype and a.flags.c_contiguous for a in arrays)
-        assert all(type(v) is np.int64 for v in ints)
-        assert all(type(v) is self.dtype for v in reals)
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in arrays), *(int(v) for v in ints),
-                *(float(v) for v in reals))
+def _kernel(lib, name):
+    T = np.dtype(kernel_dtype(name))
+    m = re.fullmatch(r"spline_sample<(float|double), (\d), (\d), (\d)>", name)
+    if m:
+        t, mode, order, ndim = m.groups()
+        return EmulatedKernel(getattr(lib, f"ss_{t}_{mode}_{order}_{ndim}"),
+                              [T] * 3 + [ctypes.c_longlong] * 5 + [real(T)] * 2, name=name)
+    t, mode = re.fullmatch(r"spline_sample_grad2d<(float|double), (\d)>", name).groups()
+    return EmulatedKernel(getattr(lib, f"sg_{t}_{mode}"), [T] * 3 + [ctypes.c_longlong] * 4 + [real(T)], name=name)
 
 
 @pytest.fixture
 def cuda(emulated, monkeypatch):
     """The CUDA twins of the samplers on NumPy arrays, through the emulated kernels."""
-    monkeypatch.setattr(spl._SAMPLE, "get", lambda name: _EmulatedKernel(emulated, name))
+    monkeypatch.setattr(spl._SAMPLE, "get", lambda name: _kernel(emulated, name))
     host_be = types.SimpleNamespace(xp=np)
     return types.SimpleNamespace(
         sample=lambda c, xy, order, mode, cval=0.0: spl._sample_cupy(host_be, c, xy, order, mode, cval),

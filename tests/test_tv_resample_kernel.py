@@ -18,7 +18,7 @@ import gpuimg._prims.resample as rs
 import gpuimg._prims.restoration as rp
 from gpuimg import _kernels
 
-from _cuda_emulation import SERIAL_SHIM, compile_emulated
+from _cuda_emulation import SERIAL_SHIM, EmulatedKernel, compile_emulated, kernel_dtype, real
 
 _TYPES = ("float", "double")
 
@@ -47,32 +47,18 @@ def emulated(tmp_path_factory):
             "resample": compile_emulated(folder, "rs", SERIAL_SHIM + _kernels.source("resample.cu") + res)}
 
 
-class _Kernel:
-    """Stands in for a compiled RawKernel: checks the argument types, then calls the C entry."""
-
-    def __init__(self, fn, n_arrays, ints, reals, real):
-        self.fn, self.n_arrays, self.ints, self.reals = fn, n_arrays, ints, reals
-        fn.argtypes = [ctypes.c_void_p] * n_arrays + ints + [real] * reals
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        arrays = args[:self.n_arrays]
-        assert all(a.flags.c_contiguous for a in arrays)
-        rest = args[self.n_arrays:]
-        assert len(rest) == len(self.ints) + self.reals
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in arrays),
-                *(int(v) for v in rest[:len(self.ints)]), *(float(v) for v in rest[len(self.ints):]))
-
-
 def _lookup(libs, name):
     lib = libs["resample" if name.startswith("resample") else "tv"]
     t = re.search(r"<(float|double)", name).group(1)
-    real = ctypes.c_float if t == "float" else ctypes.c_double
+    T = np.dtype(kernel_dtype(name))
+    ll = ctypes.c_longlong
     if name.startswith("tv_primal"):
-        return _Kernel(getattr(lib, f"primal_{t}"), 3, [ctypes.c_longlong] * 3, 3, real)
+        return EmulatedKernel(getattr(lib, f"primal_{t}"), [T] * 3 + [ll] * 3 + [real(T)] * 3, name=name)
     if name.startswith("tv_dual"):
         iso = re.search(r", (\d)>", name).group(1)
-        return _Kernel(getattr(lib, f"dual_{t}_{iso}"), 3, [ctypes.c_longlong] * 3, 2, real)
-    return _Kernel(getattr(lib, f"resample_{t}"), 4, [ctypes.c_longlong] * 4 + [ctypes.c_int], 0, real)
+        return EmulatedKernel(getattr(lib, f"dual_{t}_{iso}"), [T] * 3 + [ll] * 3 + [real(T)] * 2, name=name)
+    return EmulatedKernel(getattr(lib, f"resample_{t}"), [T, np.dtype(np.int64), T, T] + [ll] * 4 + [ctypes.c_int],
+                          name=name)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 import gpuimg._prims.warp as wp
 from gpuimg import _kernels
 
-from _cuda_emulation import SERIAL_SHIM, compile_emulated
+from _cuda_emulation import SERIAL_SHIM, EmulatedKernel, compile_emulated, kernel_dtype, real
 
 cv2 = pytest.importorskip("cv2")
 
@@ -31,26 +31,16 @@ def emulated(tmp_path_factory):
                             SERIAL_SHIM + _kernels.source("warp_footprint.cu") + entries)
 
 
-class _EmulatedKernel:
-    def __init__(self, lib, name):
-        t, m = re.fullmatch(r"warp_footprint<(float|double), (\d)>", name).groups()
-        self.fn = getattr(lib, f"fp_{t}_{m}")
-        self.dtype = np.float32 if t == "float" else np.float64
-        real = ctypes.c_float if t == "float" else ctypes.c_double
-        self.fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_longlong] * 4 + [real]
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        src, dst, q = args[:3]
-        assert src.dtype == dst.dtype == self.dtype and q.dtype == np.float64
-        assert all(a.flags.c_contiguous for a in args[:3]) and all(type(v) is np.int64 for v in args[3:7])
-        assert type(args[7]) is self.dtype
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in args[:3]), *(int(v) for v in args[3:7]),
-                float(args[7]))
+def _kernel(lib, name):
+    t, m = re.fullmatch(r"warp_footprint<(float|double), (\d)>", name).groups()
+    T = np.dtype(kernel_dtype(name))
+    return EmulatedKernel(getattr(lib, f"fp_{t}_{m}"), [T, T, np.dtype(np.float64)] + [ctypes.c_longlong] * 4
+                          + [real(T)], name=name)
 
 
 @pytest.fixture
 def footprint(emulated, monkeypatch):
-    monkeypatch.setattr(wp._FOOTPRINT, "get", lambda name: _EmulatedKernel(emulated, name))
+    monkeypatch.setattr(wp._FOOTPRINT, "get", lambda name: _kernel(emulated, name))
     be = types.SimpleNamespace(xp=np)
     return lambda x, quads, mode="constant", cval=0.0: wp._sample_footprint_cupy(be, x, quads, mode=mode, cval=cval)
 

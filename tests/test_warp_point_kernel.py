@@ -13,7 +13,7 @@ import types
 
 import numpy as np
 import pytest
-from _cuda_emulation import SERIAL_SHIM, compile_emulated
+from _cuda_emulation import SERIAL_SHIM, EmulatedKernel, compile_emulated, real
 
 import gpuimg._prims.warp as wp
 from gpuimg import _kernels
@@ -40,32 +40,19 @@ def emulated(tmp_path_factory):
                             SERIAL_SHIM + _kernels.source("warp_point.cu") + "".join(_entry(*c) for c in _COMBOS))
 
 
-class _EmulatedKernel:
-    """Stands in for the compiled RawKernel; checks argument types like a CUDA launch needs."""
-
-    def __init__(self, lib, name):
-        t, i, m, mt = re.fullmatch(r"warp_point<(float|double), (\d), (\d), (float|double)>", name).groups()
-        self.fn = getattr(lib, f"wp_{t}_{i}_{m}_{mt}")
-        self.dtype = np.float32 if t == "float" else np.float64
-        self.mdtype = np.float32 if mt == "float" else np.float64
-        real = ctypes.c_float if t == "float" else ctypes.c_double
-        self.fn.argtypes = ([ctypes.c_void_p] * 5 + [ctypes.c_int] + [ctypes.c_longlong] * 5 + [real, ctypes.c_int])
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        src, dst, mat, mx, my = args[:5]
-        assert src.dtype == dst.dtype == self.dtype and mat.dtype == np.float64
-        assert mx.dtype == my.dtype == self.mdtype
-        assert all(a.flags.c_contiguous for a in args[:5])
-        assert type(args[5]) is np.int32 and all(type(v) is np.int64 for v in args[6:11])
-        assert type(args[11]) is self.dtype and type(args[12]) is np.int32
-        self.fn(*(a.ctypes.data_as(ctypes.c_void_p) for a in args[:5]), int(args[5]),
-                *(int(v) for v in args[6:11]), float(args[11]), int(args[12]))
+def _kernel(lib, name):
+    t, i, m, mt = re.fullmatch(r"warp_point<(float|double), (\d), (\d), (float|double)>", name).groups()
+    T = np.dtype(np.float32 if t == "float" else np.float64)
+    M = np.dtype(np.float32 if mt == "float" else np.float64)
+    return EmulatedKernel(getattr(lib, f"wp_{t}_{i}_{m}_{mt}"),
+                          [T, T, np.dtype(np.float64), M, M, ctypes.c_int] + [ctypes.c_longlong] * 5
+                          + [real(T), ctypes.c_int], name=name)
 
 
 @pytest.fixture
 def sample(emulated, monkeypatch):
     """``sample_points``' CUDA twin on NumPy arrays, through the emulated kernel."""
-    monkeypatch.setattr(wp._POINT, "get", lambda name: _EmulatedKernel(emulated, name))
+    monkeypatch.setattr(wp._POINT, "get", lambda name: _kernel(emulated, name))
     host_be = types.SimpleNamespace(xp=np)
     return lambda x, shape, matrix=None, mx=None, my=None, **kw: wp._sample_points_cupy(
         host_be, x, shape, matrix, mx, my, **kw)
