@@ -196,7 +196,7 @@ def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     inv_norm = xp.ascontiguousarray(xp.broadcast_to(inv_norm, x.shape[-2:]), dtype=x.dtype)
     # the TV term reads neighbours of x, so then the result never overwrites x while it is read
     direct = (out is not None and _planes(out) is not None
-              and not (tv_weight and xp.shares_memory(out, xv[0])))
+              and not (tv_weight and xp.may_share_memory(out, xv[0])))
     res = out if direct else xp.empty(x.shape, dtype=x.dtype)
     h, w = x.shape[-2:]
     t = x.dtype.type
