@@ -106,8 +106,7 @@ def _resolve_backend(args: argparse.Namespace) -> Any:
         raise CommandError(f"--backend {args.backend}: {exc}") from None
 
 
-def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any], desc: str,
-                output_name: Callable[[Path], Path] | None = None) -> int:
+def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any], desc: str) -> int:
     """Apply ``fn(be, x, dtype)`` to every input image and write the result in ``dtype``.
 
     ``x`` is a float ``(N, H, W)`` or ``(N, C, H, W)`` stack on the backend (integers scaled to
@@ -123,10 +122,9 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
     # an output folder inside an input folder must not feed its own results back in
     out_abs = out_dir.resolve()
     items = [it for it in items if out_abs not in it.path.resolve().parents]
-    rename = output_name or (lambda rel: rel)
 
     def output_for(it: Any) -> Path:
-        return out_dir / rename(it.rel)
+        return out_dir / it.rel
 
     for it in items:
         if output_for(it).resolve() == it.path.resolve():
@@ -143,14 +141,9 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
         y = be.to_numpy(gio.from_float(y, stack.dtype))
         return list(y)
 
-    def sink(it: Any, result: np.ndarray) -> None:
-        gio.write_image(output_for(it), result)
-
-    report = run_batch(items, compute, ImageWriter(out_dir) if output_name is None else sink,
-                       output_for=output_for, resume=args.resume,
+    report = run_batch(items, compute, ImageWriter(out_dir), output_for=output_for, resume=args.resume,
                        batch_size=args.batch_size, workers=args.workers,
-                       progress=not args.quiet, desc=desc, failures=missing,
-                       io=args.io if output_name is None else "threads")
+                       progress=not args.quiet, desc=desc, failures=missing, io=args.io)
     print(report.summary(), file=sys.stderr)
     return report.exit_code
 

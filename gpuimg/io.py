@@ -287,10 +287,7 @@ def _write_to(fileobj: Any, image: np.ndarray, ext: str, path: Path) -> None:
     from PIL import Image
 
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}[ext]
-    if dt == np.uint16:
-        im = Image.fromarray(image)
-    else:
-        im = Image.fromarray(np.ascontiguousarray(image))
+    im = Image.fromarray(np.ascontiguousarray(image))
     kwargs = {"quality": 95} if fmt == "JPEG" else {}
     im.save(fileobj, format=fmt, **kwargs)
 
