@@ -69,14 +69,15 @@ def _columns(rows, idx, w):
     keep = (w != 0).any(axis=0)
     idx, w = idx[:, keep], w[:, keep]
     unused = w == 0
-    if unused.any():
+    zero_column = bool(unused.any())
+    if zero_column:
         # zero-weight taps read an appended zero column: 0 * inf or 0 * NaN never happens
         idx = np.where(unused, wd, idx)
     out = np.empty((m, n_out), dtype=rows.dtype)
     step = max(1, _BLOCK_ELEMS // max(wd, 1))
 
     def block(r0, r1):
-        if unused.any():
+        if zero_column:
             src = np.zeros((r1 - r0, wd + 1), dtype=rows.dtype)
             src[:, :wd] = rows[r0:r1]
         else:

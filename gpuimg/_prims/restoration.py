@@ -140,14 +140,14 @@ def _rl_ratio_numpy(be, b, ax, eps, out=None):
 @primitive("rl_ratio", "cupy")
 def _rl_ratio_cupy(be, b, ax, eps, out=None):
     xp = be.xp
-    b = xp.asarray(b, dtype=ax.dtype)
-    res = out if out is not None and _planes(out) is not None else xp.empty(ax.shape, dtype=ax.dtype)
+    bv = _plane_view(xp, xp.asarray(b, dtype=ax.dtype))
+    av = _plane_view(xp, ax)
+    ov = (out is not None and _planes(out)) or _planes(xp.empty(ax.shape, dtype=ax.dtype))
     h, w = ax.shape[-2:]
-    views = [_planes(v) or _planes(xp.ascontiguousarray(v)) for v in (b, ax)]
     kern = _RL.get(f"rl_ratio<{type_name(ax.dtype)}>")
-    launch_1d(kern, ax.size, (views[0][0], views[1][0], res, np.int64(ax.size), np.int64(h), np.int64(w),
-                              *views[0][1:], *views[1][1:], *_planes(res)[1:], ax.dtype.type(eps)))
-    return _deliver(res, out)
+    launch_1d(kern, ax.size, (bv[0], av[0], ov[0], np.int64(ax.size), np.int64(h), np.int64(w),
+                              *bv[1:], *av[1:], *ov[1:], ax.dtype.type(eps)))
+    return _deliver(ov[0], out)
 
 
 def _planes(v):
@@ -165,6 +165,11 @@ def _planes(v):
     if ps % item:
         return None
     return v, np.int64(ps // item), np.int64(v.strides[-2] // item)
+
+
+def _plane_view(xp, v):
+    """:func:`_planes` of ``v``, or of a C-contiguous copy when ``v``'s layout does not allow it."""
+    return _planes(v) or _planes(xp.ascontiguousarray(v))
 
 
 @primitive("rl_update", "numpy")
@@ -191,19 +196,18 @@ def _rl_update_numpy(be, x, corr, inv_norm, tv_weight, eps, out=None):
 @primitive("rl_update", "cupy")
 def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     xp = be.xp
-    xv = _planes(x) or _planes(xp.ascontiguousarray(x))
-    cv = _planes(xp.asarray(corr, dtype=x.dtype)) or _planes(xp.ascontiguousarray(corr, dtype=x.dtype))
+    xv = _plane_view(xp, x)
+    cv = _plane_view(xp, xp.asarray(corr, dtype=x.dtype))
     inv_norm = xp.ascontiguousarray(xp.broadcast_to(inv_norm, x.shape[-2:]), dtype=x.dtype)
     # the TV term reads neighbours of x, so then the result never overwrites x while it is read
-    direct = (out is not None and _planes(out) is not None
-              and not (tv_weight and xp.may_share_memory(out, xv[0])))
-    res = out if direct else xp.empty(x.shape, dtype=x.dtype)
+    ov = out is not None and not (tv_weight and xp.may_share_memory(out, xv[0])) and _planes(out)
+    ov = ov or _planes(xp.empty(x.shape, dtype=x.dtype))
     h, w = x.shape[-2:]
     t = x.dtype.type
     kern = _RL.get(f"rl_update<{type_name(x.dtype)}>")
-    launch_1d(kern, x.size, (xv[0], cv[0], inv_norm, res, np.int64(x.size), np.int64(h), np.int64(w),
-                             *xv[1:], *cv[1:], *_planes(res)[1:], t(tv_weight), t(eps)))
-    return _deliver(res, out)
+    launch_1d(kern, x.size, (xv[0], cv[0], inv_norm, ov[0], np.int64(x.size), np.int64(h), np.int64(w),
+                             *xv[1:], *cv[1:], *ov[1:], t(tv_weight), t(eps)))
+    return _deliver(ov[0], out)
 
 
 @primitive("reflect_margins", "numpy")
