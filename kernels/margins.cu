@@ -8,14 +8,6 @@
 // Each thread writes one pixel and reads only pixels no thread writes, so both run in place.
 #include "boundary.cuh"
 
-// Grid index i mirrored into [t, t + h) (half-sample symmetric; |margin| <= h).
-__device__ __forceinline__ long long mirror_into(long long i, long long t, long long h) {
-    long long a = i - t;
-    if (a < 0) a = -1 - a;
-    else if (a >= h) a = 2 * h - 1 - a;
-    return t + a;
-}
-
 template <typename T>
 __global__ void reflect_margins(T* __restrict__ g, long long planes, long long gh, long long gw,
                                 long long t, long long l, long long h, long long w) {
@@ -28,7 +20,9 @@ __global__ void reflect_margins(T* __restrict__ g, long long planes, long long g
         gpuimg::divmod(r, gh, p, i);
         const bool in_rows = i >= t && i < t + h, in_cols = j >= l && j < l + w;
         if (in_rows && in_cols) continue;
-        g[k] = g[p * plane + mirror_into(i, t, h) * gw + mirror_into(j, l, w)];
+        const long long si = t + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(i - t, h);
+        const long long sj = l + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(j - l, w);
+        g[k] = g[p * plane + si * gw + sj];
     }
 }
 
