@@ -30,6 +30,29 @@ __device__ __forceinline__ void conv_store_rows(T* __restrict__ plane, const T* 
     }
 }
 
+// Loads the th x tw tile whose top-left sample is (ty0, tx0) of a plane through MODE (cval
+// where a constant mode says so, everywhere when fill). Blocks whose tile lies inside the
+// plane skip the boundary arithmetic. Rows by threadIdx.y, columns by threadIdx.x.
+template <typename T, int MODE>
+__device__ __forceinline__ void conv_load_tile(T* __restrict__ tile, const T* __restrict__ src,
+                                               long long ty0, long long tx0, int th, int tw,
+                                               long long height, long long width, T cval,
+                                               bool fill) {
+    if (!fill && ty0 >= 0 && tx0 >= 0 && ty0 + th <= height && tx0 + tw <= width) {
+        const T* s = src + ty0 * width + tx0;
+        for (int r = threadIdx.y; r < th; r += CONV_BLOCK_Y)
+            for (int c = threadIdx.x; c < tw; c += CONV_BLOCK_X) tile[r * tw + c] = s[r * width + c];
+        return;
+    }
+    for (int r = threadIdx.y; r < th; r += CONV_BLOCK_Y) {
+        const long long iy = boundary_index<MODE, long long>(ty0 + r, height);
+        for (int c = threadIdx.x; c < tw; c += CONV_BLOCK_X) {
+            const long long ix = boundary_index<MODE, long long>(tx0 + c, width);
+            tile[r * tw + c] = (fill || iy < 0 || ix < 0) ? cval : src[iy * width + ix];
+        }
+    }
+}
+
 }  // namespace gpuimg
 
 template <typename T, int MODE>
@@ -75,8 +98,6 @@ __global__ void correlate_tiled(const T* __restrict__ x, const T* __restrict__ w
     T* tile = reinterpret_cast<T*>(conv2d_smem);
     const int tw = CONV_TILE_X + kw - 1;
     const int th = CONV_TILE_Y + kh - 1;
-    const int tid = threadIdx.y * CONV_BLOCK_X + threadIdx.x;
-    const int nthreads = CONV_BLOCK_X * CONV_BLOCK_Y;
     const long long planes = items * depth;
     const long long plane_size = height * width;
     const long long x0 = (long long)blockIdx.x * CONV_TILE_X;
@@ -94,13 +115,7 @@ __global__ void correlate_tiled(const T* __restrict__ x, const T* __restrict__ w
                 const long long zz = boundary_index<MODE, long long>(z + dz - cz, depth);
                 const T* src = x + (item * depth + (zz < 0 ? 0 : zz)) * plane_size;
                 __syncthreads();  // the previous tile is no longer read
-                for (int idx = tid; idx < th * tw; idx += nthreads) {
-                    const int ty = idx / tw;
-                    const int tx = idx - ty * tw;
-                    const long long iy = boundary_index<MODE, long long>(y0 + ty - cy, height);
-                    const long long ix = boundary_index<MODE, long long>(x0 + tx - cx, width);
-                    tile[idx] = (zz < 0 || iy < 0 || ix < 0) ? cval : src[iy * width + ix];
-                }
+                conv_load_tile<T, MODE>(tile, src, y0 - cy, x0 - cx, th, tw, height, width, cval, zz < 0);
                 __syncthreads();
 
                 // thread (tx, ty) owns output rows ty*ROWS .. ty*ROWS+ROWS-1 of the tile; each tile
@@ -185,20 +200,7 @@ __global__ void correlate_tiled_k(const T* __restrict__ x, const T* __restrict__
         for (long long y0 = (long long)blockIdx.y * CONV_TILE_Y; y0 < height;
              y0 += (long long)gridDim.y * CONV_TILE_Y) {
             __syncthreads();  // the previous tile is no longer read
-            const long long ty0 = y0 - cy, tx0 = x0 - cx;
-            if (ty0 >= 0 && tx0 >= 0 && ty0 + TH <= height && tx0 + TW <= width) {
-                const T* s = src + ty0 * width + tx0;
-                for (int r = threadIdx.y; r < TH; r += CONV_BLOCK_Y)
-                    for (int c = threadIdx.x; c < TW; c += CONV_BLOCK_X) tile[r * TW + c] = s[r * width + c];
-            } else {
-                for (int r = threadIdx.y; r < TH; r += CONV_BLOCK_Y) {
-                    const long long iy = boundary_index<MODE, long long>(ty0 + r, height);
-                    for (int c = threadIdx.x; c < TW; c += CONV_BLOCK_X) {
-                        const long long ix = boundary_index<MODE, long long>(tx0 + c, width);
-                        tile[r * TW + c] = (iy < 0 || ix < 0) ? cval : src[iy * width + ix];
-                    }
-                }
-            }
+            conv_load_tile<T, MODE>(tile, src, y0 - cy, x0 - cx, TH, TW, height, width, cval, false);
             __syncthreads();
 
             T acc[CONV_ROWS];
