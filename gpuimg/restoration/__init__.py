@@ -3,11 +3,13 @@
 The blur operator (:class:`BlurOperator`) supports ``"periodic"``, ``"reflect"`` (default) and
 ``"free"`` boundaries. Solvers: :func:`inverse_filter`, :func:`wiener` (direct),
 :func:`landweber`, :func:`nesterov` (smooth least squares, adaptive restart),
-:func:`fista_tv` (total variation, FISTA/MFISTA), :func:`richardson_lucy` (Poisson, RL-TV).
+:func:`fista_tv` (total variation, FISTA/MFISTA), :func:`admm_tv` (the same objective by
+ADMM, converged in tens of iterations), :func:`richardson_lucy` (Poisson, RL-TV).
 :func:`tv_prox` is TV denoising; :func:`estimate_noise` the wavelet noise estimate behind the
 default weights.
 """
 
+from gpuimg.restoration.admm import ADMM_RHO_PER_WEIGHT, admm_tv
 from gpuimg.restoration.fista import TV_WEIGHT_PER_SIGMA, default_tv_weight, fista_tv
 from gpuimg.restoration.gradient import landweber, nesterov
 from gpuimg.restoration.linear import inverse_filter, wiener
@@ -17,9 +19,11 @@ from gpuimg.restoration.richardson_lucy import richardson_lucy
 from gpuimg.restoration.tv import tv_norm, tv_prox
 
 __all__ = [
+    "ADMM_RHO_PER_WEIGHT",
     "BOUNDARIES",
     "TV_WEIGHT_PER_SIGMA",
     "BlurOperator",
+    "admm_tv",
     "default_tv_weight",
     "estimate_noise",
     "fista_tv",

@@ -24,7 +24,7 @@ from gpuimg.restoration.gradient import RESTARTS
 from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, fgp, tv_norm
 
-__all__ = ["TV_WEIGHT_PER_SIGMA", "default_tv_weight", "fista_tv"]
+__all__ = ["TV_WEIGHT_PER_SIGMA", "default_tv_weight", "fista_tv", "resolve_tv_weight"]
 
 #: ``fista_tv``'s default weight is this multiple of the estimated noise level.
 TV_WEIGHT_PER_SIGMA = 0.05
@@ -33,6 +33,18 @@ TV_WEIGHT_PER_SIGMA = 0.05
 def default_tv_weight(image: Any) -> Any:
     """Default TV weight ``TV_WEIGHT_PER_SIGMA * estimate_noise(image)`` (per image)."""
     return TV_WEIGHT_PER_SIGMA * estimate_noise(image)
+
+
+def resolve_tv_weight(xp: Any, b: Any, weight: Any) -> float:
+    """``weight`` checked, or for ``None`` :func:`default_tv_weight` of ``b`` (the mean over a
+    batch: one call uses one weight)."""
+    if weight is not None:
+        return check_weight("weight", weight)
+    w = float(xp.asarray(default_tv_weight(b), dtype=np.float64).mean())
+    # a noise estimate at round-off level (a constant or synthetic image) gives no usable weight
+    if not w > TV_WEIGHT_PER_SIGMA * 100 * np.finfo(b.dtype).eps * float(xp.abs(b).max()):
+        raise ValueError("weight: the noise estimate of image is 0 (a noise-free image); pass weight > 0")
+    return w
 
 
 def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", bounds: Any = (0, 1),
@@ -109,14 +121,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     lo, hi = check_bounds(bounds)
     xp = be.xp
     batch = b.shape[:-2]
-    if weight is None:
-        w = xp.asarray(default_tv_weight(b), dtype=np.float64)
-        if batch:
-            # one prox weight per call: FGP's weight is a scalar, so use the batch mean
-            w = w.mean()
-        weight_value = float(w)
-    else:
-        weight_value = check_weight("weight", weight)
+    weight_value = resolve_tv_weight(xp, b, weight)
     iso = tv == "isotropic"
     L = A.lipschitz()
     dt = b.dtype.type

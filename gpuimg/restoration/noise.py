@@ -64,6 +64,8 @@ def estimate_noise(image: Any) -> Any:
     count = n - zeros
     lo = zeros + xp.maximum(count - 1, 0) // 2
     hi = zeros + count // 2
+    # an all-zero image has no non-zero coefficient: both indices clamp to the last (zero) one
+    lo = xp.minimum(lo, n - 1)
     hi = xp.minimum(hi, n - 1)
     med = 0.5 * (xp.take_along_axis(a, lo[..., None], axis=-1) + xp.take_along_axis(a, hi[..., None], axis=-1))[..., 0]
     return med / _MAD_TO_SIGMA

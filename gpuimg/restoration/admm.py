@@ -1,0 +1,268 @@
+"""Total-variation deconvolution by ADMM (split Bregman) with an exact or preconditioned x-step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gpuimg._validate import check_choice, check_positive
+from gpuimg.psf import to_otf
+from gpuimg.restoration._common import Monitor, check_weight, prepare, project, sumsq
+from gpuimg.restoration.fista import resolve_tv_weight
+from gpuimg.restoration.linear import _DCT, _axis_symmetric
+from gpuimg.restoration.tv import TV_KINDS, check_bounds, tv_norm
+
+__all__ = ["ADMM_RHO_PER_WEIGHT", "admm_tv"]
+
+#: ``admm_tv``'s default penalty ``rho`` is this multiple of the TV weight.
+ADMM_RHO_PER_WEIGHT = 20.0
+
+
+def _grad(xp: Any, x: Any) -> Any:
+    """Forward differences ``(D_row x, D_col x)`` with Neumann boundary (zero last row/column)."""
+    g = xp.zeros((2,) + x.shape, dtype=x.dtype)
+    xp.subtract(x[..., 1:, :], x[..., :-1, :], out=g[0, ..., :-1, :])
+    xp.subtract(x[..., :, 1:], x[..., :, :-1], out=g[1, ..., :, :-1])
+    return g
+
+
+def _grad_adjoint(xp: Any, g: Any) -> Any:
+    """``D^T g`` (minus the divergence) for :func:`_grad`'s differences."""
+    out = xp.zeros(g.shape[1:], dtype=g.dtype)
+    out[..., :-1, :] -= g[0, ..., :-1, :]
+    out[..., 1:, :] += g[0, ..., :-1, :]
+    out[..., :, :-1] -= g[1, ..., :, :-1]
+    out[..., :, 1:] += g[1, ..., :, :-1]
+    return out
+
+
+def _laplacian_eigenvalues(xp: Any, shape: tuple[int, int], period: int, columns: int, dtype: Any) -> Any:
+    """Eigenvalues ``4 sin^2(pi u / (period H)) + 4 sin^2(pi v / (period W))`` of ``D^T D``:
+    ``period=2`` for the Neumann differences in the DCT-II basis, ``1`` for circular ones in
+    the DFT basis (``columns`` entries along the last axis: the ``rfft`` layout)."""
+    h, w = shape
+    u = xp.arange(h, dtype=np.float64)[:, None]
+    v = xp.arange(columns, dtype=np.float64)[None, :]
+    return (4 * xp.sin(np.pi * u / (period * h)) ** 2 + 4 * xp.sin(np.pi * v / (period * w)) ** 2).astype(dtype)
+
+
+def _dot(xp: Any, a: Any, b: Any) -> Any:
+    """Per-image ``<a, b>`` over the last two axes (float64, kept as ``(..., 1, 1)``)."""
+    return xp.sum(a * b, axis=(-2, -1), keepdims=True, dtype=np.float64)
+
+
+class _DCTStep:
+    """Solves ``(A^T A + rho (D^T D + c I)) x = A^T b + r`` exactly in the orthonormal DCT-II
+    basis, which diagonalises the reflect model for PSFs symmetric in each axis and the
+    Neumann differences alike."""
+
+    kind = "dct"
+
+    def __init__(self, be: Any, A: Any, b: Any, rho: float, box: bool) -> None:
+        self.be = be
+        lam = _DCT(be, b, A.psf).otf
+        self.den = lam * lam + rho * (_laplacian_eigenvalues(be.xp, b.shape[-2:], 2, b.shape[-1], b.dtype) + box)
+        self.atb = lam * be.fft.dctn(b, type=2, axes=(-2, -1), norm="ortho")
+
+    def solve(self, x: Any, r: Any) -> Any:
+        fft = self.be.fft
+        R = fft.dctn(r, type=2, axes=(-2, -1), norm="ortho", overwrite_x=True)
+        R += self.atb
+        R /= self.den
+        return fft.idctn(R, type=2, axes=(-2, -1), norm="ortho", overwrite_x=True)
+
+
+class _CGStep:
+    """Approximately solves the same system by ``cg_iter`` conjugate-gradient iterations,
+    warm-started at the previous ``x`` and preconditioned by its circular (DFT-diagonal)
+    counterpart on a zero-padded fast FFT grid, which differs from it only near the border."""
+
+    kind = "cg"
+
+    def __init__(self, be: Any, A: Any, b: Any, rho: float, box: bool, cg_iter: int) -> None:
+        xp = be.xp
+        self.be, self.A, self.rho, self.box, self.cg_iter = be, A, rho, box, cg_iter
+        self.atb = xp.ascontiguousarray(A.adjoint(b))
+        hx, wx = A.x_shape[-2:]
+        fast = be.fft.next_fast_len
+        self.grid = (fast(hx, True), fast(wx, True))
+        otf = to_otf(A.psf, self.grid, real=True)
+        lap = _laplacian_eigenvalues(xp, self.grid, 1, otf.shape[-1], A.dtype)
+        self.pden = (otf.real**2 + otf.imag**2 + rho * (lap + box)).astype(A.dtype)
+
+    def normal(self, v: Any) -> Any:
+        xp = self.be.xp
+        out = xp.ascontiguousarray(self.A.normal(v))
+        reg = _grad_adjoint(xp, _grad(xp, v))
+        if self.box:
+            reg += v
+        reg *= self.rho
+        out += reg
+        return out
+
+    def precondition(self, r: Any) -> Any:
+        be = self.be
+        R = be.rfft_grid(r, self.grid)
+        R /= self.pden
+        hx, wx = r.shape[-2:]
+        return be.xp.ascontiguousarray(be.irfft_grid(R, self.grid)[..., :hx, :wx])
+
+    def solve(self, x: Any, r: Any) -> Any:
+        xp = self.be.xp
+        r += self.atb
+        r -= self.normal(x)
+        s = self.precondition(r)
+        p = s
+        rs = _dot(xp, r, s)
+        for j in range(self.cg_iter):
+            q = self.normal(p)
+            pq = _dot(xp, p, q)
+            alpha = (rs / xp.where(pq > 0, pq, 1.0)).astype(x.dtype)
+            x = x + alpha * p
+            if j == self.cg_iter - 1:
+                break
+            r -= alpha * q
+            s = self.precondition(r)
+            rs_new = _dot(xp, r, s)
+            beta = (rs_new / xp.where(rs > 0, rs, 1.0)).astype(x.dtype)
+            p = s + beta * p
+            rs = rs_new
+        return x
+
+
+def _shrink(xp: Any, v: Any, tau: float, isotropic: bool) -> Any:
+    """The prox of ``tau |.|`` on the difference pairs: vector (isotropic) or entry-wise soft
+    thresholding."""
+    if isotropic:
+        mag = xp.sqrt(v[0] * v[0] + v[1] * v[1])
+        scale = xp.maximum(mag - v.dtype.type(tau), 0)
+        scale /= xp.maximum(mag, np.finfo(v.dtype).tiny)
+        return v * scale
+    return xp.sign(v) * xp.maximum(xp.abs(v) - v.dtype.type(tau), 0)
+
+
+def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", bounds: Any = (0, 1),
+            num_iter: int = 100, rho: Any = None, cg_iter: int = 5, boundary: str = "reflect",
+            tol: float = 0.0, callback: Callable[..., Any] | None = None, return_info: bool = False) -> Any:
+    """Total-variation deconvolution by the alternating direction method of multipliers.
+
+    Minimises the objective of :func:`fista_tv`,
+
+    .. math:: F(x) = \\tfrac12 \\|A x - b\\|_2^2 + w\\,TV(x), \\quad lo \\le x \\le hi,
+
+    by splitting ``d = D x`` (the forward differences of :func:`tv_norm`, Neumann boundary)
+    and ``z = x`` (the box), with scaled duals ``u`` and penalty ``rho`` (Goldstein & Osher's
+    split Bregman, Afonso et al.'s SALSA):
+
+    .. math::
+        x_{k+1} &= (A^T A + \\rho D^T D + \\rho I)^{-1}
+                   \\big(A^T b + \\rho D^T (d_k - u_k) + \\rho (z_k - v_k)\\big) \\\\
+        d_{k+1} &= \\mathrm{shrink}(D x_{k+1} + u_k,\\ w / \\rho), \\quad
+        u_{k+1} = u_k + D x_{k+1} - d_{k+1} \\\\
+        z_{k+1} &= P_C(x_{k+1} + v_k), \\quad v_{k+1} = v_k + x_{k+1} - z_{k+1}
+
+    (without bounds there is no ``z`` and no ``rho I``). The x-step solves the whole
+    quadratic part at once, so the slow, poorly conditioned directions of the blur that hold
+    gradient methods back converge in tens of iterations: where FISTA needs about 1000
+    iterations, ADMM needs about 50–100. With ``boundary="reflect"`` and a PSF symmetric in
+    each axis (Gaussian, disk) the x-step is exact in the DCT-II basis (one DCT pair per
+    iteration); otherwise it runs ``cg_iter`` conjugate-gradient iterations warm-started at
+    the previous ``x`` and preconditioned by the circular model.
+
+    Parameters
+    ----------
+    image : array, shape (..., H, W)
+        Blurred, noisy images ``b``; leading axes are a batch.
+    psf : array, shape (kh, kw)
+        Point-spread function (normalised to unit sum; centre at ``(kh // 2, kw // 2)``).
+    weight : float or None
+        ``w > 0``; ``None``: :func:`default_tv_weight`, as in :func:`fista_tv`.
+    tv : {"isotropic", "anisotropic"}
+    bounds : (lo, hi) or None
+        Box constraint; default ``(0, 1)``. The returned image is the box-feasible ``z``.
+    num_iter : int
+        ADMM iterations.
+    rho : float or None
+        Penalty ``rho > 0``; ``None``: ``ADMM_RHO_PER_WEIGHT * w``. Any ``rho`` converges;
+        it sets the speed.
+    cg_iter : int
+        Conjugate-gradient iterations per x-step when it is not exact.
+    boundary : {"reflect", "periodic", "free"}
+        Boundary model of ``A``; ``"free"`` estimates a larger scene and crops it.
+    tol, callback, return_info
+        As in :func:`landweber`; ``info["objective"]`` holds :math:`F` per iteration and
+        image, ``info["x_step"]`` is ``"dct"`` or ``"cg"``, ``info["rho"]`` the penalty.
+
+    Returns
+    -------
+    x : array, shape and float dtype of ``image``
+    info : dict, only with ``return_info``
+
+    Backend notes
+    -------------
+    Buffers (image sizes): ``x``, ``z`` and its dual, ``d`` and its dual (2 each), the
+    right-hand side and the differences of ``x`` (3), plus for the DCT step ``A^T b``'s
+    transform and the denominator (2), for the CG step ``A^T b``, the CG vectors (4) and
+    the blur operator's grids.
+
+    References
+    ----------
+    T. Goldstein and S. Osher, "The split Bregman method for L1-regularized problems", SIAM
+    J. Imaging Sci. 2(2), 2009. M. V. Afonso, J. M. Bioucas-Dias and M. A. T. Figueiredo,
+    "Fast image recovery using variable splitting and constrained optimization", IEEE Trans.
+    Image Process. 19(9), 2010. S. Boyd et al., "Distributed optimization and statistical
+    learning via the alternating direction method of multipliers", Found. Trends Mach.
+    Learn. 3(1), 2011.
+    """
+    be, b, A = prepare(image, psf, boundary, num_iter=num_iter, tol=tol, callback=callback, store_adjoint=False)
+    check_choice("tv", tv, TV_KINDS)
+    check_positive("cg_iter", cg_iter, integer=True)
+    lo, hi = check_bounds(bounds)
+    xp = be.xp
+    w = resolve_tv_weight(xp, b, weight)
+    rho = ADMM_RHO_PER_WEIGHT * w if rho is None else check_weight("rho", rho)
+    iso = tv == "isotropic"
+    box = bool(np.isfinite(lo) or np.isfinite(hi))
+    if boundary == "reflect" and _axis_symmetric(xp, A.psf):
+        step: Any = _DCTStep(be, A, b, rho, box)
+    else:
+        step = _CGStep(be, A, b, rho, box, int(cg_iter))
+    mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback, crop=A.crop)
+
+    x = project(xp, A.embed(b), lo, hi)
+    d = _grad(xp, x)
+    u = xp.zeros_like(d)
+    z = x.copy() if box else x
+    v = xp.zeros_like(x) if box else None
+    tau = w / rho
+    for k in range(num_iter):
+        r = _grad_adjoint(xp, d - u)
+        if box:
+            r += z
+            r -= v
+        r *= r.dtype.type(rho)
+        x = step.solve(x, r)
+        r = None
+        g = _grad(xp, x)
+        g += u
+        d = _shrink(xp, g, tau, iso)
+        xp.subtract(g, d, out=u)
+        g = None
+        z_prev = z.copy() if mon.due(k) else None
+        if box:
+            xp.add(x, v, out=v)
+            z = xp.clip(v, lo, hi)
+            v -= z
+        else:
+            z = x
+        f = None
+        if return_info:
+            f = 0.5 * sumsq(xp, A.apply(z) - b) + w * tv_norm(be, z, iso)
+        if mon.step(k, z, objective=f, x_prev=z_prev):
+            break
+    out = A.crop(z)
+    if not return_info:
+        return out
+    return out, mon.info(weight=w, rho=rho, x_step=step.kind)
