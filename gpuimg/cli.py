@@ -185,7 +185,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # deblur
 # --------------------------------------------------------------------------------------
 
-DEBLUR_METHODS = ("fista_tv", "richardson_lucy", "wiener", "nesterov", "landweber")
+DEBLUR_METHODS = ("fista_tv", "admm_tv", "richardson_lucy", "wiener", "nesterov", "landweber")
 
 
 def load_psf(args: argparse.Namespace) -> np.ndarray:
@@ -230,7 +230,7 @@ def deblur_function(args: argparse.Namespace, kernel: np.ndarray) -> Callable[[A
     def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
         k = be.asarray(kernel, dtype=x.dtype)
         extra = {}
-        if dtype.kind == "f" and args.method == "fista_tv":
+        if dtype.kind == "f" and args.method in ("fista_tv", "admm_tv"):
             extra["bounds"] = None  # float files are not confined to [0, 1]
         return solver(x, k, **opts, **extra)
 

@@ -226,6 +226,7 @@ def run(out: str | Path = "demo-out", *, backend: str | None = None, size: int =
         "richardson_lucy": lambda: restoration.richardson_lucy(b_dev, k_dev, num_iter=50),
         "nesterov": lambda: restoration.nesterov(b_dev, k_dev, weight=2e-3, num_iter=100),
         "fista_tv": lambda: restoration.fista_tv(b_dev, k_dev, weight=5e-4, num_iter=100),
+        "admm_tv": lambda: restoration.admm_tv(b_dev, k_dev, weight=5e-4, num_iter=100),
     }
     rows = [("blurred", b_dev, 0.0)]
     for name, fn in methods.items():

@@ -17,7 +17,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from gpuimg import demo
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ["blurred", "naive division", "wiener", "richardson_lucy", "nesterov", "fista_tv"]
+METHODS = ["blurred", "naive division", "wiener", "richardson_lucy", "nesterov", "fista_tv", "admm_tv"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_demo_writes_everything_quickly(demo_out):
     out, stdout, seconds = demo_out
     assert seconds < 60
     for name in ["sharp", "blurred", "led", "psf_true", "psf_estimated", "montage", "naive_division", "wiener",
-                 "richardson_lucy", "nesterov", "fista_tv"]:
+                 "richardson_lucy", "nesterov", "fista_tv", "admm_tv"]:
         assert (out / f"{name}.png").is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert [m["method"] for m in report["methods"]] == METHODS
@@ -51,7 +51,9 @@ def test_psnr_ordering(demo_out):
     assert psnr["fista_tv"] > psnr["naive division"] + 10
     assert psnr["richardson_lucy"] > psnr["naive division"] + 5
     assert psnr["fista_tv"] > psnr["blurred"] and psnr["richardson_lucy"] > psnr["blurred"]
-    assert psnr["fista_tv"] == max(psnr.values())
+    # the two TV solvers (one objective) lead; ADMM's 100 iterations are closer to its minimiser
+    assert max(psnr["fista_tv"], psnr["admm_tv"]) == max(psnr.values())
+    assert abs(psnr["fista_tv"] - psnr["admm_tv"]) < 1.0
 
 
 def test_report_agrees_with_skimage_on_written_pngs(demo_out):

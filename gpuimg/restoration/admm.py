@@ -14,7 +14,7 @@ from gpuimg.restoration.fista import resolve_tv_weight
 from gpuimg.restoration.linear import _DCT, _axis_symmetric
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, tv_norm
 
-__all__ = ["ADMM_RHO_PER_WEIGHT", "admm_tv"]
+__all__ = ["ADMM_RHO_PER_WEIGHT", "DCT_ASYMMETRY_LIMIT", "admm_tv"]
 
 #: ``admm_tv``'s default penalty ``rho`` is this multiple of the TV weight.
 ADMM_RHO_PER_WEIGHT = 20.0
@@ -53,44 +53,69 @@ def _dot(xp: Any, a: Any, b: Any) -> Any:
     return xp.sum(a * b, axis=(-2, -1), keepdims=True, dtype=np.float64)
 
 
-class _DCTStep:
-    """Solves ``(A^T A + rho (D^T D + c I)) x = A^T b + r`` exactly in the orthonormal DCT-II
-    basis, which diagonalises the reflect model for PSFs symmetric in each axis and the
-    Neumann differences alike."""
-
-    kind = "dct"
+class _DCTInverse:
+    """``(A_s^T A_s + rho (D^T D + c I))^{-1}`` in the orthonormal DCT-II basis, where ``A_s``
+    is the reflect model of the PSF averaged with its flips along each axis: exact for PSFs
+    symmetric in each axis (the DCT-II diagonalises that model and the Neumann differences
+    alike), close for nearly symmetric ones."""
 
     def __init__(self, be: Any, A: Any, b: Any, rho: float, box: bool) -> None:
         self.be = be
         lam = _DCT(be, b, A.psf).otf
         self.den = lam * lam + rho * (_laplacian_eigenvalues(be.xp, b.shape[-2:], 2, b.shape[-1], b.dtype) + box)
-        self.atb = lam * be.fft.dctn(b, type=2, axes=(-2, -1), norm="ortho")
 
-    def solve(self, x: Any, r: Any) -> Any:
+    def __call__(self, r: Any) -> Any:
         fft = self.be.fft
-        R = fft.dctn(r, type=2, axes=(-2, -1), norm="ortho", overwrite_x=True)
-        R += self.atb
+        R = fft.dctn(r, type=2, axes=(-2, -1), norm="ortho")
         R /= self.den
         return fft.idctn(R, type=2, axes=(-2, -1), norm="ortho", overwrite_x=True)
 
 
-class _CGStep:
-    """Approximately solves the same system by ``cg_iter`` conjugate-gradient iterations,
-    warm-started at the previous ``x`` and preconditioned by its circular (DFT-diagonal)
-    counterpart on a zero-padded fast FFT grid, which differs from it only near the border."""
+class _DFTInverse:
+    """The circular counterpart: ``(H^* H + rho (D_c^T D_c + c I))^{-1}`` on a zero-padded fast
+    FFT grid, cropped (symmetric positive definite, a preconditioner for any boundary)."""
 
-    kind = "cg"
+    def __init__(self, be: Any, A: Any, rho: float, box: bool) -> None:
+        xp = be.xp
+        self.be = be
+        fast = be.fft.next_fast_len
+        self.grid = (fast(A.x_shape[-2], True), fast(A.x_shape[-1], True))
+        otf = to_otf(A.psf, self.grid, real=True)
+        lap = _laplacian_eigenvalues(xp, self.grid, 1, otf.shape[-1], A.dtype)
+        self.den = (otf.real**2 + otf.imag**2 + rho * (lap + box)).astype(A.dtype)
+
+    def __call__(self, r: Any) -> Any:
+        be = self.be
+        R = be.rfft_grid(r, self.grid)
+        R /= self.den
+        hx, wx = r.shape[-2:]
+        return be.xp.ascontiguousarray(be.irfft_grid(R, self.grid)[..., :hx, :wx])
+
+
+#: ``||psf - its axis-symmetric average||_1 / ||psf||_1`` up to which the DCT-II inverse
+#: preconditions the reflect model (beyond it, the circular one does better).
+DCT_ASYMMETRY_LIMIT = 0.2
+
+
+class _XStep:
+    """Solves ``(A^T A + rho (D^T D + c I)) x = A^T b + r``: exactly by the DCT-II inverse when
+    it is exact, else by at most ``cg_iter`` preconditioned conjugate-gradient iterations
+    warm-started at the previous ``x``, stopped early at relative residual ``1e-3``."""
 
     def __init__(self, be: Any, A: Any, b: Any, rho: float, box: bool, cg_iter: int) -> None:
         xp = be.xp
         self.be, self.A, self.rho, self.box, self.cg_iter = be, A, rho, box, cg_iter
         self.atb = xp.ascontiguousarray(A.adjoint(b))
-        hx, wx = A.x_shape[-2:]
-        fast = be.fft.next_fast_len
-        self.grid = (fast(hx, True), fast(wx, True))
-        otf = to_otf(A.psf, self.grid, real=True)
-        lap = _laplacian_eigenvalues(xp, self.grid, 1, otf.shape[-1], A.dtype)
-        self.pden = (otf.real**2 + otf.imag**2 + rho * (lap + box)).astype(A.dtype)
+        k = A.psf
+        sym = 0.25 * (k + k[::-1, :] + k[:, ::-1] + k[::-1, ::-1])
+        odd = k.shape[0] % 2 == 1 and k.shape[1] % 2 == 1
+        asym = float(xp.abs(k - sym).sum() / xp.abs(k).sum()) if odd else np.inf
+        if A.boundary == "reflect" and asym <= DCT_ASYMMETRY_LIMIT:
+            self.inverse: Any = _DCTInverse(be, A, b, rho, box)
+            self.kind = "dct" if _axis_symmetric(xp, k) else "cg+dct"
+        else:
+            self.inverse = _DFTInverse(be, A, rho, box)
+            self.kind = "cg+dft"
 
     def normal(self, v: Any) -> Any:
         xp = self.be.xp
@@ -102,18 +127,14 @@ class _CGStep:
         out += reg
         return out
 
-    def precondition(self, r: Any) -> Any:
-        be = self.be
-        R = be.rfft_grid(r, self.grid)
-        R /= self.pden
-        hx, wx = r.shape[-2:]
-        return be.xp.ascontiguousarray(be.irfft_grid(R, self.grid)[..., :hx, :wx])
-
-    def solve(self, x: Any, r: Any) -> Any:
+    def __call__(self, x: Any, r: Any) -> Any:
         xp = self.be.xp
         r += self.atb
+        if self.kind == "dct":
+            return self.inverse(r)
+        stop = 1e-6 * _dot(xp, r, r)
         r -= self.normal(x)
-        s = self.precondition(r)
+        s = self.inverse(r)
         p = s
         rs = _dot(xp, r, s)
         for j in range(self.cg_iter):
@@ -124,7 +145,9 @@ class _CGStep:
             if j == self.cg_iter - 1:
                 break
             r -= alpha * q
-            s = self.precondition(r)
+            if bool(xp.all(_dot(xp, r, r) <= stop)):
+                break
+            s = self.inverse(r)
             rs_new = _dot(xp, r, s)
             beta = (rs_new / xp.where(rs > 0, rs, 1.0)).astype(x.dtype)
             p = s + beta * p
@@ -168,8 +191,10 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     gradient methods back converge in tens of iterations: where FISTA needs about 1000
     iterations, ADMM needs about 50–100. With ``boundary="reflect"`` and a PSF symmetric in
     each axis (Gaussian, disk) the x-step is exact in the DCT-II basis (one DCT pair per
-    iteration); otherwise it runs ``cg_iter`` conjugate-gradient iterations warm-started at
-    the previous ``x`` and preconditioned by the circular model.
+    iteration); otherwise it runs up to ``cg_iter`` conjugate-gradient iterations
+    warm-started at the previous ``x``, preconditioned by that DCT-II inverse for nearly
+    symmetric PSFs with the reflect model (``DCT_ASYMMETRY_LIMIT``) or by the circular
+    model's inverse (motion blur, ``"periodic"``, ``"free"``).
 
     Parameters
     ----------
@@ -193,7 +218,8 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
         Boundary model of ``A``; ``"free"`` estimates a larger scene and crops it.
     tol, callback, return_info
         As in :func:`landweber`; ``info["objective"]`` holds :math:`F` per iteration and
-        image, ``info["x_step"]`` is ``"dct"`` or ``"cg"``, ``info["rho"]`` the penalty.
+        image, ``info["x_step"]`` is ``"dct"``, ``"cg+dct"`` or ``"cg+dft"`` (the
+        x-step and its preconditioner), ``info["rho"]`` the penalty.
 
     Returns
     -------
@@ -225,10 +251,7 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     rho = ADMM_RHO_PER_WEIGHT * w if rho is None else check_weight("rho", rho)
     iso = tv == "isotropic"
     box = bool(np.isfinite(lo) or np.isfinite(hi))
-    if boundary == "reflect" and _axis_symmetric(xp, A.psf):
-        step: Any = _DCTStep(be, A, b, rho, box)
-    else:
-        step = _CGStep(be, A, b, rho, box, int(cg_iter))
+    step = _XStep(be, A, b, rho, box, int(cg_iter))
     mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback, crop=A.crop)
 
     x = project(xp, A.embed(b), lo, hi)
@@ -243,7 +266,7 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
             r += z
             r -= v
         r *= r.dtype.type(rho)
-        x = step.solve(x, r)
+        x = step(x, r)
         r = None
         g = _grad(xp, x)
         g += u
