@@ -1,5 +1,5 @@
 """Deconvolution speed: gpuimg's Richardson-Lucy vs scikit-image's (CPU) and cuCIM's (GPU),
-FISTA-TV at 2048^2, a batch of 32 images in one call vs a loop, and GPU memory peaks.
+FISTA-TV and ADMM-TV at 2048^2, a batch of 32 images in one call vs a loop, and GPU memory peaks.
 
     python -m pytest benchmarks/bench_restoration.py -q
 
@@ -72,11 +72,20 @@ def test_fista_tv_2048_gpu(bench, be, rng):
           impl="gpuimg", be=be, rounds=3)
 
 
+def test_admm_tv_2048_gpu(bench, be, rng):
+    if not be.is_gpu:
+        pytest.skip("GPU timing")
+    b, k = _blurred(rng, (2048, 2048), np.float32)
+    bench(R.admm_tv, be.asarray(b), be.asarray(k), weight=1e-3, num_iter=100, group="admm_tv 2048^2 f32 100 it",
+          impl="gpuimg", be=be, rounds=3)
+
+
 SOLVERS = {
     "wiener": lambda b, k: R.wiener(b, k, balance=1e-3),
     "landweber": lambda b, k: R.landweber(b, k, num_iter=5),
     "nesterov": lambda b, k: R.nesterov(b, k, weight=1e-3, num_iter=5),
     "fista_tv": lambda b, k: R.fista_tv(b, k, weight=1e-3, num_iter=5),
+    "admm_tv": lambda b, k: R.admm_tv(b, k, weight=1e-3, num_iter=5),
     "richardson_lucy": lambda b, k: R.richardson_lucy(b, k, num_iter=5),
 }
 

@@ -64,9 +64,9 @@ class _DCTInverse:
         lam = _DCT(be, b, A.psf).otf
         self.den = lam * lam + rho * (_laplacian_eigenvalues(be.xp, b.shape[-2:], 2, b.shape[-1], b.dtype) + box)
 
-    def __call__(self, r: Any) -> Any:
+    def __call__(self, r: Any, overwrite: bool = False) -> Any:
         fft = self.be.fft
-        R = fft.dctn(r, type=2, axes=(-2, -1), norm="ortho")
+        R = fft.dctn(r, type=2, axes=(-2, -1), norm="ortho", overwrite_x=overwrite)
         R /= self.den
         return fft.idctn(R, type=2, axes=(-2, -1), norm="ortho", overwrite_x=True)
 
@@ -97,14 +97,19 @@ class _DFTInverse:
 DCT_ASYMMETRY_LIMIT = 0.2
 
 
+#: Default conjugate-gradient iterations per x-step for each preconditioner.
+CG_ITER = {"dct": 0, "cg+dct": 2, "cg+dft": 5}
+
+
 class _XStep:
     """Solves ``(A^T A + rho (D^T D + c I)) x = A^T b + r``: exactly by the DCT-II inverse when
-    it is exact, else by at most ``cg_iter`` preconditioned conjugate-gradient iterations
-    warm-started at the previous ``x``, stopped early at relative residual ``1e-3``."""
+    it is exact, else by ``cg_iter`` preconditioned conjugate-gradient iterations
+    warm-started at the previous ``x`` (a fixed count: every image of a batch gets the same
+    iterations as alone)."""
 
-    def __init__(self, be: Any, A: Any, b: Any, rho: float, box: bool, cg_iter: int) -> None:
+    def __init__(self, be: Any, A: Any, b: Any, rho: float, box: bool, cg_iter: int | None) -> None:
         xp = be.xp
-        self.be, self.A, self.rho, self.box, self.cg_iter = be, A, rho, box, cg_iter
+        self.be, self.A, self.rho, self.box = be, A, rho, box
         self.atb = xp.ascontiguousarray(A.adjoint(b))
         k = A.psf
         sym = 0.25 * (k + k[::-1, :] + k[:, ::-1] + k[::-1, ::-1])
@@ -116,6 +121,7 @@ class _XStep:
         else:
             self.inverse = _DFTInverse(be, A, rho, box)
             self.kind = "cg+dft"
+        self.cg_iter = CG_ITER[self.kind] if cg_iter is None else cg_iter
 
     def normal(self, v: Any) -> Any:
         xp = self.be.xp
@@ -131,8 +137,7 @@ class _XStep:
         xp = self.be.xp
         r += self.atb
         if self.kind == "dct":
-            return self.inverse(r)
-        stop = 1e-6 * _dot(xp, r, r)
+            return self.inverse(r, overwrite=True)
         r -= self.normal(x)
         s = self.inverse(r)
         p = s
@@ -145,8 +150,6 @@ class _XStep:
             if j == self.cg_iter - 1:
                 break
             r -= alpha * q
-            if bool(xp.all(_dot(xp, r, r) <= stop)):
-                break
             s = self.inverse(r)
             rs_new = _dot(xp, r, s)
             beta = (rs_new / xp.where(rs > 0, rs, 1.0)).astype(x.dtype)
@@ -167,7 +170,7 @@ def _shrink(xp: Any, v: Any, tau: float, isotropic: bool) -> Any:
 
 
 def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", bounds: Any = (0, 1),
-            num_iter: int = 100, rho: Any = None, cg_iter: int = 5, boundary: str = "reflect",
+            num_iter: int = 100, rho: Any = None, cg_iter: int | None = None, boundary: str = "reflect",
             tol: float = 0.0, callback: Callable[..., Any] | None = None, return_info: bool = False) -> Any:
     """Total-variation deconvolution by the alternating direction method of multipliers.
 
@@ -191,7 +194,7 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     gradient methods back converge in tens of iterations: where FISTA needs about 1000
     iterations, ADMM needs about 50–100. With ``boundary="reflect"`` and a PSF symmetric in
     each axis (Gaussian, disk) the x-step is exact in the DCT-II basis (one DCT pair per
-    iteration); otherwise it runs up to ``cg_iter`` conjugate-gradient iterations
+    iteration); otherwise it runs ``cg_iter`` conjugate-gradient iterations
     warm-started at the previous ``x``, preconditioned by that DCT-II inverse for nearly
     symmetric PSFs with the reflect model (``DCT_ASYMMETRY_LIMIT``) or by the circular
     model's inverse (motion blur, ``"periodic"``, ``"free"``).
@@ -212,8 +215,9 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     rho : float or None
         Penalty ``rho > 0``; ``None``: ``ADMM_RHO_PER_WEIGHT * w``. Any ``rho`` converges;
         it sets the speed.
-    cg_iter : int
-        Conjugate-gradient iterations per x-step when it is not exact.
+    cg_iter : int or None
+        Conjugate-gradient iterations per x-step when it is not exact; ``None``: 2 with the
+        DCT-II preconditioner, 5 with the circular one (``CG_ITER``).
     boundary : {"reflect", "periodic", "free"}
         Boundary model of ``A``; ``"free"`` estimates a larger scene and crops it.
     tol, callback, return_info
@@ -228,10 +232,13 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
 
     Backend notes
     -------------
-    Buffers (image sizes): ``x``, ``z`` and its dual, ``d`` and its dual (2 each), the
-    right-hand side and the differences of ``x`` (3), plus for the DCT step ``A^T b``'s
-    transform and the denominator (2), for the CG step ``A^T b``, the CG vectors (4) and
-    the blur operator's grids.
+    The state is ``q = D x + u`` (2 image sizes) and ``t = x + v`` (1), from which ``d``,
+    ``u``, ``z`` and ``v`` are formed when needed; with ``A^T b`` and the DCT denominator that
+    is 5 image sizes kept, plus the right-hand side, the differences of ``x`` and the
+    transforms' work arrays while they run. Traced with NumPy (1024 x 1024 float32, 19 x 19
+    Gaussian, DCT x-step): peak 11.1x the image's bytes against fista_tv's 12.2x (9.2x on
+    the CuPy pool at 2048 x 2048). The CG x-step keeps ``x`` and four CG vectors more
+    (motion blur: 15.6x traced).
 
     References
     ----------
@@ -244,47 +251,56 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     """
     be, b, A = prepare(image, psf, boundary, num_iter=num_iter, tol=tol, callback=callback, store_adjoint=False)
     check_choice("tv", tv, TV_KINDS)
-    check_positive("cg_iter", cg_iter, integer=True)
+    if cg_iter is not None:
+        check_positive("cg_iter", cg_iter, integer=True)
     lo, hi = check_bounds(bounds)
     xp = be.xp
     w = resolve_tv_weight(xp, b, weight)
     rho = ADMM_RHO_PER_WEIGHT * w if rho is None else check_weight("rho", rho)
     iso = tv == "isotropic"
     box = bool(np.isfinite(lo) or np.isfinite(hi))
-    step = _XStep(be, A, b, rho, box, int(cg_iter))
+    step = _XStep(be, A, b, rho, box, cg_iter)
     mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback, crop=A.crop)
 
     x = project(xp, A.embed(b), lo, hi)
-    d = _grad(xp, x)
-    u = xp.zeros_like(d)
-    z = x.copy() if box else x
-    v = xp.zeros_like(x) if box else None
+    # the state is q = D x + u (d = shrink(q), u = q - d) and t = x + v (z = P_C(t), v = t - z);
+    # starting from q = D x_0, t = x_0 is ADMM from x_0 with zero duals, d-step first
+    q = _grad(xp, x)
+    t = x.copy() if box else None
     tau = w / rho
+    watch = return_info or callback is not None
+
+    def current() -> Any:
+        return xp.clip(t, lo, hi) if box else x
+
     for k in range(num_iter):
-        r = _grad_adjoint(xp, d - u)
+        z_prev = current() if mon.due(k) else None
+        s = _shrink(xp, q, tau, iso)
+        q -= s  # u
+        s -= q  # d - u
+        r = _grad_adjoint(xp, s)
+        s = None
         if box:
-            r += z
-            r -= v
+            c = xp.clip(t, lo, hi)
+            t -= c  # v
+            r += c
+            r -= t
+            c = None
         r *= r.dtype.type(rho)
         x = step(x, r)
         r = None
         g = _grad(xp, x)
-        g += u
-        d = _shrink(xp, g, tau, iso)
-        xp.subtract(g, d, out=u)
+        q += g
         g = None
-        z_prev = z.copy() if mon.due(k) else None
         if box:
-            xp.add(x, v, out=v)
-            z = xp.clip(v, lo, hi)
-            v -= z
-        else:
-            z = x
+            t += x
+        z = current() if watch or z_prev is not None else x
         f = None
         if return_info:
             f = 0.5 * sumsq(xp, A.apply(z) - b) + w * tv_norm(be, z, iso)
         if mon.step(k, z, objective=f, x_prev=z_prev):
             break
+    z = current()
     out = A.crop(z)
     if not return_info:
         return out
