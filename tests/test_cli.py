@@ -90,6 +90,18 @@ def test_deblur_matches_library_and_keeps_dtype(tmp_path, rng):
     np.testing.assert_allclose(back.astype(int), _library_rl(img16, 1.5, 8).astype(int), atol=1)
 
 
+def test_deblur_admm_tv_matches_library(tmp_path, rng):
+    imgs = _blurry_pngs(tmp_path / "in", rng, 2)
+    out = tmp_path / "out"
+    gpuimg("deblur", tmp_path / "in", "--out", out, "--psf-disk", 2, "--method", "admm_tv", "--weight", 0.01,
+           "--iters", 15, "--backend", "numpy", "-q", check=0)
+    k = psf.disk(2.0)
+    for name, img in imgs.items():
+        x = gio.to_float(img)
+        ref = gio.from_float(restoration.admm_tv(x, k.astype(x.dtype), weight=0.01, num_iter=15), img.dtype)
+        np.testing.assert_allclose(np.array(Image.open(out / name)).astype(int), ref.astype(int), atol=1)
+
+
 def test_folder_with_corrupt_file(tmp_path, rng):
     _blurry_pngs(tmp_path / "in", rng, 10)
     (tmp_path / "in" / "im04.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
