@@ -64,20 +64,13 @@ def test_richardson_lucy_2048_gpu(bench, be, rng, impl):
         bench(cucim_rest.richardson_lucy, bb, kk, num_iter=100, group=group, impl=impl, be=be, rounds=3)
 
 
-def test_fista_tv_2048_gpu(bench, be, rng):
+@pytest.mark.parametrize("name", ["fista_tv", "admm_tv"])
+def test_tv_2048_gpu(bench, be, rng, name):
     if not be.is_gpu:
         pytest.skip("GPU timing")
     b, k = _blurred(rng, (2048, 2048), np.float32)
-    bench(R.fista_tv, be.asarray(b), be.asarray(k), weight=1e-3, num_iter=100, group="fista_tv 2048^2 f32 100 it",
-          impl="gpuimg", be=be, rounds=3)
-
-
-def test_admm_tv_2048_gpu(bench, be, rng):
-    if not be.is_gpu:
-        pytest.skip("GPU timing")
-    b, k = _blurred(rng, (2048, 2048), np.float32)
-    bench(R.admm_tv, be.asarray(b), be.asarray(k), weight=1e-3, num_iter=100, group="admm_tv 2048^2 f32 100 it",
-          impl="gpuimg", be=be, rounds=3)
+    bench(getattr(R, name), be.asarray(b), be.asarray(k), weight=1e-3, num_iter=100,
+          group=f"{name} 2048^2 f32 100 it", impl="gpuimg", be=be, rounds=3)
 
 
 SOLVERS = {

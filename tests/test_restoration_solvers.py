@@ -141,13 +141,14 @@ def test_fista_tv_with_identity_psf_is_tv_denoising(be, rng, monotone, restart):
         assert np.all(np.diff(info["objective"]) <= 1e-12 * info["objective"][0])
 
 
+@pytest.mark.parametrize("solver", ["fista_tv", "admm_tv"])
 @pytest.mark.parametrize("boundary", ["reflect", "free", "periodic"])
-def test_fista_tv_restores_and_respects_bounds(be, rng, boundary):
+def test_tv_solvers_restore_and_respect_bounds(be, rng, boundary, solver):
     x = _scene(64)
     k = psfs.gaussian((11, 11), 2.0)
     mode = "wrap" if boundary == "periodic" else "reflect"
     b = ndi.convolve(x, k, mode=mode) + rng.normal(0, 0.01, x.shape)
-    got = to_np(R.fista_tv(be.asarray(b.astype(np.float32)), be.asarray(k), num_iter=40, boundary=boundary))
+    got = to_np(getattr(R, solver)(be.asarray(b.astype(np.float32)), be.asarray(k), num_iter=40, boundary=boundary))
     assert got.dtype == np.float32 and got.shape == x.shape
     assert got.min() >= 0 and got.max() <= 1
     isnr = 10 * np.log10(np.sum((b - x) ** 2) / np.sum((got - x) ** 2))
