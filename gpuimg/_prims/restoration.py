@@ -20,15 +20,17 @@ _MARGINS = KernelFamily("margins.cu", [f"{k}<{t}>" for k in ("reflect_margins", 
                                        for t in ("float", "double")])
 
 
-def _grad(x):
-    g = np.zeros((2,) + x.shape, dtype=x.dtype)
-    g[0, ..., :-1, :] = x[..., 1:, :] - x[..., :-1, :]
-    g[1, ..., :, :-1] = x[..., :, 1:] - x[..., :, :-1]
+def grad(xp, x):
+    """Forward differences ``(2, ..., H, W)`` of a stack, zero across the last row / column."""
+    g = xp.zeros((2,) + x.shape, dtype=x.dtype)
+    xp.subtract(x[..., 1:, :], x[..., :-1, :], out=g[0, ..., :-1, :])
+    xp.subtract(x[..., :, 1:], x[..., :, :-1], out=g[1, ..., :, :-1])
     return g
 
 
-def _div(p):
-    d = np.zeros(p.shape[1:], dtype=p.dtype)
+def div(xp, p):
+    """``div p = -grad^T p`` for :func:`grad`'s differences."""
+    d = xp.zeros(p.shape[1:], dtype=p.dtype)
     d[..., :-1, :] += p[0, ..., :-1, :]
     d[..., 1:, :] -= p[0, ..., :-1, :]
     d[..., :, :-1] += p[1, ..., :, :-1]
@@ -181,9 +183,9 @@ def _rl_update_numpy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     """
     den = None
     if tv_weight:
-        g = _grad(x)
+        g = grad(np, x)
         g /= np.sqrt(g[0] * g[0] + g[1] * g[1] + x.dtype.type(eps) ** 2)
-        den = _div(g)
+        den = div(np, g)
         den *= -x.dtype.type(tv_weight)
         den += 1
     out = np.multiply(x, corr, out=out)

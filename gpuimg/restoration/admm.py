@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from gpuimg._prims.restoration import div, grad
 from gpuimg._validate import check_choice, check_positive
 from gpuimg.psf import to_otf
 from gpuimg.restoration._common import Monitor, check_weight, prepare, project, sumsq
 from gpuimg.restoration.fista import resolve_tv_weight
+from gpuimg.restoration.gradient import _add_laplacian
 from gpuimg.restoration.linear import _DCT, _axis_symmetric
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, tv_norm
 
@@ -18,24 +20,6 @@ __all__ = ["ADMM_RHO_PER_WEIGHT", "DCT_ASYMMETRY_LIMIT", "admm_tv"]
 
 #: ``admm_tv``'s default penalty ``rho`` is this multiple of the TV weight.
 ADMM_RHO_PER_WEIGHT = 20.0
-
-
-def _grad(xp: Any, x: Any) -> Any:
-    """Forward differences ``(D_row x, D_col x)`` with Neumann boundary (zero last row/column)."""
-    g = xp.zeros((2,) + x.shape, dtype=x.dtype)
-    xp.subtract(x[..., 1:, :], x[..., :-1, :], out=g[0, ..., :-1, :])
-    xp.subtract(x[..., :, 1:], x[..., :, :-1], out=g[1, ..., :, :-1])
-    return g
-
-
-def _grad_adjoint(xp: Any, g: Any) -> Any:
-    """``D^T g`` (minus the divergence) for :func:`_grad`'s differences."""
-    out = xp.zeros(g.shape[1:], dtype=g.dtype)
-    out[..., :-1, :] -= g[0, ..., :-1, :]
-    out[..., 1:, :] += g[0, ..., :-1, :]
-    out[..., :, :-1] -= g[1, ..., :, :-1]
-    out[..., :, 1:] += g[1, ..., :, :-1]
-    return out
 
 
 def _laplacian_eigenvalues(xp: Any, shape: tuple[int, int], period: int, columns: int, dtype: Any) -> Any:
@@ -126,11 +110,9 @@ class _XStep:
     def normal(self, v: Any) -> Any:
         xp = self.be.xp
         out = xp.ascontiguousarray(self.A.normal(v))
-        reg = _grad_adjoint(xp, _grad(xp, v))
+        _add_laplacian(xp, out, v, -self.rho)  # + rho D^T D v
         if self.box:
-            reg += v
-        reg *= self.rho
-        out += reg
+            out += self.rho * v
         return out
 
     def __call__(self, x: Any, r: Any) -> Any:
@@ -233,11 +215,12 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     Backend notes
     -------------
     The state is ``q = D x + u`` (2 image sizes) and ``t = x + v`` (1), from which ``d``,
-    ``u``, ``z`` and ``v`` are formed when needed; with ``A^T b`` and the DCT denominator that
-    is 5 image sizes kept, plus the right-hand side, the differences of ``x`` and the
-    transforms' work arrays while they run. Traced with NumPy (1024 x 1024 float32, 19 x 19
+    ``u``, ``z`` and ``v`` are formed when needed; with ``x`` (the CG warm start and, without
+    bounds, the result), ``A^T b`` and the DCT denominator that is 6 image sizes kept, plus
+    the right-hand side, the differences of ``x`` and the transforms' work arrays while they
+    run. Traced with NumPy (1024 x 1024 float32, 19 x 19
     Gaussian, DCT x-step): peak 11.1x the image's bytes against fista_tv's 12.2x (9.2x on
-    the CuPy pool at 2048 x 2048). The CG x-step keeps ``x`` and four CG vectors more
+    the CuPy pool at 2048 x 2048). The CG x-step keeps four CG vectors more
     (motion blur: 15.6x traced).
 
     References
@@ -265,7 +248,7 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     x = project(xp, A.embed(b), lo, hi)
     # the state is q = D x + u (d = shrink(q), u = q - d) and t = x + v (z = P_C(t), v = t - z);
     # starting from q = D x_0, t = x_0 is ADMM from x_0 with zero duals, d-step first
-    q = _grad(xp, x)
+    q = grad(xp, x)
     t = x.copy() if box else None
     tau = w / rho
     watch = return_info or callback is not None
@@ -278,18 +261,18 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
         s = _shrink(xp, q, tau, iso)
         q -= s  # u
         s -= q  # d - u
-        r = _grad_adjoint(xp, s)
+        r = div(xp, s)  # -D^T (d - u)
         s = None
         if box:
             c = xp.clip(t, lo, hi)
             t -= c  # v
-            r += c
-            r -= t
+            r -= c
+            r += t
             c = None
-        r *= r.dtype.type(rho)
+        r *= r.dtype.type(-rho)
         x = step(x, r)
         r = None
-        g = _grad(xp, x)
+        g = grad(xp, x)
         q += g
         g = None
         if box:
