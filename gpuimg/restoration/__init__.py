@@ -10,7 +10,12 @@ default weights.
 """
 
 from gpuimg.restoration.admm import ADMM_RHO_PER_WEIGHT, admm_tv
-from gpuimg.restoration.fista import TV_WEIGHT_PER_SIGMA, default_tv_weight, fista_tv
+from gpuimg.restoration.fista import (
+    TV_WEIGHT_EXPONENT,
+    TV_WEIGHT_SCALE,
+    default_tv_weight,
+    fista_tv,
+)
 from gpuimg.restoration.gradient import landweber, nesterov
 from gpuimg.restoration.linear import inverse_filter, wiener
 from gpuimg.restoration.noise import estimate_noise
@@ -21,7 +26,8 @@ from gpuimg.restoration.tv import tv_norm, tv_prox
 __all__ = [
     "ADMM_RHO_PER_WEIGHT",
     "BOUNDARIES",
-    "TV_WEIGHT_PER_SIGMA",
+    "TV_WEIGHT_EXPONENT",
+    "TV_WEIGHT_SCALE",
     "BlurOperator",
     "admm_tv",
     "default_tv_weight",

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuimg._backend import get_backend
 from gpuimg._validate import check_choice, check_positive
 from gpuimg.restoration._common import (
     Monitor,
@@ -24,15 +25,51 @@ from gpuimg.restoration.gradient import RESTARTS
 from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, fgp, tv_norm
 
-__all__ = ["TV_WEIGHT_PER_SIGMA", "default_tv_weight", "fista_tv", "resolve_tv_weight"]
+__all__ = ["TV_WEIGHT_EXPONENT", "TV_WEIGHT_SCALE", "default_tv_weight", "fista_tv", "resolve_tv_weight"]
 
-#: ``fista_tv``'s default weight is this multiple of the estimated noise level.
-TV_WEIGHT_PER_SIGMA = 0.05
+#: the default weight is ``TV_WEIGHT_SCALE * σ * (σ / g) ** TV_WEIGHT_EXPONENT``
+#: (:func:`default_tv_weight`)
+TV_WEIGHT_SCALE = 0.37
+TV_WEIGHT_EXPONENT = 1.3
+
+
+def _mean_abs_differences(xp: Any, b: Any) -> Any:
+    """``g = mean |b[i+1, j] - b[i, j]| + mean |b[i, j+1] - b[i, j]|`` per image (float64)."""
+    b = xp.asarray(b, dtype=np.float64)
+    return (xp.mean(xp.abs(xp.diff(b, axis=-2)), axis=(-2, -1))
+            + xp.mean(xp.abs(xp.diff(b, axis=-1)), axis=(-2, -1)))
 
 
 def default_tv_weight(image: Any) -> Any:
-    """Default TV weight ``TV_WEIGHT_PER_SIGMA * estimate_noise(image)`` (per image)."""
-    return TV_WEIGHT_PER_SIGMA * estimate_noise(image)
+    """Default TV weight of a blurred, noisy image, one per image.
+
+    .. math:: w = s\\,\\sigma\\,(\\sigma / g)^{p}, \\quad s = 0.37,\\; p = 1.3
+
+    with :math:`\\sigma` from :func:`estimate_noise` and :math:`g` the mean absolute
+    horizontal plus vertical difference of the image. It scales with the image (``w(c b) =
+    c w(b)``) and grows faster than :math:`\\sigma` (about as :math:`\\sigma^{1.7}` once noise
+    dominates ``g``), as the ISNR-best weight does. ``s`` and ``p`` minimise the mean ISNR
+    loss against the best weight of a grid (converged :func:`admm_tv`) over 14 scikit-image
+    scenes (moon, chelsea, coffee, rocket, brick, grass, gravel, cell, hubble_deep_field,
+    immunohistochemistry, clock, shepp_logan_phantom, retina, cat; 256 x 256), three PSFs
+    (Gaussian σ = 3, disk r = 5, 15 px motion) and noise σ = 1e-3, 3e-3, 1e-2, 3e-2: a mean
+    loss of 0.47 dB, against 1.15 dB for a fixed ``0.05 σ``. The scenes of the quality
+    benchmark (camera, astronaut, coins) were held out.
+
+    Parameters
+    ----------
+    image : array, shape (..., H, W)
+
+    Returns
+    -------
+    array
+        Shape ``image.shape[:-2]``, float64, on the input's backend.
+    """
+    xp = get_backend(image, names=("image",)).xp
+    sigma = estimate_noise(image)
+    g = _mean_abs_differences(xp, image)
+    ratio = xp.where(g > 0, sigma / xp.where(g > 0, g, 1), 0)
+    return TV_WEIGHT_SCALE * sigma * ratio ** TV_WEIGHT_EXPONENT
 
 
 def resolve_tv_weight(xp: Any, b: Any, weight: Any) -> float:
@@ -40,11 +77,11 @@ def resolve_tv_weight(xp: Any, b: Any, weight: Any) -> float:
     batch: one call uses one weight)."""
     if weight is not None:
         return check_weight("weight", weight)
-    w = float(xp.asarray(default_tv_weight(b), dtype=np.float64).mean())
     # a noise estimate at round-off level (a constant or synthetic image) gives no usable weight
-    if not w > TV_WEIGHT_PER_SIGMA * 100 * np.finfo(b.dtype).eps * float(xp.abs(b).max()):
+    sigma = float(xp.asarray(estimate_noise(b), dtype=np.float64).max())
+    if not sigma > 100 * np.finfo(b.dtype).eps * float(xp.abs(b).max()):
         raise ValueError("weight: the noise estimate of image is 0 (a noise-free image); pass weight > 0")
-    return w
+    return float(xp.asarray(default_tv_weight(b), dtype=np.float64).mean())
 
 
 def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", bounds: Any = (0, 1),
@@ -72,8 +109,8 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     psf : array, shape (kh, kw)
         Point-spread function (normalised to unit sum; centre at ``(kh // 2, kw // 2)``).
     weight : float or None
-        ``w > 0`` in image units. ``None``: ``TV_WEIGHT_PER_SIGMA * σ`` with ``σ`` from
-        :func:`estimate_noise` (:func:`default_tv_weight`; the mean over a batch, since one
+        ``w > 0`` in image units. ``None``: :func:`default_tv_weight`, from the noise level
+        :func:`estimate_noise` and the image's mean absolute differences (the mean over a batch, since one
         call uses one weight).
     tv : {"isotropic", "anisotropic"}
     bounds : (lo, hi) or None
