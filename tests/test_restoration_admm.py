@@ -29,7 +29,7 @@ def test_admm_tv_with_identity_psf_is_tv_denoising(be, rng, bounds):
     f = np.clip(_scene(40) + rng.normal(0, 0.05, (40, 40)), 0, 1)
     w = 0.08
     ref = denoise_tv_chambolle(f, weight=w, eps=1e-10, max_num_iter=3000)
-    got, info = R.admm_tv(be.asarray(f), be.asarray(np.ones((1, 1))), weight=w, bounds=bounds, num_iter=300,
+    got, info = R.admm_tv(be.asarray(f), be.asarray(np.ones((1, 1))), weight=w, bounds=bounds, num_iter=1000,
                           return_info=True)
     got = to_np(got)
     assert info["x_step"] == "dct"
@@ -103,9 +103,10 @@ def test_admm_tv_batch_equals_one_by_one(be, rng):
     x = _scene(48)
     k = psfs.motion(7, 20.0)
     stack = np.stack([ndi.convolve(x, k, mode="reflect") + rng.normal(0, s, x.shape) for s in (0.01, 0.02)])
-    both = to_np(R.admm_tv(be.asarray(stack), be.asarray(k), weight=0.002, num_iter=20))
+    # one weight and one penalty for the call (the default penalty is the batch's)
+    both = to_np(R.admm_tv(be.asarray(stack), be.asarray(k), weight=0.002, rho=0.05, num_iter=20))
     for i in range(2):
-        one = to_np(R.admm_tv(be.asarray(stack[i]), be.asarray(k), weight=0.002, num_iter=20))
+        one = to_np(R.admm_tv(be.asarray(stack[i]), be.asarray(k), weight=0.002, rho=0.05, num_iter=20))
         np.testing.assert_allclose(both[i], one, rtol=0, atol=1e-10)
 
 

@@ -9,7 +9,7 @@ ADMM, converged in tens of iterations), :func:`richardson_lucy` (Poisson, RL-TV)
 default weights.
 """
 
-from gpuimg.restoration.admm import ADMM_RHO_PER_WEIGHT, admm_tv
+from gpuimg.restoration.admm import ADMM_RHO_PER_C, admm_tv
 from gpuimg.restoration.fista import (
     TV_WEIGHT_EXPONENT,
     TV_WEIGHT_SCALE,
@@ -24,7 +24,7 @@ from gpuimg.restoration.richardson_lucy import richardson_lucy
 from gpuimg.restoration.tv import tv_norm, tv_prox
 
 __all__ = [
-    "ADMM_RHO_PER_WEIGHT",
+    "ADMM_RHO_PER_C",
     "BOUNDARIES",
     "TV_WEIGHT_EXPONENT",
     "TV_WEIGHT_SCALE",

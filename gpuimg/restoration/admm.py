@@ -11,15 +11,26 @@ from gpuimg._prims.restoration import div, grad
 from gpuimg._validate import check_choice, check_positive
 from gpuimg.psf import to_otf
 from gpuimg.restoration._common import Monitor, check_weight, prepare, project, sumsq
-from gpuimg.restoration.fista import resolve_tv_weight
+from gpuimg.restoration.fista import _mean_abs_differences, resolve_tv_weight
 from gpuimg.restoration.gradient import _add_laplacian
 from gpuimg.restoration.linear import _DCT, _axis_symmetric
+from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, tv_norm
 
-__all__ = ["ADMM_RHO_PER_WEIGHT", "DCT_ASYMMETRY_LIMIT", "admm_tv"]
+__all__ = ["ADMM_RHO_PER_C", "DCT_ASYMMETRY_LIMIT", "admm_tv"]
 
-#: ``admm_tv``'s default penalty ``rho`` is this multiple of the TV weight.
-ADMM_RHO_PER_WEIGHT = 20.0
+#: ``admm_tv``'s default penalty is ``rho = ADMM_RHO_PER_C * w / s``: the TV weight over the
+#: noise level, scaled (:func:`default_rho`)
+ADMM_RHO_PER_C = 0.2
+
+
+def default_rho(xp: Any, b: Any, w: float) -> float:
+    """``rho = ADMM_RHO_PER_C * w / s`` with ``s`` the noise estimate of ``b`` (the batch's
+    mean), but at least 1 % of its mean absolute difference (a noise-free image)."""
+    s = max(float(xp.mean(estimate_noise(b))), 0.01 * float(xp.mean(_mean_abs_differences(xp, b))))
+    if not s > 0:  # a constant image: any penalty does
+        return 1.0
+    return ADMM_RHO_PER_C * w / s
 
 
 def _laplacian_eigenvalues(xp: Any, shape: tuple[int, int], period: int, columns: int, dtype: Any) -> Any:
@@ -195,8 +206,13 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     num_iter : int
         ADMM iterations.
     rho : float or None
-        Penalty ``rho > 0``; ``None``: ``ADMM_RHO_PER_WEIGHT * w``. Any ``rho`` converges;
-        it sets the speed.
+        Penalty ``rho > 0`` (dimensionless: ``A^T A`` has norm 1). ``None``:
+        ``ADMM_RHO_PER_C * w / σ`` (0.2) with ``σ`` from :func:`estimate_noise` (the batch's
+        mean, like the weight: one call uses one penalty), so ``rho`` does not change when
+        the image is scaled. On the quality benchmark's scenes (three PSFs, noise 1e-3 to
+        3e-2, default weight) 100 iterations came within 0.7 % of the minimum objective,
+        where a fixed ``rho = 20 w`` missed it by 9 % on motion blur at noise 1e-3. Any
+        ``rho`` converges; it sets the speed.
     cg_iter : int or None
         Conjugate-gradient iterations per x-step when it is not exact; ``None``: 2 with the
         DCT-II preconditioner, 5 with the circular one (``CG_ITER``).
@@ -239,7 +255,7 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     lo, hi = check_bounds(bounds)
     xp = be.xp
     w = resolve_tv_weight(xp, b, weight)
-    rho = ADMM_RHO_PER_WEIGHT * w if rho is None else check_weight("rho", rho)
+    rho = default_rho(xp, b, w) if rho is None else check_weight("rho", rho)
     iso = tv == "isotropic"
     box = bool(np.isfinite(lo) or np.isfinite(hi))
     step = _XStep(be, A, b, rho, box, cg_iter)
