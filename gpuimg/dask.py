@@ -191,8 +191,11 @@ def deconvolve(image: da.Array, psf: Any, *, method: str = "fista_tv", halo: int
         ``landweber`` and ``richardson_lucy``; the regularisers of ``nesterov`` and
         ``fista_tv`` keep their own (non-periodic) border in the whole-image solve, so there the
         chunked result differs along the true image border: use ``"reflect"`` or ``"free"``.
-        Solvers whose default weight is estimated from the image's noise estimate it per chunk;
-        pass ``weight`` (``balance`` for Wiener) to use one value everywhere.
+        Solvers whose default weight is estimated from the image (noise level and mean
+        absolute differences) estimate it per chunk; pass ``weight`` (``balance`` for Wiener)
+        to use one value everywhere. ``admm_tv`` is not offered: its x-step is global, so a
+        converged chunk depends on data far beyond any halo (on 15 px motion blur chunked
+        results differed from the whole-image solve by 0.2 even with a halo of 8 PSF radii).
     """
     import inspect
 
