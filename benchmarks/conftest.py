@@ -27,6 +27,14 @@ from gpuimg.testing import BACKENDS, backend_or_skip
 
 _ROOT = Path(__file__).resolve().parent.parent
 
+# glibc serves large blocks with mmap and returns them on free until the first free of such a
+# block raises its (dynamic) mmap and trim thresholds; before that, code that allocates fresh
+# temporaries every iteration pays page faults on each (scikit-image's Richardson-Lucy ran 1.7x
+# slower in a fresh process than after any other benchmark). Freeing one 16 MiB block puts
+# every benchmark, whichever runs first, in the steady state of a long-running process.
+_warm = np.ones(1 << 24, dtype=np.uint8)
+del _warm
+
 
 @pytest.fixture(params=BACKENDS)
 def be(request):
