@@ -207,6 +207,25 @@ def test_richardson_lucy_periodic_preserves_flux(be, rng):
     np.testing.assert_allclose(to_np(got), _rl_reference(b, k, 25), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel", ["gaussian", "motion"])
+def test_richardson_lucy_reflect_equals_dense_textbook(be, rng, kernel):
+    # x <- x * A^T(b / A x) / A^T 1 with A built column by column from scipy.ndimage.convolve;
+    # A^T 1 is 1 for the symmetric Gaussian (the division is skipped) and not for motion blur
+    from test_restoration_admm import _blur_matrix
+
+    k = psfs.gaussian((5, 5), 1.0) if kernel == "gaussian" else psfs.motion(5, 30.0)
+    shape = (14, 17)
+    A = _blur_matrix(k, shape, "reflect")
+    b = A @ (rng.random(shape[0] * shape[1]) ** 2) + rng.random(shape[0] * shape[1]) * 0.01
+    col = A.T @ np.ones_like(b)
+    assert (np.abs(col - 1).max() < 1e-12) == (kernel == "gaussian")
+    x = np.full_like(b, b.mean())
+    for _ in range(20):
+        x = x * (A.T @ (b / (A @ x))) / col
+    got = R.richardson_lucy(be.asarray(b.reshape(shape)), be.asarray(k), num_iter=20, clip=False)
+    np.testing.assert_allclose(to_np(got).ravel(), x, rtol=1e-9)
+
+
 def test_richardson_lucy_negative_noise_stays_nonnegative(be, rng):
     x = np.zeros((40, 40))
     x[10:30, 15:25] = 1.0
