@@ -4,7 +4,7 @@ The blur operator (:class:`BlurOperator`) supports ``"periodic"``, ``"reflect"``
 ``"free"`` boundaries. Solvers: :func:`inverse_filter`, :func:`wiener` (direct),
 :func:`landweber`, :func:`nesterov` (smooth least squares, adaptive restart),
 :func:`fista_tv` (total variation, FISTA/MFISTA), :func:`admm_tv` (the same objective by
-ADMM, converged in tens of iterations), :func:`richardson_lucy` (Poisson, RL-TV).
+ADMM, converged in about 100 iterations), :func:`richardson_lucy` (Poisson, RL-TV).
 :func:`tv_prox` is TV denoising; :func:`estimate_noise` the wavelet noise estimate behind the
 default weights.
 """
