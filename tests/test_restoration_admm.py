@@ -152,3 +152,18 @@ def test_default_weight_is_near_the_best_weight_against_the_truth(be, sigma):
     sigma_hat = float(to_np(R.estimate_noise(be.asarray(b))))
     best = max(isnr(c * sigma_hat) for c in np.geomspace(0.0025, 0.64, 9))
     assert isnr(None) >= best - 0.6
+
+
+def test_defaults_are_scale_equivariant(be, rng):
+    # minimising 1/2||Ax - cb||^2 + c w TV(x) over [0, c] is c times the problem for b: with
+    # the default weight (proportional to the image) and penalty (dimensionless) the iterates
+    # scale exactly, so an 8-bit range gives 255 times the [0, 1] result
+    x = _scene(40)
+    k = psfs.motion(7, 20.0)
+    b = ndi.convolve(x, k, mode="reflect") + rng.normal(0, 0.01, x.shape)
+    one = to_np(R.admm_tv(be.asarray(b), be.asarray(k), num_iter=30))
+    big = to_np(R.admm_tv(be.asarray(255 * b), be.asarray(k), bounds=(0, 255), num_iter=30))
+    np.testing.assert_allclose(big, 255 * one, rtol=1e-8, atol=1e-8)
+    one = to_np(R.fista_tv(be.asarray(b), be.asarray(k), num_iter=30))
+    big = to_np(R.fista_tv(be.asarray(255 * b), be.asarray(k), bounds=(0, 255), num_iter=30))
+    np.testing.assert_allclose(big, 255 * one, rtol=1e-8, atol=1e-8)
