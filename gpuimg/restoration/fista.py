@@ -34,10 +34,11 @@ TV_WEIGHT_EXPONENT = 1.3
 
 
 def _mean_abs_differences(xp: Any, b: Any) -> Any:
-    """``g = mean |b[i+1, j] - b[i, j]| + mean |b[i, j+1] - b[i, j]|`` per image (float64)."""
-    b = xp.asarray(b, dtype=np.float64)
-    return (xp.mean(xp.abs(xp.diff(b, axis=-2)), axis=(-2, -1))
-            + xp.mean(xp.abs(xp.diff(b, axis=-1)), axis=(-2, -1)))
+    """``g = mean |b[i+1, j] - b[i, j]| + mean |b[i, j+1] - b[i, j]|`` per image (float64;
+    differences in ``b``'s float dtype, integers as float64)."""
+    if b.dtype.kind not in "fc":
+        b = b.astype(np.float64)
+    return sum(xp.mean(xp.abs(xp.diff(b, axis=axis)), axis=(-2, -1), dtype=np.float64) for axis in (-2, -1))
 
 
 def default_tv_weight(image: Any) -> Any:
@@ -110,8 +111,8 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
         Point-spread function (normalised to unit sum; centre at ``(kh // 2, kw // 2)``).
     weight : float or None
         ``w > 0`` in image units. ``None``: :func:`default_tv_weight`, from the noise level
-        :func:`estimate_noise` and the image's mean absolute differences (the mean over a batch, since one
-        call uses one weight).
+        (:func:`estimate_noise`) and the image's mean absolute differences (the mean over a
+        batch, since one call uses one weight).
     tv : {"isotropic", "anisotropic"}
     bounds : (lo, hi) or None
         Box constraint; default ``(0, 1)`` for images scaled to [0, 1].
