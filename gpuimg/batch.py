@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,11 @@ import numpy as np
 from gpuimg import io as gio
 
 __all__ = ["IO_MODES", "BatchReport", "Failure", "ImageWriter", "Item", "expand_inputs", "run_batch"]
+
+#: Times a write is tried again when its worker process dies under it (a crash elsewhere in
+#: the pool kills every worker; a file that crashes its reader is tried twice, so a write in
+#: flight through both of those breaks still gets through).
+WRITE_RETRIES = 2
 
 #: How the engine reads and writes files: a thread pool, or worker processes (no shared GIL).
 IO_MODES = ("threads", "processes")
@@ -70,6 +75,10 @@ class ImageWriter:
 
     def __call__(self, item: Item, result: Any) -> None:
         gio.write_image(Path(self.folder) / item.rel, result)
+
+    def discard(self, item: Item) -> None:
+        """Remove what a write of ``item`` left when its process died (temporary files)."""
+        gio.remove_partial_files(target=Path(self.folder) / item.rel)
 
 
 @dataclass
@@ -348,8 +357,11 @@ def run_batch(
     prefetch = max(2 * batch_size, batch_size + 2 * workers)
     max_pending_writes = max(2 * batch_size, 4 * workers)
     reads: deque[tuple[Item, cf.Future]] = deque()
-    writes: deque[tuple[Item, cf.Future]] = deque()
+    # (item, result, future, pool): with worker processes the result is kept until it is
+    # stored, so a write that dies with its process (another file's crash) is tried again
+    writes: deque[tuple[Item, Any, cf.Future, cf.Executor]] = deque()
     retried: set[Path] = set()
+    write_tries: Counter[Path] = Counter()
     source = iter(todo)
 
     def submit(fn: Callable[..., Any], *args: Any) -> cf.Future:
@@ -390,13 +402,33 @@ def run_batch(
                 return
             reads.append((it, submit(read, it.path)))
 
-    def finish_write(it: Item, fut: cf.Future) -> None:
-        exc = fut.exception()  # waits; a thread-pool store has reported already
+    def queue_write(it: Item, res: Any) -> None:
         if procs:
-            stored(it, exc)
+            fut = submit(sink, it, res)
+            writes.append((it, res, fut, pools[0]))
+        else:
+            writes.append((it, None, submit(store, it, res), pools[0]))
+
+    def finish_write(it: Item, res: Any, fut: cf.Future, pool: cf.Executor) -> None:
+        exc = fut.exception()  # waits; a thread-pool store has reported already
+        if not procs:
+            return
+        if isinstance(exc, BrokenProcessPool):
+            # the pool's processes were killed, maybe mid-write: once they are gone, remove
+            # the temporary file the write could not clean up, and try again
+            pool.shutdown(wait=True)
+            discard = getattr(sink, "discard", None)
+            if discard is not None:
+                discard(it)
+            if write_tries[it.path] < WRITE_RETRIES:
+                write_tries[it.path] += 1
+                queue_write(it, res)
+                return
+            exc = RuntimeError("the writing process died")
+        stored(it, exc)
 
     def drain_writes(limit: int) -> None:
-        while len(writes) > limit or (writes and writes[0][1].done()):
+        while len(writes) > limit or (writes and writes[0][2].done()):
             finish_write(*writes.popleft())
 
     def process(stack_items: list[Item], arrays: list[np.ndarray]) -> None:
@@ -419,7 +451,7 @@ def run_batch(
         drain_writes(max_pending_writes)
         report.io_wait_s += time.perf_counter() - t1
         for it, res in zip(stack_items, results):
-            writes.append((it, submit(sink, it, res) if procs else submit(store, it, res)))
+            queue_write(it, res)
 
     try:
         with sigterm_as_interrupt():

@@ -22,6 +22,7 @@ Requires the ``io`` extra (``pip install "gpuimg[io]"``) for PNG/TIFF/JPEG.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import struct
 import tempfile
@@ -349,14 +350,19 @@ def write_image(path: str | os.PathLike[str], image: Any) -> Path:
     return p
 
 
-def remove_partial_files(folder: str | os.PathLike[str] | None = None) -> int:
+def remove_partial_files(folder: str | os.PathLike[str] | None = None, *,
+                         target: str | os.PathLike[str] | None = None) -> int:
     """Delete temporary files of interrupted writes; returns how many were removed.
 
-    Without ``folder`` it removes the ones this process has open; with ``folder`` every
-    ``.*.gpuimg-partial-*`` file below it (for example after a killed run).
+    Without arguments it removes the ones this process has open; with ``folder`` every
+    ``.*.gpuimg-partial-*`` file below it (for example after a killed run); with ``target``
+    those of writes to that one path (a process that died while writing it).
     """
     removed = 0
-    if folder is None:
+    if target is not None:
+        final = Path(target)
+        names = [str(q) for q in final.parent.glob(f".{glob.escape(final.name)}{_PARTIAL_MARK}*")]
+    elif folder is None:
         with _live_lock:
             names = list(_live_partials)
     else:
