@@ -109,6 +109,10 @@ def test_kernel_update_on_views(cuda, rng, dtype, tv):
     # a fresh output and a single plane give the same
     again = cuda.update(np.ascontiguousarray(before[0, 3:22, 5:26]), corr[0], inv, tv, 1e-3)
     np.testing.assert_allclose(again, ref[0], rtol=2e-5 if dtype == np.float32 else 1e-12)
+    # no A^T 1 (it is 1): the update without the division
+    ref = _reference_update(before[:, 3:22, 5:26], corr, np.ones_like(inv), tv, 1e-3)
+    got = cuda.update(np.ascontiguousarray(before[:, 3:22, 5:26]), corr, None, tv, 1e-3)
+    np.testing.assert_allclose(got, ref, rtol=2e-5 if dtype == np.float32 else 1e-12)
 
 
 def test_planes_describes_views():

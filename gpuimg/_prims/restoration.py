@@ -197,12 +197,25 @@ def _rl_update_numpy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     return out
 
 
+_ONES: dict[tuple, object] = {}
+
+
+def _ones_plane(xp, shape, dtype):
+    """A cached ``(H, W)`` plane of ones on the current device (the last shape asked for)."""
+    key = (tuple(shape), np.dtype(dtype).str, xp.cuda.Device().id if hasattr(xp, "cuda") else -1)
+    plane = _ONES.get(key)
+    if plane is None:
+        _ONES.clear()
+        plane = _ONES[key] = xp.ones(shape, dtype=dtype)
+    return plane
+
+
 @primitive("rl_update", "cupy")
 def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     xp = be.xp
     xv = _plane_view(xp, x)
     cv = _plane_view(xp, xp.asarray(corr, dtype=x.dtype))
-    inv_norm = xp.ones(x.shape[-2:], dtype=x.dtype) if inv_norm is None else inv_norm
+    inv_norm = _ones_plane(xp, x.shape[-2:], x.dtype) if inv_norm is None else inv_norm
     inv_norm = xp.ascontiguousarray(xp.broadcast_to(inv_norm, x.shape[-2:]), dtype=x.dtype)
     # the TV term reads neighbours of x, so then the result never overwrites x while it is read
     ov = out is not None and not (tv_weight and xp.may_share_memory(out, xv[0])) and _planes(out)
