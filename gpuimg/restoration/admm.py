@@ -11,10 +11,9 @@ from gpuimg._prims.restoration import div, grad
 from gpuimg._validate import check_choice, check_positive
 from gpuimg.psf import to_otf
 from gpuimg.restoration._common import Monitor, check_weight, prepare, project, sumsq
-from gpuimg.restoration.fista import _mean_abs_differences, resolve_tv_weight
+from gpuimg.restoration.fista import image_scales, resolve_tv_weight
 from gpuimg.restoration.gradient import _add_laplacian
 from gpuimg.restoration.linear import _DCT, _axis_symmetric
-from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, tv_norm
 
 __all__ = ["ADMM_RHO_PER_C", "DCT_ASYMMETRY_LIMIT", "admm_tv"]
@@ -24,10 +23,12 @@ __all__ = ["ADMM_RHO_PER_C", "DCT_ASYMMETRY_LIMIT", "admm_tv"]
 ADMM_RHO_PER_C = 0.2
 
 
-def default_rho(xp: Any, b: Any, w: float) -> float:
-    """``rho = ADMM_RHO_PER_C * w / s`` with ``s`` the noise estimate of ``b`` (the batch's
-    mean), but at least 1 % of its mean absolute difference (a noise-free image)."""
-    s = max(float(xp.mean(estimate_noise(b))), 0.01 * float(xp.mean(_mean_abs_differences(xp, b))))
+def default_rho(xp: Any, scales: tuple[Any, Any], w: float) -> float:
+    """``rho = ADMM_RHO_PER_C * w / s`` with ``s`` the noise estimate (the batch's mean), but
+    at least 1 % of the mean absolute difference (a noise-free image); ``scales`` are
+    :func:`~gpuimg.restoration.fista.image_scales` of the image."""
+    sigma, g = scales
+    s = max(float(xp.mean(sigma)), 0.01 * float(xp.mean(g)))
     if not s > 0:  # a constant image: any penalty does
         return 1.0
     return ADMM_RHO_PER_C * w / s
@@ -254,8 +255,11 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
         check_positive("cg_iter", cg_iter, integer=True)
     lo, hi = check_bounds(bounds)
     xp = be.xp
-    w = resolve_tv_weight(xp, b, weight)
-    rho = default_rho(xp, b, w) if rho is None else check_weight("rho", rho)
+    rho = None if rho is None else check_weight("rho", rho)
+    # the noise estimate and mean differences serve both the default weight and penalty
+    scales = image_scales(xp, b) if weight is None or rho is None else None
+    w = resolve_tv_weight(xp, b, weight, scales)
+    rho = default_rho(xp, scales, w) if rho is None else rho
     iso = tv == "isotropic"
     box = bool(np.isfinite(lo) or np.isfinite(hi))
     step = _XStep(be, A, b, rho, box, cg_iter)

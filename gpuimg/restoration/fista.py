@@ -33,12 +33,21 @@ TV_WEIGHT_SCALE = 0.37
 TV_WEIGHT_EXPONENT = 1.3
 
 
-def _mean_abs_differences(xp: Any, b: Any) -> Any:
-    """``g = mean |b[i+1, j] - b[i, j]| + mean |b[i, j+1] - b[i, j]|`` per image (float64;
-    differences in ``b``'s float dtype, integers as float64)."""
+def image_scales(xp: Any, b: Any) -> tuple[Any, Any]:
+    """``(σ, g)`` per image (float64): :func:`estimate_noise` and the mean absolute horizontal
+    plus vertical difference ``g = mean |b[i+1, j] - b[i, j]| + mean |b[i, j+1] - b[i, j]|``
+    (differences in ``b``'s float dtype, integers as float64). The default TV weight and
+    ``admm_tv``'s default penalty derive from these two."""
+    sigma = estimate_noise(b)
     if b.dtype.kind not in "fc":
         b = b.astype(np.float64)
-    return sum(xp.mean(xp.abs(xp.diff(b, axis=axis)), axis=(-2, -1), dtype=np.float64) for axis in (-2, -1))
+    g = sum(xp.mean(xp.abs(xp.diff(b, axis=axis)), axis=(-2, -1), dtype=np.float64) for axis in (-2, -1))
+    return sigma, g
+
+
+def _weight_from_scales(xp: Any, sigma: Any, g: Any) -> Any:
+    ratio = xp.where(g > 0, sigma / xp.where(g > 0, g, 1), 0)
+    return TV_WEIGHT_SCALE * sigma * ratio ** TV_WEIGHT_EXPONENT
 
 
 def default_tv_weight(image: Any) -> Any:
@@ -67,22 +76,20 @@ def default_tv_weight(image: Any) -> Any:
         Shape ``image.shape[:-2]``, float64, on the input's backend.
     """
     xp = get_backend(image, names=("image",)).xp
-    sigma = estimate_noise(image)
-    g = _mean_abs_differences(xp, image)
-    ratio = xp.where(g > 0, sigma / xp.where(g > 0, g, 1), 0)
-    return TV_WEIGHT_SCALE * sigma * ratio ** TV_WEIGHT_EXPONENT
+    return _weight_from_scales(xp, *image_scales(xp, image))
 
 
-def resolve_tv_weight(xp: Any, b: Any, weight: Any) -> float:
+def resolve_tv_weight(xp: Any, b: Any, weight: Any, scales: tuple[Any, Any] | None = None) -> float:
     """``weight`` checked, or for ``None`` :func:`default_tv_weight` of ``b`` (the mean over a
-    batch: one call uses one weight)."""
+    batch: one call uses one weight), from ``scales`` (:func:`image_scales` of ``b``) when the
+    caller has them."""
     if weight is not None:
         return check_weight("weight", weight)
+    sigma, g = image_scales(xp, b) if scales is None else scales
     # a noise estimate at round-off level (a constant or synthetic image) gives no usable weight
-    sigma = float(xp.asarray(estimate_noise(b), dtype=np.float64).max())
-    if not sigma > 100 * np.finfo(b.dtype).eps * float(xp.abs(b).max()):
+    if not float(xp.max(sigma)) > 100 * np.finfo(b.dtype).eps * float(xp.abs(b).max()):
         raise ValueError("weight: the noise estimate of image is 0 (a noise-free image); pass weight > 0")
-    return float(xp.asarray(default_tv_weight(b), dtype=np.float64).mean())
+    return float(xp.mean(_weight_from_scales(xp, sigma, g)))
 
 
 def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", bounds: Any = (0, 1),
