@@ -293,16 +293,18 @@ def _margins_kernel(be, name, g, pad, frame, n):
 FFT_THREAD_MIN_ELEMS = 1 << 19
 
 
-def _fft_workers(elems):
-    """All cores for a transform of ``elems`` real samples from ``FFT_THREAD_MIN_ELEMS`` on;
-    1 below it or inside a job of the shared pool (which already uses every core)."""
+def _fft_workers(a, grid):
+    """All cores for the ``grid``-sized transforms of the stack ``a`` (..., H, W) from
+    ``FFT_THREAD_MIN_ELEMS`` real samples on; 1 below it or inside a job of the shared pool
+    (which already uses every core)."""
+    elems = a.size // (a.shape[-2] * a.shape[-1]) * grid[0] * grid[1]
     return 1 if in_pool() or elems < FFT_THREAD_MIN_ELEMS else -1
 
 
 @primitive("rfft_grid", "numpy")
 def _rfft_grid_numpy(be, x, grid):
     """``rfft2`` over the last two axes, zero-filled at the end to ``grid`` (all CPU cores)."""
-    return be.fft.rfft2(x, s=grid, workers=_fft_workers(x.size // (x.shape[-2] * x.shape[-1]) * grid[0] * grid[1]))
+    return be.fft.rfft2(x, s=grid, workers=_fft_workers(x, grid))
 
 
 @primitive("rfft_grid", "cupy")
@@ -314,8 +316,7 @@ def _rfft_grid_cupy(be, x, grid):
 def _irfft_grid_numpy(be, X, grid):
     """Inverse of :func:`rfft_grid`: real ``(..., *grid)`` (all CPU cores). ``X`` is used as
     scratch space (its values are destroyed), which saves a copy of the spectrum."""
-    return be.fft.irfft2(X, s=grid, workers=_fft_workers(X.size // (X.shape[-2] * X.shape[-1]) * grid[0] * grid[1]),
-                         overwrite_x=True)
+    return be.fft.irfft2(X, s=grid, workers=_fft_workers(X, grid), overwrite_x=True)
 
 
 @primitive("irfft_grid", "cupy")
