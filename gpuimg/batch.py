@@ -37,10 +37,10 @@ from gpuimg import io as gio
 
 __all__ = ["IO_MODES", "BatchReport", "Failure", "ImageWriter", "Item", "expand_inputs", "run_batch"]
 
-#: Times a write is tried again when its worker process dies under it (a crash elsewhere in
-#: the pool kills every worker; a file that crashes its reader is tried twice, so a write in
-#: flight through both of those breaks still gets through).
-WRITE_RETRIES = 2
+#: Times a read or a write is tried again when its worker process dies under it. A file
+#: that crashes its reader is read twice; each crash kills every worker of the pool, so a
+#: write in flight through both of those breaks still gets through.
+RETRIES = {"read": 1, "write": 2}
 
 #: How the engine reads and writes files: a thread pool, or worker processes (no shared GIL).
 IO_MODES = ("threads", "processes")
@@ -322,7 +322,7 @@ def run_batch(
         releases and re-takes it, and busy I/O threads delay each re-take. ``read`` and
         ``sink`` must then be picklable module-level callables (e.g. :class:`ImageWriter`),
         and results are copied to the workers. A worker that dies (a decoder crash) is
-        replaced; the reads it had in hand are retried once.
+        replaced; the reads and writes it had in hand are tried again (``RETRIES``).
 
     Returns
     -------
@@ -360,8 +360,15 @@ def run_batch(
     # (item, result, future, pool): with worker processes the result is kept until it is
     # stored, so a write that dies with its process (another file's crash) is tried again
     writes: deque[tuple[Item, Any, cf.Future, cf.Executor]] = deque()
-    retried: set[Path] = set()
-    write_tries: Counter[Path] = Counter()
+    # (stage, path) -> how often its worker process died under it
+    tries: Counter[tuple[str, Path]] = Counter()
+
+    def retry(stage: str, path: Path) -> bool:
+        """Whether ``stage`` of ``path`` gets another try after its process died (counted)."""
+        if tries[stage, path] >= RETRIES[stage]:
+            return False
+        tries[stage, path] += 1
+        return True
     source = iter(todo)
 
     def submit(fn: Callable[..., Any], *args: Any) -> cf.Future:
@@ -403,11 +410,8 @@ def run_batch(
             reads.append((it, submit(read, it.path)))
 
     def queue_write(it: Item, res: Any) -> None:
-        if procs:
-            fut = submit(sink, it, res)
-            writes.append((it, res, fut, pools[0]))
-        else:
-            writes.append((it, None, submit(store, it, res), pools[0]))
+        fut = submit(sink, it, res) if procs else submit(store, it, res)
+        writes.append((it, res if procs else None, fut, pools[0]))
 
     def finish_write(it: Item, res: Any, fut: cf.Future, pool: cf.Executor) -> None:
         exc = fut.exception()  # waits; a thread-pool store has reported already
@@ -420,8 +424,7 @@ def run_batch(
             discard = getattr(sink, "discard", None)
             if discard is not None:
                 discard(it)
-            if write_tries[it.path] < WRITE_RETRIES:
-                write_tries[it.path] += 1
+            if retry("write", it.path):
                 queue_write(it, res)
                 return
             exc = RuntimeError("the writing process died")
@@ -467,11 +470,10 @@ def run_batch(
                 except BrokenProcessPool:
                     # a worker died (e.g. a decoder crash): a new pool, and one more try
                     report.io_wait_s += time.perf_counter() - t0
-                    if it.path in retried:
-                        fail(it.path, "read", "the reading process died")
-                    else:
-                        retried.add(it.path)
+                    if retry("read", it.path):
                         reads.appendleft((it, submit(read, it.path)))
+                    else:
+                        fail(it.path, "read", "the reading process died")
                     refill()
                     continue
                 except Exception as exc:
