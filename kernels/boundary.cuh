@@ -58,6 +58,14 @@ __device__ __forceinline__ void divmod(long long a, long long b, long long& q, l
     }
 }
 
+// (outer, middle, inner) indices of flat index t over an outer x n x m row-major block.
+__device__ __forceinline__ void split3(long long t, long long n, long long m, long long& o,
+                                       long long& i, long long& j) {
+    long long r;
+    divmod(t, m, r, j);
+    divmod(r, n, o, i);
+}
+
 // Reads x[base + boundary_index(i) * stride] or cval for constant modes outside.
 template <int MODE, typename T, typename I>
 __device__ __forceinline__ T boundary_read(const T* __restrict__ x, I i, I n, I stride, T cval) {

@@ -71,9 +71,8 @@ __global__ void correlate1d_axis(const T* __restrict__ x, const T* __restrict__ 
     const long long total = outer * n * inner;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
-        long long r, k, i, o;
-        gpuimg::divmod(t, inner, r, k);
-        gpuimg::divmod(r, n, o, i);
+        long long o, i, k;
+        gpuimg::split3(t, n, inner, o, i, k);
         const T* line = x + o * n * inner + k;
         const long long first = i - center;
         T acc = T(0);
@@ -150,9 +149,8 @@ __global__ void correlate_gather(const T* __restrict__ x, const T* __restrict__ 
     const long long total = items * depth * plane_size;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
-        long long p, rem, oy, ox, item, z;
-        divmod(t, plane_size, p, rem);
-        divmod(rem, width, oy, ox);
+        long long p, oy, ox, item, z;
+        split3(t, height, width, p, oy, ox);
         divmod(p, depth, item, z);
         T acc = T(0);
         for (int dz = 0; dz < kd; ++dz) {

@@ -15,9 +15,8 @@ __global__ void reflect_margins(T* __restrict__ g, long long planes, long long g
     const long long n = planes * plane;
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < n;
          k += (long long)gridDim.x * blockDim.x) {
-        long long r, j, p, i;
-        gpuimg::divmod(k, gw, r, j);
-        gpuimg::divmod(r, gh, p, i);
+        long long p, i, j;
+        gpuimg::split3(k, gh, gw, p, i, j);
         const bool in_rows = i >= t && i < t + h, in_cols = j >= l && j < l + w;
         if (in_rows && in_cols) continue;
         const long long si = t + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(i - t, h);
@@ -44,9 +43,8 @@ __global__ void fold_margins(T* __restrict__ g, long long planes, long long gh, 
     const long long n = planes * h * w;
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < n;
          k += (long long)gridDim.x * blockDim.x) {
-        long long r, c, p, a;
-        gpuimg::divmod(k, w, r, c);
-        gpuimg::divmod(r, h, p, a);
+        long long p, a, c;
+        gpuimg::split3(k, h, w, p, a, c);
         long long rows[3], cols[3];
         const int nr = mirror_sources(a, t, h, gh, rows);
         const int nc = mirror_sources(c, l, w, gw, cols);

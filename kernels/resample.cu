@@ -15,9 +15,8 @@ __global__ void resample_axis(const T* __restrict__ x, const long long* __restri
     const long long total = outer * n_out * inner;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
-        long long r, c, k, o;
-        gpuimg::divmod(t, inner, r, c);
-        gpuimg::divmod(r, n_out, o, k);
+        long long o, k, c;
+        gpuimg::split3(t, n_out, inner, o, k, c);
         const T* src = x + o * n_in * inner + c;
         const long long* ik = idx + k * taps;
         const T* wk = w + k * taps;

@@ -4,14 +4,6 @@
 
 #include "boundary.cuh"
 
-// (plane, row, column) of flat index t over planes x h x w
-__device__ __forceinline__ void rl_split(long long t, long long h, long long w, long long& p,
-                                         long long& i, long long& j) {
-    long long r;
-    gpuimg::divmod(t, w, r, j);
-    gpuimg::divmod(r, h, p, i);
-}
-
 // out = b / ax where ax >= eps, else 0 (eps > 0: scikit-image's filter_epsilon; the caller
 // passes the smallest normal number when no filter is asked for, which only guards ax == 0).
 template <typename T>
@@ -21,7 +13,7 @@ __global__ void rl_ratio(const T* __restrict__ b, const T* __restrict__ ax, T* _
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < n;
          t += (long long)gridDim.x * blockDim.x) {
         long long p, i, j;
-        rl_split(t, h, w, p, i, j);
+        gpuimg::split3(t, h, w, p, i, j);
         const T a = ax[p * a_ps + i * a_rs + j];
         out[p * o_ps + i * o_rs + j] = a < eps ? T(0) : b[p * b_ps + i * b_rs + j] / a;
     }
@@ -53,7 +45,7 @@ __global__ void rl_update(const T* __restrict__ x, const T* __restrict__ corr,
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < n;
          t += (long long)gridDim.x * blockDim.x) {
         long long p, i, j;
-        rl_split(t, h, w, p, i, j);
+        gpuimg::split3(t, h, w, p, i, j);
         const T* xt = x + p * x_ps + i * x_rs + j;
         T val = xt[0] * corr[p * c_ps + i * c_rs + j] * inv_norm[i * w + j];
         if (tv_weight != T(0)) {

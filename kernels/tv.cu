@@ -5,14 +5,6 @@
 // (columns).
 #include "boundary.cuh"
 
-// (row, column) of flat index t over planes x h x w
-__device__ __forceinline__ void tv_row_col(long long t, long long h, long long w, long long& i,
-                                           long long& j) {
-    long long r, p;
-    gpuimg::divmod(t, w, r, j);
-    gpuimg::divmod(r, h, p, i);
-}
-
 template <typename T>
 __device__ __forceinline__ T tv_div(const T* __restrict__ p, long long t, long long n, long long i,
                                     long long j, long long h, long long w) {
@@ -32,8 +24,8 @@ __global__ void tv_primal(const T* __restrict__ v, const T* __restrict__ p, T* _
                           long long n, long long h, long long w, T weight, T lo, T hi) {
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < n;
          t += (long long)gridDim.x * blockDim.x) {
-        long long i, j;
-        tv_row_col(t, h, w, i, j);
+        long long plane, i, j;
+        gpuimg::split3(t, h, w, plane, i, j);
         T val = v[t] + weight * tv_div<T>(p, t, n, i, j, h, w);
         val = val < lo ? lo : val;
         val = val > hi ? hi : val;
@@ -48,8 +40,8 @@ __global__ void tv_dual(const T* __restrict__ x, T* __restrict__ p, T* __restric
                         long long h, long long w, T step, T momentum) {
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < n;
          t += (long long)gridDim.x * blockDim.x) {
-        long long i, j;
-        tv_row_col(t, h, w, i, j);
+        long long plane, i, j;
+        gpuimg::split3(t, h, w, plane, i, j);
         T xc = x[t];
         T g0 = i < h - 1 ? x[t + w] - xc : T(0);
         T g1 = j < w - 1 ? x[t + 1] - xc : T(0);
