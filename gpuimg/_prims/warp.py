@@ -57,7 +57,7 @@ TAP_MODE = {
     "grid-wrap": 4,
 }
 FRACTION_STEPS = 1024
-_FRACTION_BITS = 10
+_FRACTION_BITS = FRACTION_STEPS.bit_length() - 1  # FRACTION_STEPS is a power of two
 _TYPES = ("float", "double")
 _MODES = sorted(set(TAP_MODE.values()))
 
