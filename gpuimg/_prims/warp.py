@@ -119,7 +119,7 @@ def _fold(c, n, mode, reach):
 
 
 def _axis_taps(c, reach, interpolation, dtype):
-    """Integer tap origin ``floor(c)`` and the tap weights (a sequence indexed by tap).
+    """Integer tap origin ``floor(c)`` and the tap weights, shape (positions, taps), C order.
 
     ``c >= -reach``. For ``cubic`` and ``lanczos4`` the position is first rounded to
     ``1 / FRACTION_STEPS`` pixel and the weights are read from the table; ``linear`` uses the
@@ -128,9 +128,11 @@ def _axis_taps(c, reach, interpolation, dtype):
     shifted = c + float(reach)  # >= 0, so truncation is floor
     if interpolation == "linear":
         origin = shifted.astype(np.intp)
-        f = (shifted - origin).astype(dtype)
+        weights = np.empty(c.shape + (2,), dtype=dtype)
+        np.subtract(shifted, origin, out=weights[:, 1], casting="unsafe")
+        np.subtract(1, weights[:, 1], out=weights[:, 0])
         origin -= reach
-        return origin, [1 - f, f]
+        return origin, weights
     shifted *= FRACTION_STEPS
     shifted += 0.5
     q = shifted.astype(np.intp)  # floor((c + reach) * steps + 1/2)
@@ -138,7 +140,7 @@ def _axis_taps(c, reach, interpolation, dtype):
     origin -= reach
     q &= FRACTION_STEPS - 1
     items, taps = _table(interpolation, dtype)
-    return origin, np.take(items, q, axis=0).view(dtype).reshape(-1, taps).T
+    return origin, np.take(items, q, axis=0, mode="clip").view(dtype).reshape(-1, taps)
 
 
 _TABLE_CACHE: dict = {}
@@ -244,7 +246,7 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
         if taps == 1:
             ix = np.floor(fx + 0.5).astype(np.intp) + pad
             iy = np.floor(fy + 0.5).astype(np.intp) + pad
-            dest[...] = padded.reshape(nimg, -1)[:, iy * wp + ix]
+            np.take(padded.reshape(nimg, -1), iy * wp + ix, axis=1, out=dest, mode="clip")
         else:
             ix, wx = _axis_taps(fx, reach, interpolation, x.dtype)
             iy, wy = _axis_taps(fy, reach, interpolation, x.dtype)
@@ -255,20 +257,22 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
             base += first + pad
             if nimg > 1:
                 base = (base[None, :] + (np.arange(nimg) * plane)[:, None]).ravel()
-            row = part = None
+            # indices are in range by construction: "clip" is the cheapest bounds rule of take
             runs = np.empty((base.size, items.shape[1]), dtype=items.dtype)
+            prod = np.empty((nimg, px.size, taps), dtype=x.dtype)
+            row = None
             for r in range(taps):
                 if r:
                     base += wq
-                run = np.take(items, base, axis=0, out=runs).view(x.dtype).reshape(nimg, -1, taps)
-                row = np.multiply(run[..., 0], wx[0], out=row)
-                for c in range(1, taps):
-                    part = np.multiply(run[..., c], wx[c], out=part)
-                    row += part
+                run = np.take(items, base, axis=0, out=runs, mode="clip").view(x.dtype).reshape(nimg, -1, taps)
+                np.multiply(run, wx, out=prod)
+                row = np.add(prod[..., 0], prod[..., 1], out=row)
+                for c in range(2, taps):
+                    row += prod[..., c]
                 if r == 0:
-                    np.multiply(row, wy[r], out=dest)
+                    np.multiply(row, wy[:, 0], out=dest)
                 else:
-                    row *= wy[r]
+                    row *= wy[:, r]
                     dest += row
         if outside is not None and outside.any():
             dest[:, outside] = x.dtype.type(cval)
