@@ -20,8 +20,9 @@ kernels are cached, so applying one PSF repeatedly costs two transforms per call
 rank-one 2-D kernel (or a 1-D kernel) runs as 1-D passes while the lengths sum to at most
 ``separable_max_taps``; larger kernels use the FFT. On the CPU these were measured with
 ``benchmarks/bench_filters.py`` (groups ``crossover ...``) on 2048x2048 float32 and checked on
-512x512 float64 and 256x256 float32: SciPy's direct loop wins at 3x3, ties at 4x4 and loses from
-5x5 on (16 taps); separable passes win up to about 2x12 taps (24). On the GPU the same groups
+512x512 float64 and 256x256 float32: SciPy's direct loop, run in bands of rows on every core,
+wins through 4x4 (23 against 30 ms on 2 cores) and loses from 5x5 on (16 taps); separable
+passes (in blocks on every core) win up to about 2x12 taps (24). On the GPU the same groups
 time the tiled kernel against cuFFT; measured on an NVIDIA H200 at 2048x2048 float32, the tiled
 kernel wins through 7x7 and loses from 11x11 on (81 taps), and 1-D passes win up to 2x31 taps
 and lose at 2x61 (80). Re-check these when the benchmark runs on a new device.
@@ -29,6 +30,7 @@ and lose at 2x61 (80). Re-check these when the benchmark runs on a new device.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any, Sequence
 
@@ -261,13 +263,20 @@ def _check_ints(name: str, values: list, original: Any, minimum: int) -> list[in
 
 
 def _passes(image, passes, mode: str, cval: float):
-    """1-D correlations along the trailing ``len(passes)`` axes; ``(w, center)`` or None per axis."""
+    """1-D passes along the trailing ``len(passes)`` axes, one spec per axis: None (no pass),
+    ``(w, center)`` (a correlation with the weights ``w``) or ``(n, center)`` with an int ``n``
+    (the box mean of ``n`` taps)."""
     be = get_backend(image, names=("image",))
     x = to_float(image, be.xp)
     out = x
     for axis, spec in zip(range(x.ndim - len(passes), x.ndim), passes):
-        if spec is not None:
-            out = be.correlate1d(out, spec[0], axis, mode, cval, spec[1])
+        if spec is None:
+            continue
+        w, center = spec
+        if isinstance(w, int):
+            out = be.uniform1d(out, w, axis, mode, cval, center)
+        else:
+            out = be.correlate1d(out, w, axis, mode, cval, center)
     return x.copy() if out is x else out
 
 
@@ -299,7 +308,12 @@ def gaussian_filter(image, sigma, *, order: Any = 0, mode: str = "reflect", cval
     \mathrm{truncate}\,\sigma + 1/2 \rfloor`, or for ``order`` :math:`k > 0` the exact
     :math:`k`-th derivative of the continuous Gaussian sampled the same way (times the same
     normalisation). Axes with :math:`\sigma \le 10^{-15}` are left alone. Each pass extends its
-    input by ``mode`` (with ``cval`` for the constant modes), as SciPy does.
+    input by ``mode`` (with ``cval`` for the constant modes), as SciPy does. When every filtered
+    axis smooths (``order`` 0) and the kernels together are longer than the backend's
+    separable crossover (``be.correlate_crossover()``; on the CPU 24 taps, e.g. σ >= 3 on two
+    axes), the filter runs as one FFT correlation with their outer product on the
+    boundary-padded image, which is the same operator: unit-sum passes map a constant
+    extension to itself, and the index-based modes extend each axis independently.
 
     Parameters
     ----------
@@ -343,6 +357,12 @@ def gaussian_filter(image, sigma, *, order: Any = 0, mode: str = "reflect", cval
         radius = int(truncate * s + 0.5)
         w = np.ascontiguousarray(gaussian_kernel1d(s, o, radius)[::-1]) if s > 1e-15 else None
         passes.append(None if w is None else (w, radius))
+    if len(passes) > 1 and all(p is not None for p in passes) and not any(orders):
+        be = get_backend(image, names=("image",))
+        if sum(len(p[0]) for p in passes) > be.correlate_crossover()["separable_max_taps"]:
+            # unit-sum passes with cval fill equal one correlation with their outer product
+            w = functools.reduce(np.multiply.outer, [p[0] for p in passes])
+            return _correlate_fft(be, to_float(image, be.xp), w, mode, cval, [p[1] for p in passes])
     return _passes(image, passes, mode, cval)
 
 
@@ -374,4 +394,4 @@ def uniform_filter(image, size, *, mode: str = "reflect", cval: float = 0.0):
     sizes = _check_ints("size", _per_axis("size", size, naxes), size, 1)
     check_mode(mode)
     cval = check_real("cval", cval)
-    return _passes(image, [None if n == 1 else (np.full(n, 1.0 / n), n // 2) for n in sizes], mode, cval)
+    return _passes(image, [None if n == 1 else (n, n // 2) for n in sizes], mode, cval)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuimg import filters
 from gpuimg._backend import asnumpy, get_backend
 from gpuimg._validate import check_array, check_bool, check_choice, check_mode, check_odd_window, check_positive, to_float
 
@@ -111,9 +112,9 @@ def threshold_local(image, block_size, *, method: str = "gaussian", offset: floa
     x = to_float(image, be.xp)
     lead = x.ndim - 2
     if method == "gaussian":
-        t = be.ndimage.gaussian_filter(x, (0.0,) * lead + sigma, mode=mode, cval=float(cval), truncate=4.0)
+        t = filters.gaussian_filter(x, sigma, mode=mode, cval=float(cval), truncate=4.0)
     elif method == "mean":
-        t = be.ndimage.uniform_filter(x, (1,) * lead + sizes, mode=mode, cval=float(cval))
+        t = filters.uniform_filter(x, sizes, mode=mode, cval=float(cval))
     else:
         t = be.ndimage.median_filter(x, size=(1,) * lead + sizes, mode=mode, cval=float(cval))
     return t - x.dtype.type(offset)

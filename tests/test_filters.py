@@ -128,6 +128,32 @@ def test_uniform_filter_matches_scipy(be, rng, mode):
         assert_close(filters.uniform_filter(be.asarray(x), size, mode=mode, cval=-0.5), ref)
 
 
+@pytest.mark.parametrize("threads", [2, 16])
+@pytest.mark.parametrize("mode", MODES)
+def test_images_large_enough_to_run_in_blocks_match_scipy(be, rng, mode, threads, monkeypatch):
+    # from 2^16 elements the CPU runs 1-D passes in blocks of another axis and direct 2-D
+    # correlations in bands of rows that read the rows the boundary rule reaches (with 16
+    # threads a band is shorter than the kernel)
+    import gpuimg._prims.convolve as prims
+
+    monkeypatch.setattr(prims, "workers", lambda: threads)
+    x = rng.random((2, 150, 230))
+    for shape, origin in [((5, 5), 0), ((4, 7), (-2, 3)), ((5, 3), (2, -1))]:
+        w = rng.random(shape) - 0.3
+        ref = ndi.correlate(x, w, mode=mode, cval=0.4, origin=origin, axes=(-2, -1))
+        assert_close(filters.correlate(be.asarray(x), be.asarray(w), mode=mode, cval=0.4, origin=origin,
+                                       method="direct"), ref)
+    for size in [3, 8, 21, (31, 5)]:
+        ref = ndi.uniform_filter(x, size, mode=mode, cval=-0.5, axes=(-2, -1))
+        assert_close(filters.uniform_filter(be.asarray(x), size, mode=mode, cval=-0.5), ref)
+    ws = np.outer(rng.random(7), rng.random(6))  # rank one: 1-D passes along both axes
+    assert_close(filters.correlate(be.asarray(x), be.asarray(ws), mode=mode, cval=0.2, origin=(1, -2), method="direct"),
+                 ndi.correlate(x, ws, mode=mode, cval=0.2, origin=(1, -2), axes=(-2, -1)))
+    w1 = rng.random(9)
+    assert_close(filters.correlate(be.asarray(x), be.asarray(w1), mode=mode, cval=0.2, origin=-3),
+                 ndi.correlate1d(x, w1, axis=-1, mode=mode, cval=0.2, origin=-3))
+
+
 def test_1d_image(be, rng):
     x = rng.random(50)
     assert_close(filters.gaussian_filter(be.asarray(x), 2.0), ndi.gaussian_filter1d(x, 2.0))

@@ -2,6 +2,8 @@
 
 ``correlate1d(x, w, axis, mode, cval, center)``
     One 1-D pass along ``axis``: ``out[..., i, ...] = sum_j w[j] x_ext[..., i + j - center, ...]``.
+``uniform1d(x, size, axis, mode, cval, center)``
+    ``correlate1d`` with the box ``w = 1 / size`` (a running sum on the CPU).
 ``correlate_direct(x, w, mode, cval, centers)``
     Direct 2-D or 3-D correlation over the last ``w.ndim`` axes of ``x``, leading axes a batch:
     ``out[..., i] = sum_j w[j] x_ext[..., i + j - centers]`` (multi-indices).
@@ -30,6 +32,7 @@ import scipy.ndimage
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._parallel import run_chunks, splits, workers
 
 _TYPES = ("float", "double")
 # at integer sample positions the grid-* modes read exactly what their plain twins read
@@ -70,7 +73,16 @@ _MAX_GRID_Y = 65535
 _SHIFT_ADD_MAX_BYTES = 128
 
 
-def _shift_add(x, w, axis, mode, cval, center):
+#: Box filters: up to this many bytes of taps, shifted adds beat SciPy's running sum along a
+#: non-contiguous axis (2048x2048: 45 against 54 ms at 25 float32 taps; 74 against 64 ms at
+#: 15 float64 taps).
+_BOX_SHIFT_ADD_MAX_BYTES = 96
+#: Arrays from this many elements are filtered in blocks on the thread pool (SciPy's 1-D
+#: filters release the GIL).
+_THREAD_MIN_ELEMS = 1 << 16
+
+
+def _shift_add(x, w, axis, mode, cval, center, out=None):
     n = len(w)
     pads = [(0, 0)] * x.ndim
     pads[axis] = (int(center), n - 1 - int(center))
@@ -78,7 +90,7 @@ def _shift_add(x, w, axis, mode, cval, center):
     length = x.shape[axis]
     lead = (slice(None),) * axis
     dt = x.dtype.type
-    out = padded[lead + (slice(0, length),)] * dt(w[0])
+    out = np.multiply(padded[lead + (slice(0, length),)], dt(w[0]), out=out)
     tmp = np.empty_like(out)
     for j in range(1, n):
         np.multiply(padded[lead + (slice(j, j + length),)], dt(w[j]), out=tmp)
@@ -86,14 +98,48 @@ def _shift_add(x, w, axis, mode, cval, center):
     return out
 
 
+def _in_blocks(x, axis, fn):
+    """``fn(block, out_block)`` over blocks of ``x`` split along its longest axis other than
+    ``axis`` (a 1-D pass along ``axis`` treats them independently), on the thread pool."""
+    out = np.empty_like(x)
+    others = [a for a in range(x.ndim) if a != axis]
+    if not others or x.size < _THREAD_MIN_ELEMS or workers() == 1:
+        fn(x, out)
+        return out
+    split = max(others, key=lambda a: x.shape[a])
+    blocks = [(slice(None),) * split + (sl,) for sl in splits(x.shape[split], workers())]
+    run_chunks(lambda idx: fn(x[idx], out[idx]), [(idx,) for idx in blocks])
+    return out
+
+
 @primitive("correlate1d", "numpy")
 def _correlate1d_numpy(be, x, w, axis, mode, cval, center):
     axis = axis % x.ndim
     if axis != x.ndim - 1 and len(w) * x.dtype.itemsize <= _SHIFT_ADD_MAX_BYTES:
-        return _shift_add(x, w, axis, mode, cval, center)
+        return _in_blocks(x, axis, lambda xb, ob: _shift_add(xb, w, axis, mode, cval, center, out=ob))
     origin = int(center) - len(w) // 2
-    return scipy.ndimage.correlate1d(x, np.asarray(w, dtype=np.float64), axis=axis, mode=mode,
-                                     cval=cval, origin=origin)
+    w = np.asarray(w, dtype=np.float64)
+    return _in_blocks(x, axis, lambda xb, ob: scipy.ndimage.correlate1d(
+        xb, w, axis=axis, output=ob, mode=mode, cval=cval, origin=origin))
+
+
+@primitive("uniform1d", "numpy")
+def _uniform1d_numpy(be, x, size, axis, mode, cval, center):
+    """Box mean of ``size`` taps along ``axis``: :func:`correlate1d` with weights ``1 / size``,
+    as SciPy's running sum (constant time per sample) or, for short boxes along a
+    non-contiguous axis, as shifted adds."""
+    axis = axis % x.ndim
+    if axis != x.ndim - 1 and size * x.dtype.itemsize <= _BOX_SHIFT_ADD_MAX_BYTES:
+        w = np.full(size, 1.0 / size)
+        return _in_blocks(x, axis, lambda xb, ob: _shift_add(xb, w, axis, mode, cval, center, out=ob))
+    origin = int(center) - size // 2
+    return _in_blocks(x, axis, lambda xb, ob: scipy.ndimage.uniform_filter1d(
+        xb, size, axis=axis, output=ob, mode=mode, cval=cval, origin=origin))
+
+
+@primitive("uniform1d", "cupy")
+def _uniform1d_cupy(be, x, size, axis, mode, cval, center):
+    return _correlate1d_cupy(be, x, np.full(size, 1.0 / size), axis, mode, cval, center)
 
 
 @primitive("correlate1d", "cupy")
@@ -125,10 +171,37 @@ def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
 
 @primitive("correlate_direct", "numpy")
 def _correlate_direct_numpy(be, x, w, mode, cval, centers):
+    """SciPy's correlation, in bands of the first filtered axis on the thread pool.
+
+    Output row ``r`` reads rows ``r - c .. r + a`` (``c`` the centre, ``a = kh - 1 - c``); a
+    band reads those rows of the image and, where it reaches past an edge, the rows the
+    boundary rule mirrors or repeats there (``0 .. c`` at the top, ``n - 1 - a .. n - 1`` at
+    the bottom), so each band equals the same rows of the whole image. ``wrap`` reads the
+    opposite edge and runs as one band, as do images less than four kernels tall.
+    """
     nd = w.ndim
     origin = [int(c) - s // 2 for c, s in zip(centers, w.shape)]
-    return scipy.ndimage.correlate(x, np.asarray(w, dtype=np.float64), mode=mode, cval=cval,
-                                   origin=origin, axes=tuple(range(x.ndim - nd, x.ndim)))
+    axes = tuple(range(x.ndim - nd, x.ndim))
+    w = np.asarray(w, dtype=np.float64)
+    ax, n = axes[0], x.shape[axes[0]]
+    c, a = int(centers[0]), w.shape[0] - 1 - int(centers[0])
+    lead = (slice(None),) * ax
+    out = np.empty_like(x)
+
+    def band(r0, r1):
+        lo, hi = max(0, r0 - c), min(n, r1 + a)
+        if r0 - c < 0:
+            hi = min(n, max(hi, c + 1))
+        if r1 + a > n:
+            lo = max(0, min(lo, n - 1 - a))
+        part = scipy.ndimage.correlate(x[lead + (slice(lo, hi),)], w, mode=mode, cval=cval, origin=origin, axes=axes)
+        out[lead + (slice(r0, r1),)] = part[lead + (slice(r0 - lo, r1 - lo),)]
+
+    if mode in ("wrap", "grid-wrap") or n < 4 * w.shape[0] or x.size < _THREAD_MIN_ELEMS or workers() == 1:
+        band(0, n)
+    else:
+        run_chunks(band, [(sl.start, sl.stop) for sl in splits(n, 2 * workers())])
+    return out
 
 
 #: Kernels of at most this many taps run on the one-thread-per-output gather kernel (no tile
