@@ -43,6 +43,25 @@ def test_bilateral_border_modes_equal_opencv(be, rng, mode):
     np.testing.assert_allclose(be.to_numpy(got), ref, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("threads", [2, 16])
+@pytest.mark.parametrize("mode", ["mirror", "wrap", "constant"])
+def test_bilateral_in_bands_equals_opencv(be, rng, mode, threads, monkeypatch):
+    # from 2^16 pixels the CPU filters bands of rows, each reading radius rows around it
+    import gpuimg._prims.bilateral as prims
+
+    monkeypatch.setattr(prims, "workers", lambda: threads)
+    x = _piecewise_image(rng, (140, 500))
+    border = cv2.BORDER_REFLECT_101 if mode == "mirror" else CV_BORDER[mode]
+    ref = cv2.bilateralFilter(x, 9, 0.25, 2.5, borderType=border)
+    got = denoise.bilateral(be.asarray(x), sigma_color=0.25, sigma_spatial=2.5, win_size=9, mode=mode)
+    np.testing.assert_allclose(be.to_numpy(got), ref, rtol=0, atol=1e-5)
+    xc = _piecewise_image(rng, (150, 440, 3))
+    ref = cv2.bilateralFilter(xc, 7, 0.4, 3.0, borderType=border)
+    got = denoise.bilateral(be.asarray(xc), sigma_color=0.4, sigma_spatial=3.0, win_size=7, mode=mode,
+                            channel_axis=-1)
+    np.testing.assert_allclose(be.to_numpy(got), ref, rtol=0, atol=1e-5)
+
+
 def test_bilateral_default_window_and_batch(be, rng):
     # win_size=None: OpenCV's d <= 0 rule, radius = round(1.5 sigma_spatial)
     x = _piecewise_image(rng, (3, 40, 37))

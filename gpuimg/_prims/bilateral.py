@@ -16,6 +16,7 @@ import numpy as np
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._parallel import run_chunks, splits, workers
 from gpuimg._prims.pairs import credit_pairs
 
 #: boundary modes with a compiled kernel; the grid-* names alias them for integer offsets
@@ -39,41 +40,60 @@ def disk_offsets(radius: int) -> list[tuple[int, int]]:
 
 @primitive("bilateral", "numpy")
 def _bilateral_numpy(be, x, space, radius, color_coeff, mode, cval=0.0):
+    """Bands of rows on the thread pool: a band reads its rows plus ``radius`` rows of the
+    padded image on each side, so it computes exactly those output rows."""
     b, c, rows, cols = x.shape
     r = int(radius)
     dt = x.dtype
     padded = _boundary.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode, cval)
-    prow, pcol = padded.shape[2:]
-    n = prow * pcol
-    raw = padded.reshape(b, c, n)
     # w = exp(log space - (sqrt(-coeff) * dist)^2): one exp per pair, colour scale folded in
-    scaled = raw * dt.type(np.sqrt(-color_coeff))
+    scale = dt.type(np.sqrt(-color_coeff))
     log_space = np.log(np.maximum(space, np.finfo(dt).tiny)).astype(dt)
     out = np.empty_like(x)
-    # the pair (p, p + o) has the weight of (p + o, p): visit half the disk, credit both ends
-    half = [(dy, dx) for dy, dx in disk_offsets(r) if dy > 0 or (dy == 0 and dx > 0)]
-    for bi in range(b):
-        num = raw[bi].copy()  # the centre sample, weight exp(0) * space[r, r] = 1
-        den = np.ones(n, dtype=dt)
-        for dy, dx in half:
-            # near samples p in rows [r - dy, r + rows): p or p + o is an output pixel
-            a0, a1 = (r - dy) * pcol, (r + rows) * pcol
-            o = dy * pcol + dx
-            near, far = slice(a0, a1), slice(a0 + o, a1 + o)
-            d = scaled[bi, 0, near] - scaled[bi, 0, far]
-            if c > 1:
-                np.abs(d, out=d)
-                for ch in range(1, c):
-                    e = scaled[bi, ch, near] - scaled[bi, ch, far]
-                    np.abs(e, out=e)
-                    d += e
-            np.square(d, out=d)
-            np.subtract(log_space[dy + r, dx + r], d, out=d)
-            w = np.exp(d, out=d)
-            credit_pairs(num, den, raw[bi], w, near, far, np.empty_like(w))
-        inner = (slice(None), slice(r, r + rows), slice(r, r + cols))
-        out[bi] = num.reshape(c, prow, pcol)[inner] / den.reshape(1, prow, pcol)[inner]
+    parts = min(workers(), rows // (4 * r + 1)) if rows * cols >= _THREAD_MIN_PIXELS else 1
+    jobs = [(bi, sl) for bi in range(b) for sl in splits(rows, max(1, parts))]
+    run_chunks(lambda bi, sl: _band(padded[bi, :, sl.start:sl.stop + 2 * r], r, scale, log_space,
+                                    out[bi, :, sl]), jobs)
     return out
+
+
+#: images from this many pixels run in bands of rows on the thread pool
+_THREAD_MIN_PIXELS = 1 << 16
+
+
+def _band(src, r, scale, log_space, out):
+    """The filter on one padded band ``src`` (c, rows + 2r, cols + 2r) into ``out`` (c, rows, cols)."""
+    c, prow, pcol = src.shape
+    rows, cols = prow - 2 * r, pcol - 2 * r
+    n = prow * pcol
+    raw = np.ascontiguousarray(src).reshape(c, n)
+    scaled = raw * scale
+    num = raw.copy()  # the centre sample, weight exp(0) * space[r, r] = 1
+    den = np.ones(n, dtype=raw.dtype)
+    tmp = None
+    # the pair (p, p + o) has the weight of (p + o, p): visit half the disk, credit both ends
+    for dy, dx in disk_offsets(r):
+        if dy < 0 or (dy == 0 and dx <= 0):
+            continue
+        # near samples p in rows [r - dy, r + rows): p or p + o is an output pixel
+        a0, a1 = (r - dy) * pcol, (r + rows) * pcol
+        o = dy * pcol + dx
+        near, far = slice(a0, a1), slice(a0 + o, a1 + o)
+        d = scaled[0, near] - scaled[0, far]
+        if c > 1:
+            np.abs(d, out=d)
+            for ch in range(1, c):
+                e = scaled[ch, near] - scaled[ch, far]
+                np.abs(e, out=e)
+                d += e
+        np.square(d, out=d)
+        np.subtract(log_space[dy + r, dx + r], d, out=d)
+        w = np.exp(d, out=d)
+        if tmp is None or tmp.shape != w.shape:
+            tmp = np.empty_like(w)
+        credit_pairs(num, den, raw, w, near, far, tmp)
+    inner = (slice(None), slice(r, r + rows), slice(r, r + cols))
+    np.divide(num.reshape(c, prow, pcol)[inner], den.reshape(1, prow, pcol)[inner], out=out)
 
 
 @primitive("bilateral", "cupy")
