@@ -287,18 +287,20 @@ def _margins_kernel(be, name, g, pad, frame, n):
                         np.int64(h), np.int64(w)))
 
 
-#: real input elements from which the CPU FFTs use every core: below it (a 540 x 540 grid
-#: takes 2.5 ms per rfft2/irfft2 pair with 1 or 2 threads) threads only add hand-over
-#: latency, above it they pay (1080 x 1080: 9.0 ms with 1 thread, 7.2 ms with 2)
-FFT_THREAD_MIN_ELEMS = 1 << 19
+#: bytes of real samples from which the CPU FFTs use every core: below it threads only add
+#: hand-over latency, above it they pay. rfft2/irfft2 pairs on 2 cores, 1 against 2 threads:
+#: float32 540 x 540 (1.2 MB) 1.7 against 2.1 ms, 640 x 640 (1.6 MB) 3.6 against 2.2 ms;
+#: float64 400 x 400 (1.3 MB) 1.3 against 1.3 ms, 540 x 540 (2.3 MB) 3.2 against 1.9 ms
+FFT_THREAD_MIN_BYTES = 3 << 19
 
 
 def _fft_workers(a, grid):
     """All cores for the ``grid``-sized transforms of the stack ``a`` (..., H, W) from
-    ``FFT_THREAD_MIN_ELEMS`` real samples on; 1 below it or inside a job of the shared pool
-    (which already uses every core)."""
+    ``FFT_THREAD_MIN_BYTES`` of real samples on; 1 below it or inside a job of the shared
+    pool (which already uses every core)."""
     elems = a.size // (a.shape[-2] * a.shape[-1]) * grid[0] * grid[1]
-    return 1 if in_pool() or elems < FFT_THREAD_MIN_ELEMS else -1
+    real_bytes = a.dtype.itemsize // (2 if a.dtype.kind == "c" else 1)
+    return 1 if in_pool() or elems * real_bytes < FFT_THREAD_MIN_BYTES else -1
 
 
 @primitive("rfft_grid", "numpy")
