@@ -125,14 +125,16 @@ def _axis_taps(c, reach, interpolation, dtype):
     ``1 / FRACTION_STEPS`` pixel and the weights are read from the table; ``linear`` uses the
     exact fraction.
     """
-    shifted = c + float(reach)  # >= 0, so truncation is floor
     if interpolation == "linear":
-        origin = shifted.astype(np.intp)
+        # in c's precision: a float32 map position and its fraction are exact there
+        floor = np.floor(c)
+        origin = floor.astype(np.intp)
         weights = np.empty(c.shape + (2,), dtype=dtype)
-        np.subtract(shifted, origin, out=weights[:, 1], casting="unsafe")
+        np.subtract(c, floor, out=floor)
+        weights[:, 1] = floor
         np.subtract(1, weights[:, 1], out=weights[:, 0])
-        origin -= reach
         return origin, weights
+    shifted = c + float(reach)  # >= 0, so truncation is floor
     shifted *= FRACTION_STEPS
     shifted += 0.5
     q = shifted.astype(np.intp)  # floor((c + reach) * steps + 1/2)
@@ -192,11 +194,12 @@ def _tap_rows(xp_pad, taps):
     return _as_items(runs.reshape(-1, taps)), wq
 
 
-def _positions(r0, r1, wo, matrix, map_x, map_y):
-    """Source (column, row) positions of output rows ``r0:r1``, flattened, float64."""
+def _positions(r0, r1, wo, matrix, map_x, map_y, dtype=np.float64):
+    """Source (column, row) positions of output rows ``r0:r1``, flattened; maps are read in
+    ``dtype``, matrix positions computed in float64."""
     if matrix is None:
-        return (np.asarray(map_x[r0:r1], dtype=np.float64).ravel(),
-                np.asarray(map_y[r0:r1], dtype=np.float64).ravel())
+        return (np.asarray(map_x[r0:r1], dtype=dtype).ravel(),
+                np.asarray(map_y[r0:r1], dtype=dtype).ravel())
     m = np.asarray(matrix, dtype=np.float64)
     j = np.arange(wo, dtype=np.float64)
     i = np.arange(r0, r1, dtype=np.float64)[:, None]
@@ -229,8 +232,14 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     affine = matrix is not None and np.all(np.isfinite(matrix)) and tuple(
         np.asarray(matrix, dtype=np.float64)[2]) == (0.0, 0.0, 1.0)
 
+    # float32 maps stay float32 where every step is exact in it: nearest and linear taps
+    # (floor and fraction) with the clamping modes (no modular folding)
+    exact32 = (matrix is None and map_x.dtype == np.float32 and map_y.dtype == np.float32
+               and taps <= 2 and mode in ("nearest", "constant", "grid-constant"))
+    position_dtype = np.float32 if exact32 else np.float64
+
     def rows(r0, r1):
-        px, py = _positions(r0, r1, wo, matrix, map_x, map_y)
+        px, py = _positions(r0, r1, wo, matrix, map_x, map_y, position_dtype)
         if affine:  # finite matrix, w == 1: every position is finite
             outside = np.zeros(px.shape, dtype=bool) if mode == "constant" else None
         else:
