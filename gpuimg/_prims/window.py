@@ -44,6 +44,7 @@ import numpy as np
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, type_name
+from gpuimg._parallel import run_chunks, splits, workers
 
 KINDS = {"ssim": 0, "cs": 1, "mse": 2, "ncc": 3}
 _NQ = {"ssim": 4, "cs": 4, "mse": 1, "ncc": 5}
@@ -171,7 +172,6 @@ def _window_moments_numpy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0,
     sums = np.zeros(nbatch) if crop is not None else None
     c = int(crop or 0)
     params = (dt(cov_norm), dt(c1), dt(c2), dt(eps))
-    bufs = _Buffers(a.dtype)
 
     if n0 * row >= _CHUNK_ELEMS:
         strip = max(1, _CHUNK_ELEMS // row)
@@ -180,36 +180,45 @@ def _window_moments_numpy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0,
         group = max(1, _CHUNK_ELEMS // (n0 * row))
         blocks = [(i, min(nbatch, i + group), 0, n0) for i in range(0, nbatch, group)]
 
-    for i0, i1, y0, y1 in blocks:
-        rows = _boundary.index(np.arange(y0 - r0, y1 + r0), n0, mode)
-        g, m = i1 - i0, y1 - y0
-        ext = (g, m + 2 * r0) + spatial[1:]
-        if rows[0] == y0 - r0 and rows[-1] == y1 + r0 - 1:
-            sa, sb = a3[i0:i1, y0 - r0:y1 + r0], b3[i0:i1, y0 - r0:y1 + r0]
-        else:
-            keep = np.maximum(rows, 0)
-            sa = np.take(a3[i0:i1], keep, axis=1)
-            sb = np.take(b3[i0:i1], keep, axis=1)
-            if (rows < 0).any():  # constant modes read zeros outside
-                sa[:, rows < 0] = 0
-                sb[:, rows < 0] = 0
-        q = bufs.get("q", (nq,) + ext)
-        q2 = bufs.get("q2", (nq,) + ext)
-        _products(sa, sb, kind, q)
-        for k in range(nsp - 1, 0, -1):  # last axis first (contiguous), then middle axes
-            _same_pass(q, q2, bufs.get("t2", (nq,) + ext), taps[k], k + 2, mode, ndi)
-            q, q2 = q2, q
-        res = (nq, g, m) + spatial[1:]
-        v = bufs.get("v", res)
-        _valid_pass(q, v, bufs.get("tv", res), taps[0], 2)
-        smap = _formula(v, kind, *params, bufs.get("tf", res[1:]))
-        if want_map:
-            out[i0:i1, y0:y1] = smap
-        if crop is not None:
-            lo, hi = max(y0, c), min(y1, n0 - c)
-            if hi > lo:
-                region = smap[(slice(None), slice(lo - y0, hi - y0)) + tuple(slice(c, n - c) for n in spatial[1:])]
-                sums[i0:i1] += region.reshape(g, -1).sum(axis=1, dtype=np.float64)
+    partial_sums: list = []
+
+    def run(part):
+        bufs = _Buffers(a.dtype)  # scratch of one job of the thread pool
+        for i0, i1, y0, y1 in part:
+            rows = _boundary.index(np.arange(y0 - r0, y1 + r0), n0, mode)
+            g, m = i1 - i0, y1 - y0
+            ext = (g, m + 2 * r0) + spatial[1:]
+            if rows[0] == y0 - r0 and rows[-1] == y1 + r0 - 1:
+                sa, sb = a3[i0:i1, y0 - r0:y1 + r0], b3[i0:i1, y0 - r0:y1 + r0]
+            else:
+                keep = np.maximum(rows, 0)
+                sa = np.take(a3[i0:i1], keep, axis=1)
+                sb = np.take(b3[i0:i1], keep, axis=1)
+                if (rows < 0).any():  # constant modes read zeros outside
+                    sa[:, rows < 0] = 0
+                    sb[:, rows < 0] = 0
+            q = bufs.get("q", (nq,) + ext)
+            q2 = bufs.get("q2", (nq,) + ext)
+            _products(sa, sb, kind, q)
+            for k in range(nsp - 1, 0, -1):  # last axis first (contiguous), then middle axes
+                _same_pass(q, q2, bufs.get("t2", (nq,) + ext), taps[k], k + 2, mode, ndi)
+                q, q2 = q2, q
+            res = (nq, g, m) + spatial[1:]
+            v = bufs.get("v", res)
+            _valid_pass(q, v, bufs.get("tv", res), taps[0], 2)
+            smap = _formula(v, kind, *params, bufs.get("tf", res[1:]))
+            if want_map:
+                out[i0:i1, y0:y1] = smap
+            if crop is not None:
+                lo, hi = max(y0, c), min(y1, n0 - c)
+                if hi > lo:
+                    region = smap[(slice(None), slice(lo - y0, hi - y0)) + tuple(slice(c, n - c) for n in spatial[1:])]
+                    partial_sums.append((i0, i1, region.reshape(g, -1).sum(axis=1, dtype=np.float64)))
+
+    # independent blocks, in contiguous runs on the thread pool
+    run_chunks(run, [(blocks[sl],) for sl in splits(len(blocks), 2 * workers())])
+    for i0, i1, part_sum in partial_sums:
+        sums[i0:i1] += part_sum
 
     means = None
     if crop is not None:
