@@ -106,9 +106,7 @@ def _uniform_taps(size):
 
 def _sq_err_sum(be, a, b):
     """``sum((a - b)^2)`` accumulated in float64 (differences in the inputs' float dtype)."""
-    d = a - b
-    d *= d
-    return be.xp.sum(d, dtype=be.xp.float64)
+    return be.error_sum(a, b, 2)
 
 
 def mse(a, b, *, check_finite=False):
@@ -135,8 +133,7 @@ def mae(a, b, *, check_finite=False):
     """Mean absolute error ``mean(|a - b|)`` over all elements (float64, 0-d array)."""
     be = get_backend(a, b, names=("a", "b"))
     a, b = _pair(be, a, b, check_finite=_validate.check_bool("check_finite", check_finite))
-    xp = be.xp
-    return xp.sum(xp.abs(a - b), dtype=xp.float64) / a.size
+    return be.error_sum(a, b, 1) / a.size
 
 
 def psnr(reference, test, *, data_range=None, check_finite=False):
