@@ -30,10 +30,12 @@ def _pair(rng, shape, dtype=np.float64, noise=0.3):
 
 # ---------------------------------------------------------------------------- scalars
 
+# (300, 530): more than one block of the CPU's blocked sums
+@pytest.mark.parametrize("shape", [(37, 53), (300, 530)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
-def test_mse_mae_psnr_snr_match_references(be, rng, dtype):
-    a = (rng.random((37, 53)) * 200).astype(dtype)
-    b = (rng.random((37, 53)) * 200).astype(dtype)
+def test_mse_mae_psnr_snr_match_references(be, rng, dtype, shape):
+    a = (rng.random(shape) * 200).astype(dtype)
+    b = (rng.random(shape) * 200).astype(dtype)
     A, B = be.asarray(a), be.asarray(b)
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     # float64 references; float32 differences are rounded to float32 before the float64 sums
