@@ -106,6 +106,12 @@ def _matrix_quads(inv, out_shape, xp):
     i = xp.arange(ho, dtype=xp.float64)[:, None]
     u = inv[0][0] * j + inv[0][1] * i + inv[0][2]
     v = inv[1][0] * j + inv[1][1] * i + inv[1][2]
+    if inv[2][0] == 0 and inv[2][1] == 0 and inv[2][2] == 1:
+        # affine: one Jacobian for every pixel
+        a2, b2, c2, d2 = _widen(*(xp.asarray(inv[r][k]) for r, k in ((0, 0), (0, 1), (1, 0), (1, 1))), xp=xp)
+        shape = (ho, wo)
+        return _parallelograms(xp.broadcast_to(u, shape), xp.broadcast_to(v, shape),
+                               *(xp.broadcast_to(t, shape) for t in (a2, b2, c2, d2)), xp=xp)
     w = inv[2][0] * j + inv[2][1] * i + inv[2][2]
     beyond = w <= 0  # footprints reaching the horizon line have no finite preimage
     w = xp.where(beyond, 1.0, w)
