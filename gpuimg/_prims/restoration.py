@@ -337,6 +337,23 @@ def _fft_workers(a, grid):
     return 1 if in_pool() or elems * real_bytes < FFT_THREAD_MIN_BYTES else -1
 
 
+@primitive("dct2", "numpy")
+def _dct2_numpy(be, x, inverse=False, overwrite=False):
+    """Orthonormal DCT-II over the last two axes (its inverse with ``inverse``); with
+    ``overwrite`` the transform may use ``x`` as scratch. All cores from
+    ``FFT_THREAD_MIN_BYTES`` (2 cores, a 1024 x 1024 float32 pair: 11.8 ms on one thread,
+    8.6 ms on two)."""
+    fn = be.fft.idctn if inverse else be.fft.dctn
+    return fn(x, type=2, axes=(-2, -1), norm="ortho", overwrite_x=overwrite,
+              workers=_fft_workers(x, x.shape[-2:]))
+
+
+@primitive("dct2", "cupy")
+def _dct2_cupy(be, x, inverse=False, overwrite=False):
+    fn = be.fft.idctn if inverse else be.fft.dctn
+    return fn(x, type=2, axes=(-2, -1), norm="ortho", overwrite_x=overwrite)
+
+
 @primitive("rfft_grid", "numpy")
 def _rfft_grid_numpy(be, x, grid):
     """``rfft2`` over the last two axes, zero-filled at the end to ``grid`` (all CPU cores)."""

@@ -61,10 +61,9 @@ class _DCTInverse:
         self.den = lam * lam + rho * (_laplacian_eigenvalues(be.xp, b.shape[-2:], 2, b.shape[-1], b.dtype) + box)
 
     def __call__(self, r: Any, overwrite: bool = False) -> Any:
-        fft = self.be.fft
-        R = fft.dctn(r, type=2, axes=(-2, -1), norm="ortho", overwrite_x=overwrite)
+        R = self.be.dct2(r, overwrite=overwrite)
         R /= self.den
-        return fft.idctn(R, type=2, axes=(-2, -1), norm="ortho", overwrite_x=True)
+        return self.be.dct2(R, inverse=True, overwrite=True)
 
 
 class _DFTInverse:

@@ -63,11 +63,10 @@ class _DCT:
         return (cy @ xp.asarray(kernel, dtype=np.float64) @ cx.T).astype(self.b.dtype)
 
     def solve(self, gain: Any) -> Any:
-        fft = self.be.fft
-        X = fft.dctn(self.b, type=2, axes=(-2, -1), norm="ortho")
+        X = self.be.dct2(self.b)
         self.b = None
         X *= gain
-        return fft.idctn(X, type=2, axes=(-2, -1), norm="ortho", overwrite_x=True)
+        return self.be.dct2(X, inverse=True, overwrite=True)
 
 
 def _axis_symmetric(xp: Any, k: Any) -> bool:
