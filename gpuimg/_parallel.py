@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-__all__ = ["in_pool", "run_chunks", "splits", "workers"]
+__all__ = ["in_pool", "run_chunks", "run_ranges", "splits", "workers"]
 
 _pool: list[ThreadPoolExecutor] = []
 _lock = threading.Lock()
@@ -53,3 +53,9 @@ def splits(n: int, parts: int) -> list[slice]:
     parts = max(1, min(parts, n))
     edges = np.linspace(0, n, parts + 1).astype(int)
     return [slice(a, b) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def run_ranges(fn: Callable[[int, int], Any], n: int, parts: int) -> None:
+    """``fn(start, stop)`` over ``parts`` contiguous, nearly equal ranges covering ``range(n)``
+    (see :func:`splits`), on the shared pool."""
+    run_chunks(fn, [(sl.start, sl.stop) for sl in splits(n, parts)])

@@ -32,7 +32,7 @@ import scipy.ndimage
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
-from gpuimg._parallel import run_chunks, splits, workers
+from gpuimg._parallel import run_chunks, run_ranges, splits, workers
 
 _TYPES = ("float", "double")
 # at integer sample positions the grid-* modes read exactly what their plain twins read
@@ -200,7 +200,7 @@ def _correlate_direct_numpy(be, x, w, mode, cval, centers):
     if mode in ("wrap", "grid-wrap") or n < 4 * w.shape[0] or x.size < _THREAD_MIN_ELEMS or workers() == 1:
         band(0, n)
     else:
-        run_chunks(band, [(sl.start, sl.stop) for sl in splits(n, 2 * workers())])
+        run_ranges(band, n, 2 * workers())
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpuimg._backend import primitive
-from gpuimg._parallel import run_chunks, splits, workers
+from gpuimg._parallel import run_ranges, splits, workers
 
 #: elements per block of the NumPy twin (a block's difference stays in a core's cache)
 _BLOCK = 1 << 17
@@ -37,8 +37,7 @@ def _error_sum_numpy(be, a, b, power):
         for k in range(lo, hi):
             sums[k] = _block_sum(fa[parts[k]], fb[parts[k]], power)
 
-    groups = splits(len(parts), workers())
-    run_chunks(job, [(g.start, g.stop) for g in groups])
+    run_ranges(job, len(parts), workers())
     return np.asarray(sums.sum())
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
-from gpuimg._parallel import in_pool, run_chunks, splits, workers
+from gpuimg._parallel import in_pool, run_chunks, run_ranges, workers
 
 _TV = KernelFamily("tv.cu", [f"tv_primal<{t}>" for t in ("float", "double")]
                    + [f"tv_dual<{t}, {iso}>" for t in ("float", "double") for iso in (0, 1)])
@@ -60,7 +60,7 @@ def _in_row_bands(fn, x):
     if x.size < TV_THREAD_MIN_ELEMS or workers() == 1 or in_pool():
         fn(0, h)
         return
-    run_chunks(fn, [(sl.start, sl.stop) for sl in splits(h, workers())])
+    run_ranges(fn, h, workers())
 
 
 @primitive("tv_primal", "numpy")
