@@ -33,6 +33,7 @@ from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import run_chunks, run_ranges, splits, workers
+from gpuimg._prims.fft_axes import irfftn_by_axes
 
 _TYPES = ("float", "double")
 # at integer sample positions the grid-* modes read exactly what their plain twins read
@@ -277,7 +278,10 @@ def _fft_valid(be, xpad, w, fft_kwargs, device=None):
     fshape = tuple(be.fft.next_fast_len(int(s), True) for s in shape)
     spec = be.fft.rfftn(xpad, s=fshape, axes=axes, **fft_kwargs)
     spec *= _kernel_spectrum(be, w, fshape, xpad.dtype, fft_kwargs, device)
-    full = be.fft.irfftn(spec, s=fshape, axes=axes, **fft_kwargs)
+    if "workers" in fft_kwargs:  # scipy.fft (the NumPy twin)
+        full = irfftn_by_axes(be.fft, spec, fshape, axes, fft_kwargs["workers"])
+    else:
+        full = be.fft.irfftn(spec, s=fshape, axes=axes, **fft_kwargs)
     crop = tuple(slice(k - 1, s) for k, s in zip(w.shape, shape))
     return be.xp.ascontiguousarray(full[(Ellipsis,) + crop])
 

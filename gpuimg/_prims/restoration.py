@@ -12,6 +12,7 @@ import numpy as np
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import in_pool, run_chunks, run_ranges, workers
+from gpuimg._prims.fft_axes import irfftn_by_axes
 
 _TV = KernelFamily("tv.cu", [f"tv_primal<{t}>" for t in ("float", "double")]
                    + [f"tv_dual<{t}, {iso}>" for t in ("float", "double") for iso in (0, 1)])
@@ -369,7 +370,7 @@ def _rfft_grid_cupy(be, x, grid):
 def _irfft_grid_numpy(be, X, grid):
     """Inverse of :func:`rfft_grid`: real ``(..., *grid)`` (all CPU cores). ``X`` is used as
     scratch space (its values are destroyed), which saves a copy of the spectrum."""
-    return be.fft.irfft2(X, s=grid, workers=_fft_workers(X, grid), overwrite_x=True)
+    return irfftn_by_axes(be.fft, X, grid, (-2, -1), _fft_workers(X, grid))
 
 
 @primitive("irfft_grid", "cupy")
