@@ -44,7 +44,7 @@ import numpy as np
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, type_name
-from gpuimg._parallel import run_chunks, splits, workers
+from gpuimg._parallel import run_ranges, workers
 
 KINDS = {"ssim": 0, "cs": 1, "mse": 2, "ncc": 3}
 _NQ = {"ssim": 4, "cs": 4, "mse": 1, "ncc": 5}
@@ -180,11 +180,13 @@ def _window_moments_numpy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0,
         group = max(1, _CHUNK_ELEMS // (n0 * row))
         blocks = [(i, min(nbatch, i + group), 0, n0) for i in range(0, nbatch, group)]
 
-    partial_sums: list = []
+    # one slot per block, added in block order, so the mean does not depend on thread timing
+    partial_sums: list = [None] * len(blocks)
 
-    def run(part):
+    def run(first, stop):
         bufs = _Buffers(a.dtype)  # scratch of one job of the thread pool
-        for i0, i1, y0, y1 in part:
+        for blk in range(first, stop):
+            i0, i1, y0, y1 = blocks[blk]
             rows = _boundary.index(np.arange(y0 - r0, y1 + r0), n0, mode)
             g, m = i1 - i0, y1 - y0
             ext = (g, m + 2 * r0) + spatial[1:]
@@ -213,12 +215,13 @@ def _window_moments_numpy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0,
                 lo, hi = max(y0, c), min(y1, n0 - c)
                 if hi > lo:
                     region = smap[(slice(None), slice(lo - y0, hi - y0)) + tuple(slice(c, n - c) for n in spatial[1:])]
-                    partial_sums.append((i0, i1, region.reshape(g, -1).sum(axis=1, dtype=np.float64)))
+                    partial_sums[blk] = region.reshape(g, -1).sum(axis=1, dtype=np.float64)
 
     # independent blocks, in contiguous runs on the thread pool
-    run_chunks(run, [(blocks[sl],) for sl in splits(len(blocks), 2 * workers())])
-    for i0, i1, part_sum in partial_sums:
-        sums[i0:i1] += part_sum
+    run_ranges(run, len(blocks), 2 * workers())
+    for (i0, i1, _, _), part_sum in zip(blocks, partial_sums):
+        if part_sum is not None:
+            sums[i0:i1] += part_sum
 
     means = None
     if crop is not None:
