@@ -134,10 +134,19 @@ def _axis_taps(c, reach, interpolation, dtype):
         weights[:, 1] = floor
         np.subtract(1, weights[:, 1], out=weights[:, 0])
         return origin, weights
-    shifted = c + float(reach)  # >= 0, so truncation is floor
-    shifted *= FRACTION_STEPS
-    shifted += 0.5
-    q = shifted.astype(np.intp)  # floor((c + reach) * steps + 1/2)
+    if c.dtype == np.float32:
+        # floor(c * steps + 1/2) is exact in float32: scaling by a power of two is, and
+        # |c * steps| < 2^23 leaves room for the half (the caller bounds c); c + reach is not
+        scaled = c * FRACTION_STEPS
+        scaled += 0.5
+        np.floor(scaled, out=scaled)
+        q = scaled.astype(np.intp)
+        q += reach * FRACTION_STEPS
+    else:
+        shifted = c + float(reach)  # >= 0, so truncation is floor
+        shifted *= FRACTION_STEPS
+        shifted += 0.5
+        q = shifted.astype(np.intp)  # floor((c + reach) * steps + 1/2)
     origin = q >> _FRACTION_BITS
     origin -= reach
     q &= FRACTION_STEPS - 1
@@ -232,10 +241,12 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     affine = matrix is not None and np.all(np.isfinite(matrix)) and tuple(
         np.asarray(matrix, dtype=np.float64)[2]) == (0.0, 0.0, 1.0)
 
-    # float32 maps stay float32 where every step is exact in it: nearest and linear taps
-    # (floor and fraction) with the clamping modes (no modular folding)
+    # float32 maps stay float32 where every step is exact in it: the clamping modes (no
+    # modular folding), and for cubic / lanczos4 positions small enough that c * steps + 1/2
+    # is exact (|c| < 2^23 / FRACTION_STEPS)
     exact32 = (matrix is None and map_x.dtype == np.float32 and map_y.dtype == np.float32
-               and taps <= 2 and mode in ("nearest", "constant", "grid-constant"))
+               and mode in ("nearest", "constant", "grid-constant")
+               and (taps <= 2 or max(h, w) + reach < (1 << 23) // FRACTION_STEPS))
     position_dtype = np.float32 if exact32 else np.float64
 
     def rows(r0, r1):
