@@ -138,11 +138,6 @@ def _uniform1d_numpy(be, x, size, axis, mode, cval, center):
         xb, size, axis=axis, output=ob, mode=mode, cval=cval, origin=origin))
 
 
-@primitive("uniform1d", "cupy")
-def _uniform1d_cupy(be, x, size, axis, mode, cval, center):
-    return _correlate1d_cupy(be, x, np.full(size, 1.0 / size), axis, mode, cval, center)
-
-
 @primitive("correlate1d", "cupy")
 def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
     xp = be.xp
@@ -164,6 +159,11 @@ def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
         shared_mem=shared if in_shared else 0,
     )
     return out
+
+
+@primitive("uniform1d", "cupy")
+def _uniform1d_cupy(be, x, size, axis, mode, cval, center):
+    return _correlate1d_cupy(be, x, np.full(size, 1.0 / size), axis, mode, cval, center)
 
 
 # --------------------------------------------------------------------------------------
@@ -199,9 +199,8 @@ def _correlate_direct_numpy(be, x, w, mode, cval, centers):
         out[lead + (slice(r0, r1),)] = part[lead + (slice(r0 - lo, r1 - lo),)]
 
     if mode in ("wrap", "grid-wrap") or n < 4 * w.shape[0] or x.size < _THREAD_MIN_ELEMS or workers() == 1:
-        band(0, n)
-    else:
-        run_ranges(band, n, 2 * workers())
+        return scipy.ndimage.correlate(x, w, mode=mode, cval=cval, origin=origin, axes=axes)
+    run_ranges(band, n, 2 * workers())
     return out
 
 
@@ -270,7 +269,7 @@ def _kernel_spectrum(be, w, fshape, dtype, fft_kwargs, device):
     return spec
 
 
-def _fft_valid(be, xpad, w, fft_kwargs, device=None):
+def _fft_valid(be, xpad, w, fft_kwargs, inverse, device=None):
     w = np.asarray(w)
     nd = w.ndim
     axes = tuple(range(xpad.ndim - nd, xpad.ndim))
@@ -278,23 +277,22 @@ def _fft_valid(be, xpad, w, fft_kwargs, device=None):
     fshape = tuple(be.fft.next_fast_len(int(s), True) for s in shape)
     spec = be.fft.rfftn(xpad, s=fshape, axes=axes, **fft_kwargs)
     spec *= _kernel_spectrum(be, w, fshape, xpad.dtype, fft_kwargs, device)
-    if "workers" in fft_kwargs:  # scipy.fft (the NumPy twin)
-        full = irfftn_by_axes(be.fft, spec, fshape, axes, fft_kwargs["workers"])
-    else:
-        full = be.fft.irfftn(spec, s=fshape, axes=axes, **fft_kwargs)
+    full = inverse(spec, fshape, axes)
     crop = tuple(slice(k - 1, s) for k, s in zip(w.shape, shape))
     return be.xp.ascontiguousarray(full[(Ellipsis,) + crop])
 
 
 @primitive("fft_correlate", "numpy")
 def _fft_correlate_numpy(be, xpad, w):
-    return _fft_valid(be, xpad, w, {"workers": -1})
+    return _fft_valid(be, xpad, w, {"workers": -1},
+                      lambda spec, s, axes: irfftn_by_axes(be.fft, spec, s, axes, -1))
 
 
 @primitive("fft_correlate", "cupy")
 def _fft_correlate_cupy(be, xpad, w):
     # cuFFT plans are cached by cupyx.scipy.fft per shape
-    return _fft_valid(be, xpad, w, {}, device=be.xp.cuda.Device().id)
+    return _fft_valid(be, xpad, w, {}, lambda spec, s, axes: be.fft.irfftn(spec, s=s, axes=axes),
+                      device=be.xp.cuda.Device().id)
 
 
 # --------------------------------------------------------------------------------------
