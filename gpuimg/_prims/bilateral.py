@@ -38,6 +38,10 @@ def disk_offsets(radius: int) -> list[tuple[int, int]]:
             if dy * dy + dx * dx <= radius * radius]
 
 
+#: images from this many pixels run in bands of rows on the thread pool
+_THREAD_MIN_PIXELS = 1 << 16
+
+
 @primitive("bilateral", "numpy")
 def _bilateral_numpy(be, x, space, radius, color_coeff, mode, cval=0.0):
     """Bands of rows on the thread pool: a band reads its rows plus ``radius`` rows of the
@@ -55,10 +59,6 @@ def _bilateral_numpy(be, x, space, radius, color_coeff, mode, cval=0.0):
     run_chunks(lambda bi, sl: _band(padded[bi, :, sl.start:sl.stop + 2 * r], r, scale, log_space,
                                     out[bi, :, sl]), jobs)
     return out
-
-
-#: images from this many pixels run in bands of rows on the thread pool
-_THREAD_MIN_PIXELS = 1 << 16
 
 
 def _band(src, r, scale, log_space, out):
