@@ -81,12 +81,16 @@ def _tv_primal_numpy(be, v, p, weight, lo, hi, out=None):
         xs = x[..., r0:r1, :]
         if x is not v:
             xs[...] = v[..., r0:r1, :]
+        # w p[0] at rows lo..top-1: added at its own row, subtracted one row below
         top = min(r1, h - 1)  # the last row has no downward difference
-        if top > r0:
-            xs[..., : top - r0, :] += p[0, ..., r0:top, :] * w
-        first = max(r0, 1)
-        if r1 > first:
-            xs[..., first - r0:, :] -= p[0, ..., first - 1:r1 - 1, :] * w
+        lo = max(r0 - 1, 0)
+        if top > lo:
+            a = p[0, ..., lo:top, :] * w
+            if top > r0:
+                xs[..., : top - r0, :] += a[..., r0 - lo:, :]
+            first = max(r0, 1)
+            if r1 > first:
+                xs[..., first - r0:, :] -= a[..., first - 1 - lo:r1 - 1 - lo, :]
         a = p[1, ..., r0:r1, :-1] * w
         xs[..., :, :-1] += a
         xs[..., :, 1:] -= a
