@@ -167,18 +167,19 @@ def _table(interpolation, dtype):
 
 
 def _as_items(rows):
-    """View the contiguous rows of a 2-D array as ``k`` elements each of a number type.
+    """View the contiguous rows of a 2-D array as ``k`` elements each of a number type (the
+    widest of 16, 8 or 4 bytes that divides a row).
 
     NumPy gathers such an item with one typed copy that releases the GIL (record dtypes do
     not), so row gathers are cheap and scale over threads.
     """
     nbytes = rows.shape[1] * rows.dtype.itemsize
-    item = {4: np.float32, 8: np.float64}.get(nbytes, np.complex128)
-    k = max(1, nbytes // np.dtype(item).itemsize)
+    item = np.complex128 if nbytes % 16 == 0 else np.float64 if nbytes % 8 == 0 else np.float32
+    k = nbytes // np.dtype(item).itemsize
     return np.ascontiguousarray(rows).view(item).reshape(-1, k)
 
 
-def _tap_rows(xp_pad, taps):
+def tap_rows(xp_pad, taps):
     """Every run of ``taps`` horizontal neighbours of the padded batch as one gatherable item.
 
     Returns ``(items, wq)``: row ``(b * hp + y) * wq + x`` of ``items`` holds
@@ -201,6 +202,37 @@ def _tap_rows(xp_pad, taps):
     step = max(1, (n * hp) // (4 * workers()) + 1)
     run_chunks(block, [(r0, min(r0 + step, n * hp)) for r0 in range(0, n * hp, step)])
     return _as_items(runs.reshape(-1, taps)), wq
+
+
+def gather_taps(items, wq, plane, base, wx, wy, dest):
+    """``dest[b, p] = sum_r wy[p, r] sum_c wx[p, c] padded[b, y_p + r, x_p + c]`` over the
+    runs ``items`` of :func:`tap_rows` (row length ``wq``, ``plane`` rows per image).
+
+    ``base[p]`` is the run index of ``(y_p, x_p)`` in the first image (modified in place);
+    ``wx``, ``wy`` are ``(P, taps)`` in the data dtype; ``dest`` is ``(images, P)``. One
+    gather per tap row, then tap-major multiply-adds.
+    """
+    nimg, taps = dest.shape[0], wx.shape[1]
+    dtype = dest.dtype
+    if nimg > 1:
+        base = (base[None, :] + (np.arange(nimg) * plane)[:, None]).ravel()
+    # indices are in range by construction: "clip" is the cheapest bounds rule of take
+    runs = np.empty((base.size, items.shape[1]), dtype=items.dtype)
+    prod = np.empty((nimg, wx.shape[0], taps), dtype=dtype)
+    row = None
+    for r in range(wy.shape[1]):
+        if r:
+            base += wq
+        run = np.take(items, base, axis=0, out=runs, mode="clip").view(dtype).reshape(nimg, -1, taps)
+        np.multiply(run, wx, out=prod)
+        row = np.add(prod[..., 0], prod[..., 1], out=row)
+        for c in range(2, taps):
+            row += prod[..., c]
+        if r == 0:
+            np.multiply(row, wy[:, 0], out=dest)
+        else:
+            row *= wy[:, r]
+            dest += row
 
 
 def _positions(r0, r1, wo, matrix, map_x, map_y, dtype=np.float64):
@@ -234,7 +266,7 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     padded = _boundary.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode, cval)
     hp, wp = padded.shape[1:]
     if taps > 1:
-        items, wq = _tap_rows(padded, taps)
+        items, wq = tap_rows(padded, taps)
         plane = hp * wq
     out = np.empty((nimg, ho, wo), dtype=x.dtype)
 
@@ -275,25 +307,7 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
             base = iy
             base += ix
             base += first + pad
-            if nimg > 1:
-                base = (base[None, :] + (np.arange(nimg) * plane)[:, None]).ravel()
-            # indices are in range by construction: "clip" is the cheapest bounds rule of take
-            runs = np.empty((base.size, items.shape[1]), dtype=items.dtype)
-            prod = np.empty((nimg, px.size, taps), dtype=x.dtype)
-            row = None
-            for r in range(taps):
-                if r:
-                    base += wq
-                run = np.take(items, base, axis=0, out=runs, mode="clip").view(x.dtype).reshape(nimg, -1, taps)
-                np.multiply(run, wx, out=prod)
-                row = np.add(prod[..., 0], prod[..., 1], out=row)
-                for c in range(2, taps):
-                    row += prod[..., c]
-                if r == 0:
-                    np.multiply(row, wy[:, 0], out=dest)
-                else:
-                    row *= wy[:, r]
-                    dest += row
+            gather_taps(items, wq, plane, base, wx, wy, dest)
         if outside is not None and outside.any():
             dest[:, outside] = x.dtype.type(cval)
 
