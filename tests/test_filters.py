@@ -131,12 +131,13 @@ def test_uniform_filter_matches_scipy(be, rng, mode):
 @pytest.mark.parametrize("threads", [2, 16])
 @pytest.mark.parametrize("mode", MODES)
 def test_images_large_enough_to_run_in_blocks_match_scipy(be, rng, mode, threads, monkeypatch):
-    # from 2^16 elements the CPU runs 1-D passes in blocks of another axis and direct 2-D
+    # large arrays run 1-D passes in blocks of another axis on the CPU, and direct 2-D
     # correlations in bands of rows that read the rows the boundary rule reaches (with 16
     # threads a band is shorter than the kernel)
     import gpuimg._prims.convolve as prims
 
     monkeypatch.setattr(prims, "workers", lambda: threads)
+    monkeypatch.setattr(prims, "_THREAD_MIN_ELEMS", 1 << 16)
     x = rng.random((2, 150, 230))
     for shape, origin in [((5, 5), 0), ((4, 7), (-2, 3)), ((5, 3), (2, -1))]:
         w = rng.random(shape) - 0.3

@@ -78,9 +78,14 @@ _SHIFT_ADD_MAX_BYTES = 128
 #: non-contiguous axis (2048x2048: 45 against 54 ms at 25 float32 taps; 74 against 64 ms at
 #: 15 float64 taps).
 _BOX_SHIFT_ADD_MAX_BYTES = 96
-#: Arrays from this many elements are filtered in blocks on the thread pool (SciPy's 1-D
-#: filters release the GIL).
-_THREAD_MIN_ELEMS = 1 << 16
+#: Arrays from this many elements run SciPy's filters in blocks (1-D passes) or bands (2-D)
+#: on the thread pool; they release the GIL (2048x2048 float32 uniform_filter1d along the
+#: rows: 10.4 ms on one thread, 5.5 ms on two; 3x3 correlation 28.4 against 16.8 ms). Below
+#: it the hand-over costs more than it saves (256x256: 121 against 437 us; 1024x1024 was a
+#: tie on a loaded machine). Shifted adds stream memory and stay on one thread: in column
+#: blocks on two threads they measured slower (256x256: 809 against 151 us; 2048x2048: 26.5
+#: against 23.3 ms).
+_THREAD_MIN_ELEMS = 1 << 19
 
 
 def _shift_add(x, w, axis, mode, cval, center, out=None):
@@ -117,7 +122,7 @@ def _in_blocks(x, axis, fn):
 def _correlate1d_numpy(be, x, w, axis, mode, cval, center):
     axis = axis % x.ndim
     if axis != x.ndim - 1 and len(w) * x.dtype.itemsize <= _SHIFT_ADD_MAX_BYTES:
-        return _in_blocks(x, axis, lambda xb, ob: _shift_add(xb, w, axis, mode, cval, center, out=ob))
+        return _shift_add(x, w, axis, mode, cval, center)
     origin = int(center) - len(w) // 2
     w = np.asarray(w, dtype=np.float64)
     return _in_blocks(x, axis, lambda xb, ob: scipy.ndimage.correlate1d(
@@ -131,8 +136,7 @@ def _uniform1d_numpy(be, x, size, axis, mode, cval, center):
     non-contiguous axis, as shifted adds."""
     axis = axis % x.ndim
     if axis != x.ndim - 1 and size * x.dtype.itemsize <= _BOX_SHIFT_ADD_MAX_BYTES:
-        w = np.full(size, 1.0 / size)
-        return _in_blocks(x, axis, lambda xb, ob: _shift_add(xb, w, axis, mode, cval, center, out=ob))
+        return _shift_add(x, np.full(size, 1.0 / size), axis, mode, cval, center)
     origin = int(center) - size // 2
     return _in_blocks(x, axis, lambda xb, ob: scipy.ndimage.uniform_filter1d(
         xb, size, axis=axis, output=ob, mode=mode, cval=cval, origin=origin))
