@@ -106,11 +106,12 @@ def _matrix_quads(inv, out_shape, xp):
     i = xp.arange(ho, dtype=xp.float64)[:, None]
     u = inv[0][0] * j + inv[0][1] * i + inv[0][2]
     v = inv[1][0] * j + inv[1][1] * i + inv[1][2]
-    if inv[2][0] == 0 and inv[2][1] == 0 and inv[2][2] == 1:
-        # affine: one Jacobian for every pixel
-        a2, b2, c2, d2 = _widen(*(xp.asarray(inv[r][k]) for r, k in ((0, 0), (0, 1), (1, 0), (1, 1))), xp=xp)
+    if inv[2][0] == 0 and inv[2][1] == 0:
+        # affine (w constant): one Jacobian for every pixel
+        w0 = inv[2][2] if inv[2][2] > 0 else 1.0
+        a2, b2, c2, d2 = _widen(*(xp.asarray(inv[r][k] / w0) for r, k in ((0, 0), (0, 1), (1, 0), (1, 1))), xp=xp)
         shape = (ho, wo)
-        return _parallelograms(xp.broadcast_to(u, shape), xp.broadcast_to(v, shape),
+        return _parallelograms(xp.broadcast_to(u / w0, shape), xp.broadcast_to(v / w0, shape),
                                *(xp.broadcast_to(t, shape) for t in (a2, b2, c2, d2)), xp=xp)
     w = inv[2][0] * j + inv[2][1] * i + inv[2][2]
     beyond = w <= 0  # footprints reaching the horizon line have no finite preimage
@@ -122,10 +123,6 @@ def _matrix_quads(inv, out_shape, xp):
     c = (inv[1][0] * w - v * inv[2][0]) / w2
     d = (inv[1][1] * w - v * inv[2][1]) / w2
     a2, b2, c2, d2 = _widen(a, b, c, d, xp)
-    if inv[2][0] == 0 and inv[2][1] == 0:
-        shape = (ho, wo)
-        return _parallelograms(xp.broadcast_to(cx, shape), xp.broadcast_to(cy, shape),
-                               *(xp.broadcast_to(t, shape) for t in (a2, b2, c2, d2)), xp=xp)
     # perspective: the exact quad, stretched by J' J^-1 about its centre where it is widened
     det = a * d - b * c
     m00 = (a2 * d - b2 * c) / det
