@@ -56,12 +56,8 @@ TV_THREAD_MIN_ELEMS = 1 << 19
 
 def _in_row_bands(fn, x):
     """``fn(r0, r1)`` over bands of the rows (axis -2) of the stack ``x``, on the pool when
-    ``x`` is large."""
-    h = x.shape[-2]
-    if x.size < TV_THREAD_MIN_ELEMS or workers() == 1 or in_pool():
-        fn(0, h)
-        return
-    run_ranges(fn, h, workers())
+    ``x`` is large (one band otherwise, or inside a job of the pool)."""
+    run_ranges(fn, x.shape[-2], workers() if x.size >= TV_THREAD_MIN_ELEMS and not in_pool() else 1)
 
 
 @primitive("tv_primal", "numpy")

@@ -179,7 +179,7 @@ def _as_items(rows):
     return np.ascontiguousarray(rows).view(item).reshape(-1, k)
 
 
-def tap_rows(xp_pad, taps):
+def _tap_rows(xp_pad, taps):
     """Every run of ``taps`` horizontal neighbours of the padded batch as one gatherable item.
 
     Returns ``(items, wq)``: row ``(b * hp + y) * wq + x`` of ``items`` holds
@@ -204,9 +204,9 @@ def tap_rows(xp_pad, taps):
     return _as_items(runs.reshape(-1, taps)), wq
 
 
-def gather_taps(items, wq, plane, base, wx, wy, dest):
+def _gather_taps(items, wq, plane, base, wx, wy, dest):
     """``dest[b, p] = sum_r wy[p, r] sum_c wx[p, c] padded[b, y_p + r, x_p + c]`` over the
-    runs ``items`` of :func:`tap_rows` (row length ``wq``, ``plane`` rows per image).
+    runs ``items`` of :func:`_tap_rows` (row length ``wq``, ``plane`` rows per image).
 
     ``base[p]`` is the run index of ``(y_p, x_p)`` in the first image (modified in place);
     ``wx``, ``wy`` are ``(P, taps)`` in the data dtype; ``dest`` is ``(images, P)``. One
@@ -266,7 +266,7 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     padded = _boundary.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode, cval)
     hp, wp = padded.shape[1:]
     if taps > 1:
-        items, wq = tap_rows(padded, taps)
+        items, wq = _tap_rows(padded, taps)
         plane = hp * wq
     out = np.empty((nimg, ho, wo), dtype=x.dtype)
 
@@ -307,7 +307,7 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
             base = iy
             base += ix
             base += first + pad
-            gather_taps(items, wq, plane, base, wx, wy, dest)
+            _gather_taps(items, wq, plane, base, wx, wy, dest)
         if outside is not None and outside.any():
             dest[:, outside] = x.dtype.type(cval)
 
