@@ -33,7 +33,7 @@ from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import run_chunks, run_ranges, splits, workers
-from gpuimg._prims.fft_axes import irfftn_by_axes
+from gpuimg._prims.fft_axes import fft_workers, irfftn_by_axes
 
 _TYPES = ("float", "double")
 # at integer sample positions the grid-* modes read exactly what their plain twins read
@@ -288,8 +288,10 @@ def _fft_valid(be, xpad, w, fft_kwargs, inverse, device=None):
 
 @primitive("fft_correlate", "numpy")
 def _fft_correlate_numpy(be, xpad, w):
-    return _fft_valid(be, xpad, w, {"workers": -1},
-                      lambda spec, s, axes: irfftn_by_axes(be.fft, spec, s, axes, -1))
+    nd = np.ndim(w)
+    workers = fft_workers(xpad, tuple(be.fft.next_fast_len(int(s), True) for s in xpad.shape[-nd:]))
+    return _fft_valid(be, xpad, w, {"workers": workers},
+                      lambda spec, s, axes: irfftn_by_axes(be.fft, spec, s, axes, workers))
 
 
 @primitive("fft_correlate", "cupy")

@@ -12,7 +12,7 @@ import numpy as np
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import in_pool, run_chunks, run_ranges, workers
-from gpuimg._prims.fft_axes import irfftn_by_axes
+from gpuimg._prims.fft_axes import fft_workers, irfftn_by_axes
 
 _TV = KernelFamily("tv.cu", [f"tv_primal<{t}>" for t in ("float", "double")]
                    + [f"tv_dual<{t}, {iso}>" for t in ("float", "double") for iso in (0, 1)])
@@ -322,31 +322,15 @@ def _margins_kernel(be, name, g, pad, frame, n):
                         np.int64(h), np.int64(w)))
 
 
-#: bytes of real samples from which the CPU FFTs use every core: below it threads only add
-#: hand-over latency, above it they pay. rfft2/irfft2 pairs on 2 cores, 1 against 2 threads:
-#: float32 540 x 540 (1.2 MB) 1.7 against 2.1 ms, 640 x 640 (1.6 MB) 3.6 against 2.2 ms;
-#: float64 400 x 400 (1.3 MB) 1.3 against 1.3 ms, 540 x 540 (2.3 MB) 3.2 against 1.9 ms
-FFT_THREAD_MIN_BYTES = 3 << 19
-
-
-def _fft_workers(a, grid):
-    """All cores for the ``grid``-sized transforms of the stack ``a`` (..., H, W) from
-    ``FFT_THREAD_MIN_BYTES`` of real samples on; 1 below it or inside a job of the shared
-    pool (which already uses every core)."""
-    elems = a.size // (a.shape[-2] * a.shape[-1]) * grid[0] * grid[1]
-    real_bytes = a.dtype.itemsize // (2 if a.dtype.kind == "c" else 1)
-    return 1 if in_pool() or elems * real_bytes < FFT_THREAD_MIN_BYTES else -1
-
-
 @primitive("dct2", "numpy")
 def _dct2_numpy(be, x, inverse=False, overwrite=False):
     """Orthonormal DCT-II over the last two axes (its inverse with ``inverse``); with
     ``overwrite`` the transform may use ``x`` as scratch. All cores from
-    ``FFT_THREAD_MIN_BYTES`` (2 cores, a 1024 x 1024 float32 pair: 11.8 ms on one thread,
+    ``fft_axes.FFT_THREAD_MIN_BYTES`` (2 cores, a 1024 x 1024 float32 pair: 11.8 ms on one thread,
     8.6 ms on two)."""
     fn = be.fft.idctn if inverse else be.fft.dctn
     return fn(x, type=2, axes=(-2, -1), norm="ortho", overwrite_x=overwrite,
-              workers=_fft_workers(x, x.shape[-2:]))
+              workers=fft_workers(x, x.shape[-2:]))
 
 
 @primitive("dct2", "cupy")
@@ -358,7 +342,7 @@ def _dct2_cupy(be, x, inverse=False, overwrite=False):
 @primitive("rfft_grid", "numpy")
 def _rfft_grid_numpy(be, x, grid):
     """``rfft2`` over the last two axes, zero-filled at the end to ``grid`` (all CPU cores)."""
-    return be.fft.rfft2(x, s=grid, workers=_fft_workers(x, grid))
+    return be.fft.rfft2(x, s=grid, workers=fft_workers(x, grid))
 
 
 @primitive("rfft_grid", "cupy")
@@ -370,7 +354,7 @@ def _rfft_grid_cupy(be, x, grid):
 def _irfft_grid_numpy(be, X, grid):
     """Inverse of :func:`rfft_grid`: real ``(..., *grid)`` (all CPU cores). ``X`` is used as
     scratch space (its values are destroyed), which saves a copy of the spectrum."""
-    return irfftn_by_axes(be.fft, X, grid, (-2, -1), _fft_workers(X, grid))
+    return irfftn_by_axes(be.fft, X, grid, (-2, -1), fft_workers(X, grid))
 
 
 @primitive("irfft_grid", "cupy")
