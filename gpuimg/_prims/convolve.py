@@ -289,9 +289,9 @@ def _fft_valid(be, xpad, w, fft_kwargs, inverse, device=None):
 @primitive("fft_correlate", "numpy")
 def _fft_correlate_numpy(be, xpad, w):
     nd = np.ndim(w)
-    workers = fft_workers(xpad, tuple(be.fft.next_fast_len(int(s), True) for s in xpad.shape[-nd:]))
-    return _fft_valid(be, xpad, w, {"workers": workers},
-                      lambda spec, s, axes: irfftn_by_axes(be.fft, spec, s, axes, workers))
+    threads = fft_workers(xpad, tuple(be.fft.next_fast_len(int(s), True) for s in xpad.shape[-nd:]))
+    return _fft_valid(be, xpad, w, {"workers": threads},
+                      lambda spec, s, axes: irfftn_by_axes(be.fft, spec, s, axes, threads))
 
 
 @primitive("fft_correlate", "cupy")
