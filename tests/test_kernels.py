@@ -41,16 +41,24 @@ def test_includes_are_inlined():
     assert "#include" not in src and "boundary_index" in src
 
 
+@pytest.mark.parametrize("k", [2, 13])
 @pytest.mark.parametrize("mode", sorted(_boundary.MODE_CODES))
-def test_boundary_modes_match_numpy_pad(be, mode):
-    # numpy.pad is the independent reference for every mode's extension rule
+def test_boundary_modes_match_numpy_pad(be, mode, k):
+    # numpy.pad is the independent reference for every mode's extension rule; k = 2 is a pad
+    # of three runs, k = 13 on 5 samples repeats the rule many times
     x = np.arange(1.0, 6.0)
-    k = 13
     pm = _boundary.pad_mode(mode)
-    ref = np.pad(x, k, mode=pm, **({"constant_values": -7.0} if pm == "constant" else {}))
+    kw = {"constant_values": -7.0} if pm == "constant" else {}
+    ref = np.pad(x, k, mode=pm, **kw)
     idx = np.arange(-k, x.size + k)
     got = be.boundary_take(be.asarray(x), idx, mode, -7.0)
     np.testing.assert_array_equal(be.to_numpy(got), ref)
+    # scattered indices (halos, reversed and repeated runs) read the same padded line
+    far = np.pad(x, 40, mode=pm, **kw)
+    rng = np.random.default_rng(k)
+    for idx in (rng.integers(-40, 45, 17), np.r_[-3:2, 4:-1:-1, 7:9], np.r_[-2:3, -2:3]):
+        got = be.boundary_take(be.asarray(np.stack([x, 2 * x])), idx, mode, -7.0)
+        np.testing.assert_array_equal(be.to_numpy(got), np.stack([far[idx + 40], np.pad(2 * x, 40, mode=pm, **kw)[idx + 40]]))
 
 
 def test_wheel_ships_kernels(tmp_path):
