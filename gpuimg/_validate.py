@@ -149,7 +149,7 @@ def float_dtype(*dtypes: Any) -> np.dtype:
     """Result float dtype: float32 if every input is float32 (or float16), else float64."""
     out = np.float32
     for dt in dtypes:
-        dt = np.dtype(dt)
+        dt = np.dtype(dt).newbyteorder("=")  # byte order is storage, not precision
         if dt.kind == "c":
             return np.dtype(np.complex128 if dt != np.complex64 else np.complex64)
         if dt not in (np.float32, np.float16):

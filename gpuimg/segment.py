@@ -319,6 +319,11 @@ def _fit_continuous(x, y, w, n_segments):
     objective = _HingeSums((x - lo) / span, yc, w)
     total = objective.yy + 1e-300
 
+    # breakpoints stay between the second and the second-to-last sample, so that the end
+    # pieces keep two samples (a one-sample piece would fit its sample with any slope)
+    distinct = np.unique(x)
+    b_min, b_max = float(distinct[1]), float(distinct[-2])
+    u_min, u_max = (b_min - lo) / span, (b_max - lo) / span
     idx = _dp_partition(x, y, w, n_segments)
     starts = [0.5 * (x[idx[1:-1] - 1] + x[idx[1:-1]])]
     # equal-count split as a second start, in case the discontinuous optimum misleads
@@ -326,22 +331,22 @@ def _fit_continuous(x, y, w, n_segments):
     starts.append(x[q].astype(float))
     best = None
     for b0 in starts:
-        u0 = np.clip((np.sort(b0) - lo) / span, 1e-9, 1 - 1e-9)
-        sol = minimize(objective, u0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * u0.size,
+        u0 = np.clip((np.sort(b0) - lo) / span, u_min, u_max)
+        sol = minimize(objective, u0, jac=True, method="L-BFGS-B", bounds=[(u_min, u_max)] * u0.size,
                        options={"ftol": 1e-15, "gtol": 1e-12 * total, "maxiter": 500})
         u = sol.x
         # a derivative-free step across kinks (a breakpoint on a sample)
         polish = minimize(lambda v: objective(v)[0], u, method="Nelder-Mead",
                           options={"xatol": 1e-8, "fatol": 1e-14 * total, "maxiter": 100 * n_segments})
         if polish.fun < objective(u)[0]:
-            u = np.clip(polish.x, 0.0, 1.0)
+            u = np.clip(polish.x, u_min, u_max)
         f = objective(u)[0]
         if best is None or f < best[1]:
             best = (np.sort(u), f)
     # Gauss-Newton on the exact residuals: the tail sums lose digits when the residual is tiny
-    inner = lo + span * best[0]
+    inner = np.clip(lo + span * best[0], b_min, b_max)
     _, res0 = _continuous_solve(x, y, sw, inner)
-    sol = least_squares(lambda b: _continuous_solve(x, y, sw, b)[1], inner, bounds=(lo, hi),
+    sol = least_squares(lambda b: _continuous_solve(x, y, sw, b)[1], inner, bounds=(b_min, b_max),
                         x_scale=span / n_segments, xtol=1e-14, ftol=1e-15, gtol=1e-15,
                         max_nfev=20 * n_segments)
     if float(sol.fun @ sol.fun) < float(res0 @ res0):
@@ -366,8 +371,8 @@ def _fit_discontinuous(x, y, w, n_segments):
     return inner, slopes, intercepts, sse
 
 
-def _one_fit(x, y, w, n_segments, continuous):
-    lo, hi = float(x[0]), float(x[-1])
+def _one_fit(x, y, w, n_segments, continuous, span):
+    lo, hi = span
     if continuous:
         inner, coef, sse = _fit_continuous(x, y, w, n_segments)
         slopes, intercepts = _lines_from_coef(coef, inner)
@@ -447,6 +452,10 @@ def fit_polyline(x, y, *, n_segments: int | None = None, max_error: float | None
     check_bool("continuous", continuous)
     order = np.argsort(xs, kind="stable")
     xs, ys, ws = xs[order], ys[order], ws[order]
+    span = (float(xs[0]), float(xs[-1]))
+    # zero-weight samples do not enter the objective: fit the others, over the whole span
+    keep = ws > 0
+    xs, ys, ws = xs[keep], ys[keep], ws[keep]
     n_distinct = int(np.unique(xs).size)
     if n_segments is not None:
         if isinstance(n_segments, bool) or not isinstance(n_segments, numbers.Integral):
@@ -455,12 +464,13 @@ def fit_polyline(x, y, *, n_segments: int | None = None, max_error: float | None
             raise ValueError(f"n_segments must be >= 1, got {n_segments!r}")
         if 2 * n_segments > n_distinct:
             raise ValueError(
-                f"n_segments={n_segments} needs at least {2 * n_segments} distinct x values, got {n_distinct}")
-        return _one_fit(xs, ys, ws, int(n_segments), bool(continuous))
+                f"n_segments={n_segments} needs at least {2 * n_segments} distinct x values with "
+                f"positive weight, got {n_distinct}")
+        return _one_fit(xs, ys, ws, int(n_segments), bool(continuous), span)
     check_positive("max_error", max_error)
     most = min(max(n_distinct // 2, 1), MAX_AUTO_SEGMENTS)
     for k in range(1, most + 1):
-        fit = _one_fit(xs, ys, ws, k, bool(continuous))
+        fit = _one_fit(xs, ys, ws, k, bool(continuous), span)
         if fit.rms <= max_error:
             return fit
     raise ValueError(f"no fit with up to {most} segments has RMS <= max_error={max_error!r} "

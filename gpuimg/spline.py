@@ -320,5 +320,12 @@ def affine_transform(image, matrix, *, offset=0.0, output_shape: Sequence[int] |
         return _sample_grid(be, image, vecs, order, mode, cval, prefilter)
     xp = be.xp
     grid = _grid_coordinates(be, [np.arange(n, dtype=np.float64) for n in out_spatial])
-    coords = xp.tensordot(xp.asarray(mat), grid, axes=1) + xp.asarray(off).reshape((d,) + (1,) * d)
+    # SciPy's order of operations (the offset, then m_ij x_j for j = 0, 1, ...): a point
+    # that lands exactly on the last sample there must not land a rounding step outside here
+    coords = xp.empty(grid.shape, dtype=np.float64)
+    for i in range(d):
+        acc = float(off[i]) + float(mat[i, 0]) * grid[0]
+        for j in range(1, d):
+            acc += float(mat[i, j]) * grid[j]
+        coords[i] = acc
     return map_coordinates(image, coords, order=order, mode=mode, cval=cval, prefilter=prefilter)

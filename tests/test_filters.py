@@ -247,3 +247,12 @@ def test_small_kernels_on_the_gather_kernel_match_scipy(be, rng, mode, monkeypat
         ref = np.stack([ndi.correlate(xi, k, mode=mode, cval=0.25) for xi in x])
         got = be.to_numpy(filters.correlate(be.asarray(x), be.asarray(k), mode=mode, cval=0.25, method="direct"))
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
+def test_big_endian_float32_stays_float32():
+    # byte order is storage: '>f4' computes and returns float32 like native float32, with
+    # SciPy's result (on the native copy) as the reference
+    x = np.random.default_rng(3).random((32, 30)).astype(">f4")
+    got = filters.gaussian_filter(x, 1.5)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ndi.gaussian_filter(x.astype(np.float32), 1.5), atol=1e-6)

@@ -49,12 +49,43 @@ def test_wiener_default_balance_and_reflect(be, rng):
 
 @pytest.mark.parametrize("boundary,mode", [("periodic", "wrap"), ("reflect", "reflect")])
 def test_inverse_filter_undoes_noiseless_blur(be, rng, boundary, mode):
-    # with an axis-symmetric PSF the mirror extension makes the reflect model exact
+    # with an axis-symmetric PSF the DCT-II diagonalises the reflect model exactly
     x = rng.random((2, 40, 36))
     k = psfs.gaussian((5, 5), 0.7)
     b = np.stack([ndi.convolve(xi, k, mode=mode) for xi in x])
     got = to_np(R.inverse_filter(be.asarray(b), be.asarray(k), eps=1e-6, boundary=boundary))
     np.testing.assert_allclose(got, x, atol=1e-9)
+
+
+def _reflect_matrix(k, shape):
+    # the reflect-boundary convolution as a dense matrix, column by column from SciPy
+    n = shape[0] * shape[1]
+    cols = [ndi.convolve(np.eye(1, n, j).reshape(shape), k, mode="reflect").ravel() for j in range(n)]
+    return np.array(cols).T
+
+
+@pytest.mark.parametrize("psf", ["motion", "even", "offset"])
+def test_wiener_reflect_asymmetric_psf_is_tikhonov_minimiser(be, rng, psf):
+    # no fast transform diagonalises the reflect model of these PSFs: the filter must still
+    # minimise ||A x - b||^2 + lam ||R x||^2 for that model (dense normal equations here)
+    shape = (14, 12)
+    k = {"motion": psfs.motion(7, 30.0), "even": psfs.gaussian((4, 5), 1.0),
+         "offset": np.pad(psfs.gaussian((3, 3), 0.8), ((0, 2), (1, 0)))}[psf]
+    k = k / k.sum()
+    x = ndi.gaussian_filter(rng.random((2,) + shape), 1.0)
+    b = np.stack([ndi.convolve(xi, k, mode="reflect") for xi in x]) + rng.normal(0, 1e-3, x.shape)
+    lap = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+    A, L = _reflect_matrix(k, shape), _reflect_matrix(lap, shape)
+    for lam, reg in ((1e-2, None), (1e-3, np.array([[0.0, -0.5, 0.0], [-1.0, 3.0, -0.5], [0.0, -1.0, 0.0]]))):
+        Rm = L if reg is None else _reflect_matrix(reg, shape)
+        ref = np.linalg.solve(A.T @ A + lam * Rm.T @ Rm, A.T @ b.reshape(2, -1).T).T.reshape(b.shape)
+        got = R.wiener(be.asarray(b), be.asarray(k), balance=lam, reg=None if reg is None else be.asarray(reg))
+        np.testing.assert_allclose(to_np(got), ref, rtol=0, atol=1e-7)
+    # the damped inverse filter: lam = eps^2, R = I
+    eps = 0.05
+    ref = np.linalg.solve(A.T @ A + eps**2 * np.eye(A.shape[1]), A.T @ b.reshape(2, -1).T).T.reshape(b.shape)
+    got = R.inverse_filter(be.asarray(b), be.asarray(k), eps=eps)
+    np.testing.assert_allclose(to_np(got), ref, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("num_iter", [1, 7, 40])
@@ -250,6 +281,10 @@ def test_richardson_lucy_tv_and_info(be, rng):
         return np.abs(np.diff(u, axis=0)).sum() + np.abs(np.diff(u, axis=1)).sum()
 
     assert tv_value(tv) < tv_value(to_np(plain))
+    # a black frame (a dark chunk of a tiled image) has the analytic solution 0, with TV too
+    for weight in (0.0, 0.01):
+        zero = to_np(R.richardson_lucy(be.asarray(np.zeros((2, 16, 16))), be.asarray(k), num_iter=5, tv_weight=weight))
+        np.testing.assert_array_equal(zero, 0.0)
 
 
 def test_tol_stops_early(be, rng):

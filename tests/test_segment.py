@@ -118,6 +118,32 @@ def test_fit_polyline_discontinuous_is_the_best_split(rng, n):
     assert 16.5 < fit.breakpoints[1] < 17.5
 
 
+def test_fit_polyline_zero_weights_and_short_end_pieces(rng):
+    # zero-weight samples leave the objective: the fit equals the brute-force best split of
+    # the others (np.polyfit per piece) and still spans every sample's x
+    xs = np.arange(30.0)
+    y = np.where(xs < 18, 0.4 * xs, 14 - 0.3 * xs) + 0.1 * rng.standard_normal(xs.size)
+    w = np.where(xs < 6, 0.0, 1.0)
+    fit = segment.fit_polyline(xs, y, n_segments=2, continuous=False, weights=w)
+    xk, yk = xs[6:], y[6:]
+    best = min(
+        sum(np.sum((np.polyval(np.polyfit(xk[s], yk[s], 1), xk[s]) - yk[s]) ** 2) for s in (slice(0, k), slice(k, None)))
+        for k in range(2, xk.size - 1)
+    )
+    assert fit.sse == pytest.approx(best, rel=1e-9) and fit.breakpoints[0] == 0 and fit.breakpoints[-1] == 29
+    with pytest.raises(ValueError, match="positive weight"):
+        segment.fit_polyline(np.arange(7.0), np.arange(7.0), n_segments=3, continuous=False, weights=[0, 0, 0, 1, 1, 1, 1])
+    # a continuous end piece keeps two samples: pwlf's optimum here is a one-sample piece of
+    # slope ~1e4 (a jump in disguise), whose residual ours matches without it
+    x6 = np.arange(6.0)
+    y6 = np.array([0, -1.4, 0.3, -0.7, 0.9, -0.1])
+    fit = segment.fit_polyline(x6, y6, n_segments=2)
+    oracle = pwlf.PiecewiseLinFit(x6, y6, seed=5)
+    oracle.fit(2)
+    assert fit.breakpoints[1] >= 1 and np.all(np.abs(fit.slopes) < 10)
+    assert fit.sse <= oracle.ssr * (1 + 1e-6)
+
+
 @pytest.mark.parametrize("kwargs,name", [
     (dict(n_segments=6), "n_segments"),
     (dict(n_segments=0), "n_segments"),

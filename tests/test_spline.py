@@ -176,3 +176,16 @@ def test_shift_volume_and_unfiltered(be, rng):
     coef = ndi.spline_filter(vol[0], 3, mode="reflect")
     got = spline.zoom(be.asarray(coef), 1.3, order=3, mode="reflect", prefilter=False)
     np.testing.assert_allclose(be.to_numpy(got), ndi.zoom(coef, 1.3, order=3, mode="reflect", prefilter=False), atol=1e-9)
+
+
+def test_affine_transform_points_on_the_last_sample_match_scipy(be):
+    # one-decimal matrices put many points exactly on the border, where one rounding step
+    # decides between a sample and cval: the coordinates must round as SciPy's do
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        x = rng.random((int(rng.integers(4, 12)), int(rng.integers(4, 12))))
+        m = np.round(rng.normal(1, 0.3, (2, 2)), 1)
+        off = np.round(rng.normal(0, 1, 2), 1)
+        ref = ndi.affine_transform(x, m, offset=off, order=1, cval=-1.0)
+        got = be.to_numpy(spline.affine_transform(be.asarray(x), m, offset=off, order=1, cval=-1.0))
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)

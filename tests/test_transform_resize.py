@@ -142,3 +142,15 @@ def test_bad_input(be):
         transform.resize(be.asarray(np.zeros(4)), (5, 5))
     with pytest.raises(ValueError, match="channel_axis"):
         transform.resize(img, (5, 5), channel_axis=3)
+
+
+def test_same_shape_resize_is_a_new_array(be, rng):
+    # OpenCV returns a copy for an unchanged size; so must we (never a view of the input)
+    import cv2
+
+    x = rng.random((17, 23)).astype(np.float32)
+    xb = be.asarray(x)
+    for interpolation in ("area", "linear", "nearest"):
+        out = transform.resize(xb, x.shape, interpolation=interpolation, antialias=False)
+        np.testing.assert_array_equal(be.to_numpy(out), cv2.resize(x, (23, 17), interpolation=cv2.INTER_LINEAR))
+        assert not np.shares_memory(be.to_numpy(out), x) and not be.xp.shares_memory(out, xb)

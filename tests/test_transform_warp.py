@@ -186,3 +186,17 @@ def test_bad_input(be):
         transform.remap(img, be.asarray(np.zeros((4, 5))), be.asarray(np.zeros((5, 4))))
     with pytest.raises(ValueError, match="image"):
         transform.remap(be.asarray(np.zeros(5)), be.asarray(np.zeros((4, 5))), be.asarray(np.zeros((4, 5))))
+
+
+def test_nan_fill_matches_opencv(be, rng):
+    # NaN marks outside samples, as cv2.warpAffine's borderValue=NaN does
+    import cv2
+
+    x = rng.random((20, 24)).astype(np.float32)
+    m = np.array([[1.0, 0.0, 5.5], [0.0, 1.0, -3.25]])
+    got = be.to_numpy(transform.warp_affine(be.asarray(x), m, (20, 24), cval=np.nan))
+    ref = cv2.warpAffine(x, m, (24, 20), borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got[~np.isnan(got)], ref[~np.isnan(ref)], atol=1e-6)
+    with pytest.raises(ValueError, match="cval"):
+        transform.warp_affine(be.asarray((x * 255).astype(np.uint8)), m, (20, 24), cval=np.nan)

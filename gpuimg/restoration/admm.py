@@ -13,7 +13,7 @@ from gpuimg.psf import to_otf
 from gpuimg.restoration._common import Monitor, check_weight, prepare, project, sumsq
 from gpuimg.restoration.fista import image_scales, resolve_tv_weight
 from gpuimg.restoration.gradient import _add_laplacian
-from gpuimg.restoration.linear import _DCT, _axis_symmetric
+from gpuimg.restoration.linear import DCT_ASYMMETRY_LIMIT, _DCT, _axis_symmetric, asymmetry
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, tv_norm
 
 __all__ = ["ADMM_RHO_PER_C", "DCT_ASYMMETRY_LIMIT", "admm_tv"]
@@ -87,9 +87,6 @@ class _DFTInverse:
         return be.xp.ascontiguousarray(be.irfft_grid(R, self.grid)[..., :hx, :wx])
 
 
-#: ``||psf - its axis-symmetric average||_1 / ||psf||_1`` up to which the DCT-II inverse
-#: preconditions the reflect model (beyond it, the circular one does better).
-DCT_ASYMMETRY_LIMIT = 0.2
 
 
 #: Default conjugate-gradient iterations per x-step for each preconditioner.
@@ -107,10 +104,7 @@ class _XStep:
         self.be, self.A, self.rho, self.box = be, A, rho, box
         self.atb = xp.ascontiguousarray(A.adjoint(b))
         k = A.psf
-        sym = 0.25 * (k + k[::-1, :] + k[:, ::-1] + k[::-1, ::-1])
-        odd = k.shape[0] % 2 == 1 and k.shape[1] % 2 == 1
-        asym = float(xp.abs(k - sym).sum() / xp.abs(k).sum()) if odd else np.inf
-        if A.boundary == "reflect" and asym <= DCT_ASYMMETRY_LIMIT:
+        if A.boundary == "reflect" and asymmetry(xp, k) <= DCT_ASYMMETRY_LIMIT:
             self.inverse: Any = _DCTInverse(be, A, b, rho, box)
             self.kind = "dct" if _axis_symmetric(xp, k) else "cg+dct"
         else:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from gpuimg._validate import check_array
+from gpuimg.psf import to_otf
 from gpuimg.restoration._common import check_weight, prepare, project
 from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.operator import BlurOperator
@@ -17,16 +18,11 @@ __all__ = ["inverse_filter", "wiener"]
 _DIRECT_BOUNDARIES = ("periodic", "reflect")
 
 
-class _MirrorFFT:
-    """Circular convolution on the image (``"periodic"``) or on its ``2H x 2W`` mirror extension."""
+class _CircularFFT:
+    """The periodic model: circular convolution, diagonal in the image's own DFT."""
 
-    def __init__(self, be: Any, b: Any, A: Any, boundary: str) -> None:
-        self.shape = b.shape
-        if boundary == "reflect":
-            widths = [(0, 0)] * (b.ndim - 2) + [(0, b.shape[-2]), (0, b.shape[-1])]
-            b = be.xp.pad(b, widths, mode="symmetric")
-            A = BlurOperator(be, A.psf, b.shape, A.dtype, "periodic", store_adjoint=False)
-        self.b, self.A, self.be = b, A, be
+    def __init__(self, be: Any, b: Any, A: Any) -> None:
+        self.b, self.A = b, A
         self.otf = A.otf
         self.limit = A.grid
 
@@ -37,8 +33,86 @@ class _MirrorFFT:
         X = self.A._fft(self.b)
         self.b = None
         X *= gain
-        x = self.A._ifft(X)
-        return self.be.xp.ascontiguousarray(x[..., : self.shape[-2], : self.shape[-1]])
+        return self.A._ifft(X)
+
+
+class _ReflectCG:
+    """Reflect model without axis symmetry: no fast transform diagonalises it, so the
+    Tikhonov filter is the minimiser of ``||A x - b||^2 + lam ||R x||^2`` found by conjugate
+    gradients on the normal equations, preconditioned by the circular model's exact inverse
+    on a zero-padded fast grid."""
+
+    def __init__(self, be: Any, b: Any, A: Any) -> None:
+        fast = be.fft.next_fast_len
+        self.be, self.b, self.A = be, b, A
+        self.limit = b.shape[-2:]
+        # nearly axis-symmetric PSFs (measured ones): the DCT-II inverse of the symmetric
+        # part matches the borders too; others: the circular inverse
+        self.dct = _DCT(be, b, A.psf) if asymmetry(be.xp, A.psf) <= DCT_ASYMMETRY_LIMIT else None
+        self.grid = (fast(b.shape[-2], True), fast(b.shape[-1], True))
+        self.otf = None if self.dct else to_otf(A.psf, self.grid, real=True)
+
+    def tikhonov(self, lam: Any, reg: Any) -> Any:
+        """``argmin ||A x - b||^2 + lam ||R x||^2`` (``R`` the reflect-boundary convolution
+        with ``reg``, the identity for ``None``), to a relative residual of ``CG_TOL``."""
+        be, A, b = self.be, self.A, self.b
+        xp = be.xp
+        R = None if reg is None else BlurOperator(be, reg, b.shape, b.dtype, "reflect", normalise=False)
+        h, w = b.shape[-2:]
+        if self.dct is not None:
+            reg_power = 1.0 if reg is None else self.dct.response(reg) ** 2
+            den = (self.dct.otf ** 2 + lam * reg_power).astype(b.dtype)
+
+            def precondition(r: Any) -> Any:
+                X = be.dct2(r)
+                X /= den
+                return be.dct2(X, inverse=True, overwrite=True)
+        else:
+            reg_power = 1.0 if reg is None else xp.abs(to_otf(reg, self.grid, real=True)) ** 2
+            den = (xp.abs(self.otf) ** 2 + lam * reg_power).astype(b.dtype)
+
+            def precondition(r: Any) -> Any:
+                X = be.rfft_grid(r, self.grid)
+                X /= den
+                return xp.ascontiguousarray(be.irfft_grid(X, self.grid)[..., :h, :w])
+
+        def normal(v: Any) -> Any:
+            out = xp.ascontiguousarray(A.normal(v))
+            out += lam * (v if R is None else R.normal(v))
+            return out
+
+        rhs = xp.ascontiguousarray(A.adjoint(b))
+        self.b = None
+        stop = CG_TOL[b.dtype.itemsize] ** 2 * _dot(xp, rhs, rhs)
+        x = precondition(rhs)
+        r = rhs - normal(x)
+        p = precondition(r)
+        rs = _dot(xp, r, p)
+        for _ in range(CG_MAX_ITER):
+            if bool(xp.all(_dot(xp, r, r) <= stop)):
+                break
+            q = normal(p)
+            pq = _dot(xp, p, q)
+            alpha = (rs / xp.where(pq > 0, pq, 1.0)).astype(b.dtype)
+            x += alpha * p
+            r -= alpha * q
+            s = precondition(r)
+            rs_new = _dot(xp, r, s)
+            beta = (rs_new / xp.where(rs > 0, rs, 1.0)).astype(b.dtype)
+            p = s + beta * p
+            rs = rs_new
+        return x
+
+
+#: relative residual ``||A^T b - N x|| / ||A^T b||`` at which :class:`_ReflectCG` stops, by
+#: bytes per sample, and its iteration cap
+CG_TOL = {4: 1e-5, 8: 1e-10}
+CG_MAX_ITER = 500
+
+
+def _dot(xp: Any, a: Any, b: Any) -> Any:
+    """Per-image ``<a, b>`` over the last two axes (float64, kept as ``(..., 1, 1)``)."""
+    return xp.sum(a * b, axis=(-2, -1), keepdims=True, dtype=np.float64)
 
 
 class _DCT:
@@ -69,6 +143,20 @@ class _DCT:
         return self.be.dct2(X, inverse=True, overwrite=True)
 
 
+#: ``asymmetry(psf)`` up to which the DCT-II inverse of the PSF's axis-symmetric part
+#: preconditions the reflect model (beyond it, the circular inverse does better)
+DCT_ASYMMETRY_LIMIT = 0.2
+
+
+def asymmetry(xp: Any, k: Any) -> float:
+    """``||k - s||_1 / ||k||_1`` with ``s`` the average of ``k`` and its flips along each axis
+    (``inf`` for even sizes, which have no centre to flip about)."""
+    if k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+        return np.inf
+    sym = 0.25 * (k + k[::-1, :] + k[:, ::-1] + k[::-1, ::-1])
+    return float(xp.abs(k - sym).sum() / xp.abs(k).sum())
+
+
 def _axis_symmetric(xp: Any, k: Any) -> bool:
     """Odd-sized and equal (to 1e-6 of its peak) to its flips along each axis."""
     kh, kw = k.shape
@@ -79,18 +167,20 @@ def _axis_symmetric(xp: Any, k: Any) -> bool:
 
 
 def _prepare_direct(image: Any, psf: Any, boundary: str, reg: Any = None) -> tuple[Any, Any]:
-    """``(be, T)``: the transform that diagonalises the boundary model.
+    """``(be, T)``: how the boundary model is solved.
 
-    ``"periodic"``: the DFT of the image. ``"reflect"``: for PSFs (and ``reg``) symmetric in
-    each axis, the DCT-II of the image, which diagonalises the reflect-boundary convolution
-    exactly; otherwise the DFT of the ``2H x 2W`` mirror extension (periodic without jumps;
-    the same filter, without the symmetry only approximately the reflect model).
+    ``"periodic"``: the DFT of the image diagonalises it. ``"reflect"``: for PSFs (and
+    ``reg``) symmetric in each axis the DCT-II of the image does, exactly; no fast transform
+    diagonalises the reflect model of other PSFs, which :class:`_ReflectCG` solves
+    iteratively.
     """
     be, b, A = prepare(image, psf, boundary, boundaries=_DIRECT_BOUNDARIES, store_adjoint=False)
     xp = be.xp
-    if boundary == "reflect" and _axis_symmetric(xp, A.psf) and (reg is None or _axis_symmetric(xp, reg)):
+    if boundary == "periodic":
+        return be, _CircularFFT(be, b, A)
+    if _axis_symmetric(xp, A.psf) and (reg is None or _axis_symmetric(xp, reg)):
         return be, _DCT(be, b, A.psf)
-    return be, _MirrorFFT(be, b, A, boundary)
+    return be, _ReflectCG(be, b, A)
 
 
 def inverse_filter(image: Any, psf: Any, *, eps: float = 1e-3, boundary: str = "reflect", bounds: Any = None) -> Any:
@@ -113,7 +203,10 @@ def inverse_filter(image: Any, psf: Any, *, eps: float = 1e-3, boundary: str = "
     boundary : {"reflect", "periodic"}
         ``"periodic"`` divides the image's own spectrum; ``"reflect"`` divides its DCT-II
         coefficients by the reflect model's eigenvalues for PSFs symmetric in each axis
-        (exact), else filters the ``2H x 2W`` mirror extension of the image and crops.
+        (exact). No fast transform diagonalises the reflect model of other PSFs (motion
+        blur, even sizes, measured PSFs); for them the division becomes the damped inverse
+        ``argmin ||A x - b||^2 + eps^2 ||x||^2`` (the gain ``conj(Ĥ) / (|Ĥ|^2 + eps^2)``
+        where a transform exists), solved as :func:`wiener` solves it.
     bounds : (lo, hi) or None
         Clip the result.
 
@@ -124,6 +217,8 @@ def inverse_filter(image: Any, psf: Any, *, eps: float = 1e-3, boundary: str = "
     eps = check_weight("eps", eps)
     lo, hi = check_bounds(bounds)
     be, T = _prepare_direct(image, psf, boundary)
+    if isinstance(T, _ReflectCG):
+        return project(be.xp, T.tikhonov(eps * eps, None), lo, hi)
     xp = be.xp
     mag = xp.abs(T.otf)
     gain = xp.where(mag >= eps, 1.0 / xp.where(mag >= eps, T.otf, 1.0), 0.0).astype(T.otf.dtype)
@@ -167,8 +262,15 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
         Impulse response of the regularisation operator ``r`` (centre ``(rh//2, rw//2)``).
     boundary : {"reflect", "periodic"}
         ``"reflect"``: in the DCT-II basis for PSFs (and ``reg``) symmetric in each axis
-        (exact for the reflect model), else on the ``2H x 2W`` mirror extension of the
-        image (periodic without jumps), cropped.
+        (exact for the reflect model). Other PSFs (motion blur, even sizes, measured
+        PSFs) have no diagonalising transform: the filter is then the minimiser of
+        ``||A x - b||^2 + λ ||R x||^2`` for the reflect models ``A`` and ``R``, found by
+        conjugate gradients on the normal equations to a relative residual of
+        ``CG_TOL`` (1e-5 float32, 1e-10 float64; at most ``CG_MAX_ITER`` = 500
+        iterations), preconditioned by the DCT-II inverse of the PSF's axis-symmetric
+        part when the PSF is nearly symmetric (``asymmetry <= DCT_ASYMMETRY_LIMIT``:
+        a few iterations) or else by the circular model's inverse (motion blur: tens of
+        iterations at ``λ = 1e-2``, hundreds at ``1e-4``).
     bounds : (lo, hi) or None
         Clip the result.
 
@@ -182,9 +284,8 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
     orthonormal DCT-II basis on the image itself: the image's transform, the gain and two
     real temporaries while it is built, and the DCT's own work arrays: CuPy pool peak at
     2048 x 2048 float32 measured 8.0x the image's bytes (4.2x traced with NumPy).
-    Other PSFs
-    use the ``2H x 2W`` mirror extension, whose spectra are four image sizes each (peak
-    about 28x). ``"periodic"`` works on the image's own spectrum.
+    Other PSFs iterate on a few image-sized arrays (iterate, residual, search direction
+    and the operators' spectra). ``"periodic"`` works on the image's own spectrum.
 
     References
     ----------
@@ -209,6 +310,8 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
         if reg.shape[0] > T.limit[0] or reg.shape[1] > T.limit[1]:
             raise ValueError(f"reg must not be larger than the image, got shape {tuple(reg.shape)}")
         reg = xp.asarray(reg, dtype=dtype)
+    if isinstance(T, _ReflectCG):
+        return project(xp, T.tikhonov(lam, reg), lo, hi)
     # gain = conj(H) / (|H|^2 + lam |R|^2), built in place
     den = xp.abs(T.response(reg))
     den *= den

@@ -61,7 +61,8 @@ class BlurOperator:
     ----------
     be : Backend
     psf : array, shape (kh, kw)
-        Point-spread function on ``be``; it is normalised to unit sum.
+        Point-spread function on ``be``; it is normalised to unit sum unless ``normalise``
+        is false.
     shape : tuple of int
         Shape of the observed images ``(..., H, W)``.
     dtype : dtype
@@ -70,6 +71,9 @@ class BlurOperator:
     store_adjoint : bool
         Keep ``A^T``'s transfer function (one more grid-sized complex array); without it the
         adjoint takes three more in-place passes over the spectrum.
+    normalise : bool
+        Scale ``psf`` to unit sum (``False`` for zero-sum kernels such as a Laplacian
+        regulariser).
 
     Attributes
     ----------
@@ -81,7 +85,7 @@ class BlurOperator:
     """
 
     def __init__(self, be: Any, psf: Any, shape: tuple[int, ...], dtype: Any, boundary: str = "reflect",
-                 store_adjoint: bool = True) -> None:
+                 store_adjoint: bool = True, normalise: bool = True) -> None:
         check_choice("boundary", boundary, BOUNDARIES)
         xp = be.xp
         self.be, self.boundary = be, boundary
@@ -115,7 +119,8 @@ class BlurOperator:
         self.origin = ((0, 0) if boundary == "periodic" else
                        (self.pad[0][0], self.pad[1][0]) if boundary == "reflect" else self.offset)
         psf = xp.asarray(psf, dtype=self.dtype)
-        psf = psf / psf.sum()
+        if normalise:
+            psf = psf / psf.sum()
         self.psf = psf
         self.otf = self._transfer(psf)
         # A^T's transfer function, the only other grid-sized array an operator keeps; without

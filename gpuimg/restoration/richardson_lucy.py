@@ -94,8 +94,9 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
         inv_norm = None
     else:
         xp.reciprocal(inv_norm, out=inv_norm)
-    # gradient magnitudes below this (relative to the data scale) count as flat for RL-TV
-    tv_eps = float(1e-3 * xp.abs(b).max()) if tv_weight else 1.0
+    # gradient magnitudes below this (relative to the data scale) count as flat for RL-TV;
+    # an all-zero batch has no scale, and any positive value keeps its zero gradients at 0
+    tv_eps = (float(1e-3 * xp.abs(b).max()) or 1.0) if tv_weight else 1.0
     # Poisson data are non-negative; negative noise samples would flip signs in the ratio
     if bool((b < 0).any()):
         b = xp.maximum(b, 0)

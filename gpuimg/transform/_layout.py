@@ -90,8 +90,10 @@ def check_output_shape(output_shape, name="output_shape"):
     return int(shape[0]), int(shape[1])
 
 
-def check_cval(cval):
+def check_cval(cval, dtype):
+    """A real fill value; NaN and infinities are allowed for float images (as in SciPy and
+    OpenCV), where they mark outside samples; integer images cannot hold them."""
     cval = _validate.check_real("cval", cval)
-    if not np.isfinite(cval):
-        raise TypeError(f"cval must be a finite real number, got {cval!r}")
+    if not np.isfinite(cval) and np.dtype(dtype).kind != "f":
+        raise ValueError(f"cval must be finite for {np.dtype(dtype).name} images, got {cval!r}")
     return cval

@@ -57,9 +57,12 @@ def _separable(be, image, channel_axis, tables, sizes):
     h, w = x.shape[1:]
     passes = [(-2, tables[0], sizes[0] / h), (-1, tables[1], sizes[1] / w)]
     passes.sort(key=lambda p: p[2])  # shrink first: the second pass reads less
+    source = x
     for axis, (idx, wts), _ in passes:
         if not _is_identity(idx, wts, x.shape[axis]):
             x = be.resample_axis(x, idx, wts, axis)
+    if x is source:  # both passes were identities: a new array, never a view of the input
+        x = x.copy()
     return lay.from_batch(be.xp, x)
 
 

@@ -35,10 +35,10 @@ __all__ = ["remap", "warp_affine", "warp_perspective"]
 _WARP_INTERPOLATIONS = (*INTERPOLATIONS, "area")
 
 
-def _check_options(interpolation, mode, antialias, cval):
+def _check_options(interpolation, mode, antialias, cval, image):
     _validate.check_choice("interpolation", interpolation, _WARP_INTERPOLATIONS)
     _validate.check_mode(mode, allowed=tuple(TAP_MODE))
-    return check_cval(cval), _validate.check_bool("antialias", antialias) or interpolation == "area"
+    return check_cval(cval, image.dtype), _validate.check_bool("antialias", antialias) or interpolation == "area"
 
 
 def _matrix(matrix, rows, name="matrix"):
@@ -254,7 +254,7 @@ def warp_perspective(image, matrix, output_shape=None, *, interpolation="linear"
 
 def _warp_matrix(be, image, full, output_shape, interpolation, mode, cval, inverse_map,
                  antialias, channel_axis):
-    cval, footprint = _check_options(interpolation, mode, antialias, cval)
+    cval, footprint = _check_options(interpolation, mode, antialias, cval, image)
     layout(image, channel_axis)
     if output_shape is None:
         output_shape = spatial_shape(image, channel_axis)
@@ -309,7 +309,7 @@ def remap(image, map_x, map_y, *, interpolation="linear", mode="constant", cval=
     deformation fields): build the maps once, call :func:`remap` per image or per batch.
     """
     be = get_backend(image, map_x, map_y, names=("image", "map_x", "map_y"))
-    cval, footprint = _check_options(interpolation, mode, antialias, cval)
+    cval, footprint = _check_options(interpolation, mode, antialias, cval, image)
     layout(image, channel_axis)
     for name, m in (("map_x", map_x), ("map_y", map_y)):
         _validate.check_array(name, m, ndim=2)
