@@ -115,7 +115,10 @@ def resize(image, output_shape, *, interpolation="area", antialias=True, mode=No
     -------
     array
         Shape ``(..., rows, cols)``; float keeps its dtype, integers are rounded and
-        saturated back to their dtype (OpenCV's 8-bit fixed-point paths may differ by 1).
+        saturated back to their dtype once, at the end (OpenCV's 8-bit fixed-point paths
+        may differ by 1; Pillow's 8-bit path rounds and clips between its horizontal and
+        vertical passes, so its ``"cubic"``/``"lanczos3"`` overshoots differ near sharp
+        edges, by up to tens of levels on a step; its float mode ``"F"`` is the reference).
 
     Notes
     -----
