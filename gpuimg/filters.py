@@ -57,7 +57,7 @@ _SMALL_TAPS = 25
 def _per_axis(name: str, value: Any, naxes: int) -> list:
     """``value`` repeated for ``naxes`` axes, or checked to have that many entries."""
     if np.ndim(value) == 0:
-        return [value] * naxes
+        return [value.item() if hasattr(value, "item") and hasattr(value, "shape") else value] * naxes
     values = list(np.asarray(value).ravel()) if not isinstance(value, (list, tuple)) else list(value)
     if len(values) != naxes:
         raise ValueError(f"{name} must be a scalar or have {naxes} entries, got {value!r}")

@@ -186,8 +186,13 @@ def map_coordinates(image, coordinates, *, order: int = 3, mode: str = "constant
 
 
 def _spatial_params(name: str, value, ndim: int) -> np.ndarray:
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()  # a 0-d NumPy or CuPy array, as SciPy takes it
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return np.full(min(2, ndim), float(value))
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        return np.full(min(2, ndim), value)
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim != 1 or not 1 <= arr.size <= min(3, ndim):
         raise ValueError(f"{name} must be a number or a sequence of 1..{min(3, ndim)} numbers, got {value!r}")

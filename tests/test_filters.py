@@ -256,3 +256,11 @@ def test_big_endian_float32_stays_float32():
     got = filters.gaussian_filter(x, 1.5)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, ndi.gaussian_filter(x.astype(np.float32), 1.5), atol=1e-6)
+
+
+def test_zero_dimensional_array_parameters_like_scipy():
+    # SciPy takes 0-d arrays for sizes, sigmas and truncation; so do we
+    x = np.random.default_rng(4).random((20, 18))
+    np.testing.assert_allclose(filters.uniform_filter(x, np.array(3)), ndi.uniform_filter(x, 3), atol=1e-12)
+    np.testing.assert_allclose(filters.gaussian_filter(x, np.array(1.5), truncate=np.float32(3.0)),
+                               ndi.gaussian_filter(x, 1.5, truncate=3.0), atol=1e-12)

@@ -189,3 +189,11 @@ def test_affine_transform_points_on_the_last_sample_match_scipy(be):
         ref = ndi.affine_transform(x, m, offset=off, order=1, cval=-1.0)
         got = be.to_numpy(spline.affine_transform(be.asarray(x), m, offset=off, order=1, cval=-1.0))
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
+def test_zoom_scalar_forms_like_scipy():
+    x = np.random.default_rng(5).random((12, 10))
+    np.testing.assert_allclose(spline.zoom(x, np.array(2.0)), ndi.zoom(x, 2.0), atol=1e-10)
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="zoom"):
+            spline.zoom(x, bad)
