@@ -316,6 +316,9 @@ def test_bad_input(be, solver):
     if solver not in (R.inverse_filter, R.wiener):
         with pytest.raises(ValueError, match="num_iter"):
             solver(img, be.asarray(k), num_iter=0)
+    if solver is R.wiener:  # the default 3 x 3 Laplacian does not fit a 2 x 2 image
+        with pytest.raises(ValueError, match="reg"):
+            solver(be.asarray(np.ones((2, 2))), be.asarray(np.ones((1, 1))), balance=0.1, boundary="periodic")
 
 
 def test_bad_weights(be):

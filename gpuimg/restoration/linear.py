@@ -305,6 +305,9 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
     if balance is None:
         lam = default_balance(be, T.b[..., : image.shape[-2], : image.shape[-1]]).astype(dtype)[..., None, None]
     if reg is None:
+        if min(T.limit) < 3:
+            raise ValueError(f"image must be at least 3 x 3 for the default Laplacian reg (or give a smaller "
+                             f"reg), got spatial shape {tuple(image.shape[-2:])}")
         reg = _laplacian(dtype, xp)
     else:
         if reg.shape[0] > T.limit[0] or reg.shape[1] > T.limit[1]:
