@@ -326,7 +326,8 @@ def write_image(path: str | os.PathLike[str], image: Any) -> Path:
         folders are created.
     image : array_like
         ``(H, W)`` or ``(H, W, C)``. PNG takes uint8/uint16, JPEG/BMP uint8, TIFF and NPY any
-        numeric dtype. Device arrays are copied to the host.
+        numeric dtype, in either byte order. NPY keeps bool; the other formats store it as
+        uint8 0/255. Device arrays are copied to the host.
 
     Returns
     -------
@@ -343,7 +344,9 @@ def write_image(path: str | os.PathLike[str], image: Any) -> Path:
     img = np.asarray(asnumpy(image))
     if img.ndim not in (2, 3) or img.size == 0:
         raise ValueError(f"image must have shape (H, W) or (H, W, C), got {img.shape}")
-    if img.dtype == np.bool_:
+    if img.dtype.byteorder not in ("=", "|"):
+        img = img.astype(img.dtype.newbyteorder("="))  # byte order is storage, not the value
+    if img.dtype == np.bool_ and ext != ".npy":  # .npy stores bool as it is
         img = img.astype(np.uint8) * 255
     with atomic_path(p) as tmp, open(tmp, "wb") as f:
         _write_to(f, img, ext, p)

@@ -147,3 +147,16 @@ def test_bad_input(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((6, 16, 16), np.uint16))
     with pytest.raises(ValueError, match="stack.tif"):
         io.read_image(tmp_path / "stack.tif")
+
+
+def test_byte_order_and_bool_round_trips(tmp_path):
+    # Pillow and numpy.load read what we wrote: values, not byte order, are what count
+    from PIL import Image
+
+    a = np.arange(12, dtype=">u2").reshape(3, 4) * 4000
+    io.write_image(tmp_path / "a.png", a)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")), a.astype(np.uint16))
+    m = np.array([[True, False], [False, True]])
+    io.write_image(tmp_path / "m.npy", m)
+    back = np.load(tmp_path / "m.npy")
+    assert back.dtype == np.bool_ and np.array_equal(back, m)
