@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from gpuimg._validate import check_array
-from gpuimg.psf import to_otf
 from gpuimg.restoration._common import check_weight, prepare, project
 from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.operator import BlurOperator
@@ -39,18 +38,14 @@ class _CircularFFT:
 class _ReflectCG:
     """Reflect model without axis symmetry: no fast transform diagonalises it, so the
     Tikhonov filter is the minimiser of ``||A x - b||^2 + lam ||R x||^2`` found by conjugate
-    gradients on the normal equations, preconditioned by the circular model's exact inverse
-    on a zero-padded fast grid."""
+    gradients on the normal equations, preconditioned in the DCT-II basis by the power
+    spectra averaged over the mirror images of the kernels (:meth:`_DCT.power`)."""
 
     def __init__(self, be: Any, b: Any, A: Any) -> None:
-        fast = be.fft.next_fast_len
         self.be, self.b, self.A = be, b, A
         self.limit = b.shape[-2:]
-        # nearly axis-symmetric PSFs (measured ones): the DCT-II inverse of the symmetric
-        # part matches the borders too; others: the circular inverse
-        self.dct = _DCT(be, b, A.psf) if asymmetry(be.xp, A.psf) <= DCT_ASYMMETRY_LIMIT else None
-        self.grid = (fast(b.shape[-2], True), fast(b.shape[-1], True))
-        self.otf = None if self.dct else to_otf(A.psf, self.grid, real=True)
+        self.basis = _DCT(be, b, A.psf)
+        self.psf_power = self.basis.power(A.psf)
 
     def tikhonov(self, lam: Any, reg: Any) -> Any:
         """``argmin ||A x - b||^2 + lam ||R x||^2`` (``R`` the reflect-boundary convolution
@@ -58,23 +53,13 @@ class _ReflectCG:
         be, A, b = self.be, self.A, self.b
         xp = be.xp
         R = None if reg is None else BlurOperator(be, reg, b.shape, b.dtype, "reflect", normalise=False)
-        h, w = b.shape[-2:]
-        if self.dct is not None:
-            reg_power = 1.0 if reg is None else self.dct.response(reg) ** 2
-            den = (self.dct.otf ** 2 + lam * reg_power).astype(b.dtype)
+        den = (self.psf_power + lam * (1.0 if reg is None else self.basis.power(reg))).astype(b.dtype)
+        den = xp.maximum(den, np.finfo(b.dtype).tiny)
 
-            def precondition(r: Any) -> Any:
-                X = be.dct2(r)
-                X /= den
-                return be.dct2(X, inverse=True, overwrite=True)
-        else:
-            reg_power = 1.0 if reg is None else xp.abs(to_otf(reg, self.grid, real=True)) ** 2
-            den = (xp.abs(self.otf) ** 2 + lam * reg_power).astype(b.dtype)
-
-            def precondition(r: Any) -> Any:
-                X = be.rfft_grid(r, self.grid)
-                X /= den
-                return xp.ascontiguousarray(be.irfft_grid(X, self.grid)[..., :h, :w])
+        def precondition(r: Any) -> Any:
+            X = be.dct2(r)
+            X /= den
+            return be.dct2(X, inverse=True, overwrite=True)
 
         def normal(v: Any) -> Any:
             out = xp.ascontiguousarray(A.normal(v))
@@ -135,6 +120,22 @@ class _DCT:
         cx = xp.cos(np.pi / w * xp.arange(w, dtype=np.float64)[:, None]
                     * (xp.arange(kw, dtype=np.float64) - kw // 2)[None, :])
         return (cy @ xp.asarray(kernel, dtype=np.float64) @ cx.T).astype(self.b.dtype)
+
+    def power(self, kernel: Any) -> Any:
+        """``(|K(u, v)|^2 + |K(u, -v)|^2) / 2`` at the DCT-II frequencies ``(pi u / H, pi v / W)``
+        (``K`` the kernel's Fourier transform about its centre): the eigenvalues of the
+        reflect model's ``K^T K`` for kernels symmetric in each axis (``response**2``),
+        and for other kernels the DCT-II diagonal that averages the power spectrum over
+        the kernel's mirror images, which the reflect extension mixes."""
+        xp = self.be.xp
+        h, w = self.shape[-2:]
+        kh, kw = kernel.shape
+        ey = xp.exp(-1j * np.pi / h * xp.arange(h, dtype=np.float64)[:, None]
+                    * (xp.arange(kh, dtype=np.float64) - kh // 2)[None, :])
+        ex = xp.exp(-1j * np.pi / w * xp.arange(w, dtype=np.float64)[:, None]
+                    * (xp.arange(kw, dtype=np.float64) - kw // 2)[None, :])
+        k = ey @ xp.asarray(kernel, dtype=np.complex128)
+        return (0.5 * (xp.abs(k @ ex.T) ** 2 + xp.abs(k @ ex.conj().T) ** 2)).astype(self.b.dtype)
 
     def solve(self, gain: Any) -> Any:
         X = self.be.dct2(self.b)
