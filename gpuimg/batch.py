@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from gpuimg import io as gio
+from gpuimg._backend import asnumpy
 
 __all__ = ["IO_MODES", "BatchReport", "Failure", "ImageWriter", "Item", "expand_inputs", "run_batch"]
 
@@ -410,6 +411,8 @@ def run_batch(
             reads.append((it, submit(read, it.path)))
 
     def queue_write(it: Item, res: Any) -> None:
+        if procs:  # worker processes get host arrays (a device array would open a GPU context there)
+            res = asnumpy(res)
         fut = submit(sink, it, res) if procs else submit(store, it, res)
         writes.append((it, res if procs else None, fut, pools[0]))
 

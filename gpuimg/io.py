@@ -417,6 +417,7 @@ def from_float(image: Any, dtype: Any) -> Any:
         return image > 0.5
     info = np.iinfo(dt)
     scaled = image * data_range(dt)
-    xp = get_backend(image).xp
+    # a NumPy image stays NumPy even when CuPy is the default backend
+    xp = np if isinstance(image, np.ndarray) else get_backend(image).xp
     scaled = xp.nan_to_num(xp.rint(scaled), nan=0.0)
     return xp.clip(scaled, info.min, info.max).astype(dt)
