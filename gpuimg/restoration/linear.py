@@ -268,10 +268,10 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
         ``||A x - b||^2 + λ ||R x||^2`` for the reflect models ``A`` and ``R``, found by
         conjugate gradients on the normal equations to a relative residual of
         ``CG_TOL`` (1e-5 float32, 1e-10 float64; at most ``CG_MAX_ITER`` = 500
-        iterations), preconditioned by the DCT-II inverse of the PSF's axis-symmetric
-        part when the PSF is nearly symmetric (``asymmetry <= DCT_ASYMMETRY_LIMIT``:
-        a few iterations) or else by the circular model's inverse (motion blur: tens of
-        iterations at ``λ = 1e-2``, hundreds at ``1e-4``).
+        iterations), preconditioned in the DCT-II basis by the power spectra of the PSF
+        and ``reg`` averaged over their mirror images (exact for symmetric kernels; a few
+        iterations for nearly symmetric PSFs, about a hundred for 15 px motion blur at
+        ``λ = 1e-3``).
     bounds : (lo, hi) or None
         Clip the result.
 
