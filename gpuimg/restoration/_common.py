@@ -52,6 +52,11 @@ def project(xp: Any, x: Any, lo: float, hi: float) -> Any:
     return x
 
 
+def dot(xp: Any, a: Any, b: Any) -> Any:
+    """Per-image ``<a, b>`` over the last two axes (float64, kept as ``(..., 1, 1)``)."""
+    return xp.sum(a * b, axis=(-2, -1), keepdims=True, dtype=np.float64)
+
+
 def sumsq(xp: Any, a: Any) -> Any:
     """Per-image ``sum(a**2)`` over the last two axes, accumulated in float64."""
     return xp.sum(a * a, axis=(-2, -1), dtype=np.float64)

@@ -10,7 +10,7 @@ import numpy as np
 from gpuimg._prims.restoration import div, grad
 from gpuimg._validate import check_choice, check_positive
 from gpuimg.psf import to_otf
-from gpuimg.restoration._common import Monitor, check_weight, prepare, project, sumsq
+from gpuimg.restoration._common import Monitor, check_weight, dot, prepare, project, sumsq
 from gpuimg.restoration.fista import image_scales, resolve_tv_weight
 from gpuimg.restoration.gradient import _add_laplacian
 from gpuimg.restoration.linear import DCT_ASYMMETRY_LIMIT, _DCT, _axis_symmetric, asymmetry
@@ -42,11 +42,6 @@ def _laplacian_eigenvalues(xp: Any, shape: tuple[int, int], period: int, columns
     u = xp.arange(h, dtype=np.float64)[:, None]
     v = xp.arange(columns, dtype=np.float64)[None, :]
     return (4 * xp.sin(np.pi * u / (period * h)) ** 2 + 4 * xp.sin(np.pi * v / (period * w)) ** 2).astype(dtype)
-
-
-def _dot(xp: Any, a: Any, b: Any) -> Any:
-    """Per-image ``<a, b>`` over the last two axes (float64, kept as ``(..., 1, 1)``)."""
-    return xp.sum(a * b, axis=(-2, -1), keepdims=True, dtype=np.float64)
 
 
 class _DCTInverse:
@@ -128,17 +123,17 @@ class _XStep:
         r -= self.normal(x)
         s = self.inverse(r)
         p = s
-        rs = _dot(xp, r, s)
+        rs = dot(xp, r, s)
         for j in range(self.cg_iter):
             q = self.normal(p)
-            pq = _dot(xp, p, q)
+            pq = dot(xp, p, q)
             alpha = (rs / xp.where(pq > 0, pq, 1.0)).astype(x.dtype)
             x = x + alpha * p
             if j == self.cg_iter - 1:
                 break
             r -= alpha * q
             s = self.inverse(r)
-            rs_new = _dot(xp, r, s)
+            rs_new = dot(xp, r, s)
             beta = (rs_new / xp.where(rs > 0, rs, 1.0)).astype(x.dtype)
             p = s + beta * p
             rs = rs_new

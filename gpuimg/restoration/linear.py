@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from gpuimg._validate import check_array
-from gpuimg.restoration._common import check_weight, prepare, project
+from gpuimg.restoration._common import check_weight, dot, prepare, project
 from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.operator import BlurOperator
 from gpuimg.restoration.tv import check_bounds
@@ -68,21 +68,21 @@ class _ReflectCG:
 
         rhs = xp.ascontiguousarray(A.adjoint(b))
         self.b = None
-        stop = CG_TOL[b.dtype.itemsize] ** 2 * _dot(xp, rhs, rhs)
+        stop = CG_TOL[b.dtype.itemsize] ** 2 * dot(xp, rhs, rhs)
         x = precondition(rhs)
         r = rhs - normal(x)
         p = precondition(r)
-        rs = _dot(xp, r, p)
+        rs = dot(xp, r, p)
         for _ in range(CG_MAX_ITER):
-            if bool(xp.all(_dot(xp, r, r) <= stop)):
+            if bool(xp.all(dot(xp, r, r) <= stop)):
                 break
             q = normal(p)
-            pq = _dot(xp, p, q)
+            pq = dot(xp, p, q)
             alpha = (rs / xp.where(pq > 0, pq, 1.0)).astype(b.dtype)
             x += alpha * p
             r -= alpha * q
             s = precondition(r)
-            rs_new = _dot(xp, r, s)
+            rs_new = dot(xp, r, s)
             beta = (rs_new / xp.where(rs > 0, rs, 1.0)).astype(b.dtype)
             p = s + beta * p
             rs = rs_new
@@ -93,11 +93,6 @@ class _ReflectCG:
 #: bytes per sample, and its iteration cap
 CG_TOL = {4: 1e-5, 8: 1e-10}
 CG_MAX_ITER = 500
-
-
-def _dot(xp: Any, a: Any, b: Any) -> Any:
-    """Per-image ``<a, b>`` over the last two axes (float64, kept as ``(..., 1, 1)``)."""
-    return xp.sum(a * b, axis=(-2, -1), keepdims=True, dtype=np.float64)
 
 
 class _DCT:
