@@ -119,9 +119,13 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
     be = _resolve_backend(args)
     items, missing = expand_inputs(args.inputs)
     out_dir: Path = args.out
-    # an output folder inside an input folder must not feed its own results back in
+    # earlier results in an output folder inside an input folder (or matched by a glob) must
+    # not feed back in; inputs named inside the output folder (a file, or a folder in or
+    # equal to it) are the user's choice and stay
     out_abs = out_dir.resolve()
-    items = [it for it in items if out_abs not in it.path.resolve().parents]
+    named = [Path(a).resolve() for a in args.inputs if Path(a).exists()]
+    if not any(r == out_abs or out_abs in r.parents for r in named):
+        items = [it for it in items if out_abs not in it.path.resolve().parents]
 
     def output_for(it: Any) -> Path:
         return out_dir / it.rel
@@ -232,6 +236,11 @@ def deblur_function(args: argparse.Namespace, kernel: np.ndarray) -> Callable[[A
         extra = {}
         if dtype.kind == "f" and args.method in ("fista_tv", "admm_tv"):
             extra["bounds"] = None  # float files are not confined to [0, 1]
+        if args.method in ("fista_tv", "admm_tv") and "weight" not in opts and x.shape[0] > 1:
+            # the solvers' default weight is one per call (the stack's mean): each file gets
+            # its own, so an output does not depend on which files share its batch
+            out = [solver(x[i:i + 1], k, **opts, **extra) for i in range(x.shape[0])]
+            return be.xp.concatenate(out)
         return solver(x, k, **opts, **extra)
 
     return fn

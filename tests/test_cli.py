@@ -203,6 +203,36 @@ def test_deblur_with_psf_from_led_photo(tmp_path, rng):
         np.testing.assert_allclose(np.array(Image.open(tmp_path / "out" / name)).astype(int), ref.astype(int), atol=1)
 
 
+def test_output_folder_that_holds_the_inputs_still_reads_them(tmp_path, rng):
+    # inputs named inside --out are the user's choice: they are processed (cv2 is the
+    # reference), and an output that would replace its input is refused
+    import cv2
+
+    imgs = _blurry_pngs(tmp_path / "raw", rng, 2)
+    gpuimg("resize", tmp_path / "raw", "--out", tmp_path, "--size", "20x24", "-q", check=0)
+    for name, img in imgs.items():
+        got = np.asarray(Image.open(tmp_path / name))
+        assert np.abs(got.astype(int) - cv2.resize(img, (24, 20), interpolation=cv2.INTER_AREA)).max() <= 1
+    proc = gpuimg("resize", tmp_path / "raw", "--out", tmp_path / "raw", "--size", "20x24", "-q")
+    assert proc.returncode == 2 and "overwrite its input" in proc.stderr
+
+
+def test_deblur_default_tv_weight_is_per_file(tmp_path, rng):
+    # fista_tv's default weight is one per call: the command calls it per file, so each
+    # output equals the library's result for that file alone, whatever the batch size
+    from gpuimg import psf, restoration
+
+    imgs = _blurry_pngs(tmp_path / "in", rng, 2, shape=(40, 36))
+    imgs["im01.png"] = (imgs["im01.png"] // 4).astype(np.uint8)  # another noise level and weight
+    Image.fromarray(imgs["im01.png"]).save(tmp_path / "in" / "im01.png")
+    gpuimg("deblur", tmp_path / "in", "--out", tmp_path / "out", "--psf-disk", 1.5, "--iters", 5, "-q", check=0)
+    k = psf.disk(1.5)
+    for name, img in imgs.items():
+        ref = restoration.fista_tv(img / 255.0, k, num_iter=5)
+        got = np.asarray(Image.open(tmp_path / "out" / name)) / 255.0
+        assert np.abs(got - ref).max() <= 0.5 / 255 + 1e-9
+
+
 def test_output_folder_inside_input_folder_is_not_read(tmp_path, rng):
     _blurry_pngs(tmp_path, rng, 3)
     for _ in range(2):
