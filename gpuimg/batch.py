@@ -130,6 +130,7 @@ def expand_inputs(
     inputs: Sequence[str | os.PathLike[str]],
     *,
     extensions: Sequence[str] = gio.IMAGE_EXTENSIONS,
+    unique_outputs: bool = True,
 ) -> tuple[list[Item], list[Failure]]:
     """Files, folders (searched recursively) and glob patterns -> sorted unique items.
 
@@ -140,7 +141,8 @@ def expand_inputs(
     Raises
     ------
     ValueError
-        When two inputs would write the same relative output path.
+        When two inputs would write the same relative output path (with
+        ``unique_outputs``; a command that writes nothing per input passes False).
     """
     exts = {e.lower() for e in extensions}
     items: dict[Path, Item] = {}
@@ -178,7 +180,7 @@ def expand_inputs(
     out = sorted(items.values(), key=lambda it: str(it.path))
     seen: dict[Path, Path] = {}
     for it in out:
-        if it.rel in seen:
+        if unique_outputs and it.rel in seen:
             raise ValueError(
                 f"inputs {str(seen[it.rel])!r} and {str(it.path)!r} would both write {str(it.rel)!r}; "
                 "pass their common folder instead"
@@ -250,9 +252,20 @@ def _process_pool(workers: int, *, renew: bool = False) -> cf.ProcessPoolExecuto
             ctx = mp.get_context(method)
             if method == "forkserver":
                 ctx.set_forkserver_preload(["gpuimg.io"])
-            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_io_worker_init)
             _process_pools[workers] = pool
         return pool
+
+
+def _io_worker_init() -> None:
+    """In each I/O worker process: SIGTERM (a ``timeout`` or ``kill`` sent to the whole
+    process group) removes the worker's own half-written files before it exits."""
+
+    def term(signum: int, _frame: Any) -> None:
+        gio.remove_live_partials_unlocked()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, term)
 
 
 def _drop_process_pool(pool: cf.Executor) -> None:

@@ -117,7 +117,10 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
     from gpuimg.batch import ImageWriter, expand_inputs, run_batch
 
     be = _resolve_backend(args)
-    items, missing = expand_inputs(args.inputs)
+    try:
+        items, missing = expand_inputs(args.inputs)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     out_dir: Path = args.out
     # earlier results in an output folder inside an input folder (or matched by a glob) must
     # not feed back in; inputs named inside the output folder (a file, or a folder in or
@@ -327,11 +330,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         rng = 1.0
     else:
         rng = float(be.to_numpy(ref.max() - ref.min())) or 1.0
-    items, missing = expand_inputs(args.tests)
+    try:
+        items, missing = expand_inputs(args.tests, unique_outputs=args.map is not None)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     rows: list[dict[str, Any]] = []
 
     def map_path(it: Any) -> Path:
         return args.out / it.rel.with_name(f"{it.rel.stem}_{args.map}.tif")
+
+    if args.map is not None:
+        owners: dict[Path, Path] = {}
+        for it in items:
+            other = owners.setdefault(map_path(it), it.path)
+            if other != it.path:
+                raise CommandError(f"{str(other)!r} and {str(it.path)!r} would both write the map "
+                                   f"{str(map_path(it))!r}; rename one or compare them in two runs")
 
     def compute(stack: np.ndarray, batch_items: list) -> list[Any]:
         if stack.shape[1:] != ref_raw.shape:

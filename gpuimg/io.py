@@ -293,6 +293,16 @@ def _write_to(fileobj: Any, image: np.ndarray, ext: str, path: Path) -> None:
     im.save(fileobj, format=fmt, **kwargs)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: the process umask, read once at import (reading it means setting it)
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -304,6 +314,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{_PARTIAL_MARK}", dir=final.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result gets an ordinary file's mode
     with _live_lock:
         _live_partials.add(tmp)
     try:
@@ -314,6 +325,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             _live_partials.discard(tmp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def remove_live_partials_unlocked() -> int:
+    """Remove this process's unfinished temporary files without taking their lock: for a
+    signal handler, which may interrupt the very thread that holds it."""
+    removed = 0
+    for name in tuple(_live_partials):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+            removed += 1
+    return removed
 
 
 def write_image(path: str | os.PathLike[str], image: Any) -> Path:

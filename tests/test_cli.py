@@ -240,3 +240,29 @@ def test_output_folder_inside_input_folder_is_not_read(tmp_path, rng):
                       check=0)
         assert "3 done" in proc.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["im00.png", "im01.png", "im02.png"]
+
+
+def test_outputs_get_the_mode_of_an_ordinary_file(tmp_path, rng):
+    # the temp file behind the atomic rename must not leave 0600: compare with a file that
+    # Python's open() creates under the same umask
+    _blurry_pngs(tmp_path / "in", rng, 1)
+    gpuimg("resize", tmp_path / "in", "--out", tmp_path / "out", "--size", "20x20", "-q", check=0)
+    with open(tmp_path / "plain", "w"):
+        pass
+    assert os.stat(tmp_path / "out" / "im00.png").st_mode == os.stat(tmp_path / "plain").st_mode
+
+
+def test_colliding_output_names(tmp_path, rng):
+    # two files that would write one output are a usage error (exit 2) naming both; compare
+    # without --map writes nothing per file and takes them
+    _blurry_pngs(tmp_path / "a", rng, 1)
+    _blurry_pngs(tmp_path / "b", rng, 1)
+    proc = gpuimg("resize", tmp_path / "a" / "im00.png", tmp_path / "b" / "im00.png", "--out", tmp_path / "o",
+                  "--size", "20x20", "-q")
+    assert proc.returncode == 2 and "would both write" in proc.stderr and "Traceback" not in proc.stderr
+    proc = gpuimg("compare", tmp_path / "a" / "im00.png", tmp_path / "a" / "im00.png", tmp_path / "b" / "im00.png",
+                  "--metrics", "mse", "--format", "csv", check=0)
+    assert proc.stdout.count("im00.png") == 2
+    Image.open(tmp_path / "a" / "im00.png").save(tmp_path / "a" / "im00.tif")
+    proc = gpuimg("compare", tmp_path / "a" / "im00.png", tmp_path / "a", "--map", "mse", "--out", tmp_path / "m")
+    assert proc.returncode == 2 and "map" in proc.stderr
