@@ -122,13 +122,7 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     out_dir: Path = args.out
-    # earlier results in an output folder inside an input folder (or matched by a glob) must
-    # not feed back in; inputs named inside the output folder (a file, or a folder in or
-    # equal to it) are the user's choice and stay
-    out_abs = out_dir.resolve()
-    named = [Path(a).resolve() for a in args.inputs if Path(a).exists()]
-    if not any(r == out_abs or out_abs in r.parents for r in named):
-        items = [it for it in items if out_abs not in it.path.resolve().parents]
+    items = _without_own_outputs(items, out_dir, args.inputs)
 
     def output_for(it: Any) -> Path:
         return out_dir / it.rel
@@ -184,7 +178,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gpuimg import demo
 
-    demo.run(args.out, backend=_resolve_backend(args).name, size=args.size, verbose=True)
+    try:
+        demo.run(args.out, backend=_resolve_backend(args).name, size=args.size, verbose=True)
+    except ValueError as exc:
+        if "size" not in str(exc):
+            raise
+        raise CommandError(f"--size: {exc}") from None
     return 0
 
 
@@ -235,6 +234,8 @@ def deblur_function(args: argparse.Namespace, kernel: np.ndarray) -> Callable[[A
              "tv_weight" if args.method == "richardson_lucy" else "weight"] = args.weight
 
     def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
+        if not bool(be.xp.isfinite(x).all()):  # a failed stack is retried file by file
+            raise ValueError("image contains NaN or Inf pixels; deconvolution needs finite values")
         k = be.asarray(kernel, dtype=x.dtype)
         extra = {}
         if dtype.kind == "f" and args.method in ("fista_tv", "admm_tv"):
@@ -286,7 +287,13 @@ def compare_pair(be: Any, ref: Any, test: Any, metrics: Sequence[str], data_rang
 
 def _format_rows(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        # strict JSON has no infinities (PSNR of identical images): "inf" strings, NaN null
+        def safe(v: Any) -> Any:
+            if isinstance(v, float) and not math.isfinite(v):
+                return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+            return v
+
+        return json.dumps([{k: safe(v) for k, v in row.items()} for row in rows], indent=2, allow_nan=False)
     if fmt == "csv":
         import csv
         import io as pyio
@@ -340,6 +347,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return args.out / it.rel.with_name(f"{it.rel.stem}_{args.map}.tif")
 
     if args.map is not None:
+        items = _without_own_outputs(items, args.out, args.tests)
         owners: dict[Path, Path] = {}
         for it in items:
             other = owners.setdefault(map_path(it), it.path)
@@ -404,6 +412,17 @@ def _cmd_resize(args: argparse.Namespace) -> int:
     return _run_images(args, fn, "resize")
 
 
+def _without_own_outputs(items: list, out_dir: Path, inputs: Sequence[str]) -> list:
+    """Earlier results in an output folder inside an input folder (or matched by a glob)
+    must not feed back in; inputs named inside the output folder (a file, or a folder in or
+    equal to it) are the user's choice and stay."""
+    out_abs = Path(out_dir).resolve()
+    named = [Path(a).resolve() for a in inputs if Path(a).exists()]
+    if any(r == out_abs or out_abs in r.parents for r in named):
+        return items
+    return [it for it in items if out_abs not in it.path.resolve().parents]
+
+
 def _load_matrix(args: argparse.Namespace) -> np.ndarray:
     if args.matrix_file is not None:
         path = Path(args.matrix_file)
@@ -428,10 +447,13 @@ def _cmd_warp(args: argparse.Namespace) -> int:
     if args.map is not None:
         if not Path(args.map).is_file():
             raise CommandError(f"--map {str(args.map)!r} does not exist")
-        with np.load(args.map) as data:
-            if "map_x" not in data or "map_y" not in data:
-                raise CommandError(f"--map {str(args.map)!r} must hold arrays map_x and map_y")
-            map_x, map_y = data["map_x"], data["map_y"]
+        try:
+            with np.load(args.map, allow_pickle=False) as data:
+                if "map_x" not in data or "map_y" not in data:
+                    raise CommandError(f"--map {str(args.map)!r} must hold arrays map_x and map_y")
+                map_x, map_y = data["map_x"], data["map_y"]
+        except (OSError, ValueError, AttributeError) as exc:  # not an .npz (AttributeError: a bare .npy)
+            raise CommandError(f"--map {str(args.map)!r} is not an .npz with map_x and map_y: {exc}") from None
 
         def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
             mx = be.asarray(map_x, dtype=x.dtype)
@@ -455,7 +477,10 @@ def _cmd_undistort(args: argparse.Namespace) -> int:
     if args.map_series is not None:
         if args.param is None:
             raise CommandError("--map-series needs --param P")
-        series = registration.MapSeries.load(args.map_series)
+        try:
+            series = registration.MapSeries.load(args.map_series)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CommandError(f"cannot read --map-series {str(args.map_series)!r}: {exc}") from None
 
         def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
             return series.undistort(x, args.param)
@@ -464,7 +489,10 @@ def _cmd_undistort(args: argparse.Namespace) -> int:
             raise CommandError("give --camera fx,fy,cx,cy and --coeffs k1,k2,p1,p2[,k3...], or --map-series FILE --param P")
         fx, fy, cx, cy = _floats(args.camera, "--camera", (4,))
         cam = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        dist = registration.Distortion(cam, np.asarray(_floats(args.coeffs, "--coeffs", (4, 5, 8))))
+        try:
+            dist = registration.Distortion(cam, np.asarray(_floats(args.coeffs, "--coeffs", (4, 5, 8))))
+        except ValueError as exc:
+            raise CommandError(f"--camera/--coeffs: {exc}") from None
 
         def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
             return dist.undistort(x, interpolation=args.interpolation)
@@ -492,6 +520,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
         bending_weight=args.bending_weight, max_iter=args.max_iter,
     )
     out = Path(args.out)
+    if out.suffix != ".npz":  # numpy.savez would add it silently
+        out = out.with_name(out.name + ".npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     transform.save(out)
     print(f"wrote {out}")

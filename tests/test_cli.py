@@ -266,3 +266,35 @@ def test_colliding_output_names(tmp_path, rng):
     Image.open(tmp_path / "a" / "im00.png").save(tmp_path / "a" / "im00.tif")
     proc = gpuimg("compare", tmp_path / "a" / "im00.png", tmp_path / "a", "--map", "mse", "--out", tmp_path / "m")
     assert proc.returncode == 2 and "map" in proc.stderr
+
+
+def test_strict_json_own_maps_and_nan_files(tmp_path, rng):
+    import json
+
+    from skimage.metrics import peak_signal_noise_ratio
+
+    imgs = _blurry_pngs(tmp_path / "t", rng, 2)
+    ref = tmp_path / "t" / "im00.png"
+    # identical images: PSNR +inf, which strict JSON cannot hold -> the string "inf"
+    proc = gpuimg("compare", ref, tmp_path / "t", "--metrics", "psnr", "--format", "json", check=0)
+    rows = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    by_name = {Path(r["file"]).name: r["psnr"] for r in rows}
+    assert by_name["im00.png"] == "inf"
+    assert by_name["im01.png"] == pytest.approx(peak_signal_noise_ratio(imgs["im00.png"], imgs["im01.png"]), rel=1e-6)  # float32 pixels
+    # a map folder inside the test folder is not read back on the next run
+    for _ in range(2):
+        proc = gpuimg("compare", ref, tmp_path / "t", "--map", "mse", "--out", tmp_path / "t" / "maps",
+                      "--metrics", "mse", "--format", "csv", check=0)
+        assert proc.stdout.count("\n") == 3  # header and two files
+    assert not (tmp_path / "t" / "maps" / "maps").exists()
+    # a float file with a NaN pixel fails with the reason; its batch-mate is restored
+    from gpuimg import io
+
+    good = imgs["im01.png"] / 255.0
+    bad = good.copy()
+    bad[3, 4] = np.nan
+    io.write_image(tmp_path / "f" / "bad.tif", bad.astype(np.float32))
+    io.write_image(tmp_path / "f" / "good.tif", good.astype(np.float32))
+    proc = gpuimg("deblur", tmp_path / "f", "--out", tmp_path / "o", "--psf-disk", 1.5, "--method", "wiener")
+    assert proc.returncode == 1 and "NaN" in proc.stderr
+    assert os.listdir(tmp_path / "o") == ["good.tif"]
