@@ -214,9 +214,13 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         if ext in (".tif", ".tiff"):
             import tifffile
 
-            img = tifffile.imread(p)
-            # tifffile returns planar (C, H, W) only for planar-configured files
-            if img.ndim == 3 and img.shape[0] in (3, 4) and img.shape[-1] not in (3, 4):
+            with tifffile.TiffFile(p) as tf:
+                img = tf.asarray()
+                # planar-configured files come back (C, H, W): samples per pixel go last;
+                # the file says so (a contiguous 4 x W x 2 grey+alpha image must stay as it is)
+                page = tf.pages.first
+                planar = int(page.planarconfig) == 2 and page.samplesperpixel > 1
+            if planar and img.ndim == 3:
                 img = np.moveaxis(img, 0, -1)
         elif ext == ".npy":
             img = np.load(p, allow_pickle=False)

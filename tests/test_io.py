@@ -160,3 +160,17 @@ def test_byte_order_and_bool_round_trips(tmp_path):
     io.write_image(tmp_path / "m.npy", m)
     back = np.load(tmp_path / "m.npy")
     assert back.dtype == np.bool_ and np.array_equal(back, m)
+
+
+def test_tiff_channel_layout_follows_the_file(tmp_path):
+    # tifffile writes the reference files: planar (separate) RGB comes back (H, W, C); a
+    # contiguous grey+alpha image only 4 rows tall keeps its shape
+    import tifffile
+
+    rng = np.random.default_rng(6)
+    planar = rng.integers(0, 255, (3, 20, 30), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "p.tif", planar, planarconfig="separate", photometric="rgb")
+    np.testing.assert_array_equal(io.read_image(tmp_path / "p.tif"), np.moveaxis(planar, 0, -1))
+    la = rng.integers(0, 255, (4, 64, 2), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "la.tif", la, photometric="minisblack", extrasamples=["unassalpha"])
+    np.testing.assert_array_equal(io.read_image(tmp_path / "la.tif"), la)
