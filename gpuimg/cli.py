@@ -364,7 +364,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             test = tests[i].astype(ref.dtype, copy=False)
             row = {"file": str(it.path), **compare_pair(be, ref, test, metrics, rng)}
             local = None
-            if args.map is not None:
+            # --resume keeps existing maps but still measures the file: the table is whole
+            if args.map is not None and not (args.resume and map_path(it).exists()):
                 fn = getattr(m, COMPARE_MAPS[args.map])
                 if ref.ndim == 3:
                     local = be.xp.stack([fn(ref[..., c], test[..., c], **_map_kwargs(args.map, rng))
@@ -381,9 +382,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             gio.write_image(map_path(it), local)
         rows.append(row)
 
-    report = run_batch(items, compute, sink, output_for=map_path if args.map else None,
-                       resume=args.resume, batch_size=args.batch_size, workers=args.workers,
-                       progress=not args.quiet, desc="compare", failures=missing)
+    report = run_batch(items, compute, sink, output_for=None, resume=False, batch_size=args.batch_size,
+                       workers=args.workers, progress=not args.quiet, desc="compare", failures=missing)
     rows.sort(key=lambda r: r["file"])
     print(_format_rows(rows, metrics, args.format))
     print(report.summary(), file=sys.stderr)
@@ -629,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--data-range", type=_positive(float), default=None, metavar="R")
     _add_common(p)
+    for action in p._actions:
+        if action.dest == "resume":
+            action.help = "keep maps that exist (every file is still measured, so the table is complete)"
     p.set_defaults(func=_cmd_compare)
 
     p = _sub(sub, "resize", "resize without aliasing (area by default)",

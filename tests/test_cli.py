@@ -298,3 +298,21 @@ def test_strict_json_own_maps_and_nan_files(tmp_path, rng):
     proc = gpuimg("deblur", tmp_path / "f", "--out", tmp_path / "o", "--psf-disk", 1.5, "--method", "wiener")
     assert proc.returncode == 1 and "NaN" in proc.stderr
     assert os.listdir(tmp_path / "o") == ["good.tif"]
+
+
+def test_compare_resume_keeps_maps_and_the_whole_table(tmp_path, rng):
+    # a resumed comparison measures every file again (mse against NumPy's) and leaves the
+    # maps that exist untouched
+    imgs = _blurry_pngs(tmp_path / "t", rng, 3)
+    ref = tmp_path / "t" / "im00.png"
+    args = ("compare", ref, tmp_path / "t", "--map", "mse", "--out", tmp_path / "m", "--metrics", "mse", "--format", "csv")
+    gpuimg(*args, check=0)
+    kept = tmp_path / "m" / "im01_mse.tif"
+    stamp = os.stat(kept).st_mtime_ns
+    (tmp_path / "m" / "im02_mse.tif").unlink()
+    proc = gpuimg(*args, "--resume", check=0)
+    rows = dict(line.split(",") for line in proc.stdout.strip().splitlines()[1:])
+    for name, img in imgs.items():
+        mse = np.mean((img / 255.0 - imgs["im00.png"] / 255.0) ** 2)
+        assert float(rows[str(tmp_path / "t" / name)]) == pytest.approx(mse, rel=1e-5, abs=1e-12)
+    assert os.stat(kept).st_mtime_ns == stamp and (tmp_path / "m" / "im02_mse.tif").exists()
