@@ -91,7 +91,7 @@ class _ReflectCG:
 
 #: relative residual ``||A^T b - N x|| / ||A^T b||`` at which :class:`_ReflectCG` stops, by
 #: bytes per sample, and its iteration cap
-CG_TOL = {4: 1e-5, 8: 1e-10}
+CG_TOL = {4: 1e-5, 8: 1e-8}
 CG_MAX_ITER = 500
 
 
@@ -262,7 +262,7 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
         PSFs) have no diagonalising transform: the filter is then the minimiser of
         ``||A x - b||^2 + λ ||R x||^2`` for the reflect models ``A`` and ``R``, found by
         conjugate gradients on the normal equations to a relative residual of
-        ``CG_TOL`` (1e-5 float32, 1e-10 float64; at most ``CG_MAX_ITER`` = 500
+        ``CG_TOL`` (1e-5 float32, 1e-8 float64; at most ``CG_MAX_ITER`` = 500
         iterations), preconditioned in the DCT-II basis by the power spectra of the PSF
         and ``reg`` averaged over their mirror images (exact for symmetric kernels; a few
         iterations for nearly symmetric PSFs, about a hundred for 15 px motion blur at
