@@ -265,8 +265,8 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
         ``CG_TOL`` (1e-5 float32, 1e-8 float64; at most ``CG_MAX_ITER`` = 500
         iterations), preconditioned in the DCT-II basis by the power spectra of the PSF
         and ``reg`` averaged over their mirror images (exact for symmetric kernels; a few
-        iterations for nearly symmetric PSFs, about a hundred for 15 px motion blur at
-        ``λ = 1e-3``).
+        iterations for nearly symmetric PSFs; 15 px motion blur at ``λ = 1e-3``, 256²:
+        62 float32 and 218 float64 iterations).
     bounds : (lo, hi) or None
         Clip the result.
 
