@@ -94,3 +94,20 @@ def test_tv_prox_bad_input(be):
         tv_prox(x, 0.1, num_iter=0)
     with pytest.raises(ValueError, match="bounds"):
         tv_prox(x, 0.1, bounds=(1, 0))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 16])
+def test_tv_prox_bounds_in_row_bands(be, rng, threads, monkeypatch):
+    # the box must hold the bounds given, in every band of the banded FGP steps: the result
+    # equals projecting onto [0.2, 0.8] is optimal (no perturbation inside the box is lower)
+    import gpuimg._prims.restoration as prims
+
+    monkeypatch.setattr(prims, "workers", lambda: threads)
+    monkeypatch.setattr(prims, "TV_THREAD_MIN_ELEMS", 1 << 10)
+    f = rng.random((64, 48))
+    got = to_np(tv_prox(be.asarray(f), 0.1, num_iter=300, bounds=(0.2, 0.8)))
+    assert got.min() >= 0.2 - 1e-9 and got.max() <= 0.8 + 1e-9 and got.min() < 0.25
+    base = _rof(got, f, 0.1)
+    for _ in range(5):
+        trial = np.clip(got + rng.normal(0, 1e-3, got.shape), 0.2, 0.8)
+        assert _rof(trial, f, 0.1) >= base - 1e-4 * base

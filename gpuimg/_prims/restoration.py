@@ -77,16 +77,16 @@ def _tv_primal_numpy(be, v, p, weight, lo, hi, out=None):
         xs = x[..., r0:r1, :]
         if x is not v:
             xs[...] = v[..., r0:r1, :]
-        # w p[0] at rows lo..top-1: added at its own row, subtracted one row below
+        # w p[0] at rows below..top-1: added at its own row, subtracted one row below
         top = min(r1, h - 1)  # the last row has no downward difference
-        lo = max(r0 - 1, 0)
-        if top > lo:
-            a = p[0, ..., lo:top, :] * w
+        below = max(r0 - 1, 0)
+        if top > below:
+            a = p[0, ..., below:top, :] * w
             if top > r0:
-                xs[..., : top - r0, :] += a[..., r0 - lo:, :]
+                xs[..., : top - r0, :] += a[..., r0 - below:, :]
             first = max(r0, 1)
             if r1 > first:
-                xs[..., first - r0:, :] -= a[..., first - 1 - lo:r1 - 1 - lo, :]
+                xs[..., first - r0:, :] -= a[..., first - 1 - below:r1 - 1 - below, :]
         a = p[1, ..., r0:r1, :-1] * w
         xs[..., :, :-1] += a
         xs[..., :, 1:] -= a
