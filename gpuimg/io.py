@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import secrets
 import struct
-import tempfile
 import threading
 import zlib
 from pathlib import Path
@@ -297,14 +297,18 @@ def _write_to(fileobj: Any, image: np.ndarray, ext: str, path: Path) -> None:
     im.save(fileobj, format=fmt, **kwargs)
 
 
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-#: the process umask, read once at import (reading it means setting it)
-_UMASK = _read_umask()
+def _new_partial(final: Path) -> str:
+    """Create an empty, uniquely named temporary file next to ``final``. Unlike ``mkstemp``
+    (mode 0600) it is created with 0666 under the process umask, so the renamed result has
+    an ordinary file's permissions."""
+    for _ in range(100):
+        name = final.parent / f".{final.name}{_PARTIAL_MARK}{secrets.token_hex(6)}"
+        try:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return str(name)
+    raise FileExistsError(f"no free temporary name next to {str(final)!r}")
 
 
 @contextlib.contextmanager
@@ -316,9 +320,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{_PARTIAL_MARK}", dir=final.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result gets an ordinary file's mode
+    tmp = _new_partial(final)
     with _live_lock:
         _live_partials.add(tmp)
     try:
@@ -334,8 +336,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def remove_live_partials_unlocked() -> int:
     """Remove this process's unfinished temporary files without taking their lock: for a
     signal handler, which may interrupt the very thread that holds it."""
+    return _unlink_all(tuple(_live_partials))
+
+
+def _unlink_all(names: Any) -> int:
+    """Delete the files ``names``; returns how many existed."""
     removed = 0
-    for name in tuple(_live_partials):
+    for name in names:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
             removed += 1
@@ -387,7 +394,6 @@ def remove_partial_files(folder: str | os.PathLike[str] | None = None, *,
     ``.*.gpuimg-partial-*`` file below it (for example after a killed run); with ``target``
     those of writes to that one path (a process that died while writing it).
     """
-    removed = 0
     if target is not None:
         final = Path(target)
         names = [str(q) for q in final.parent.glob(f".{glob.escape(final.name)}{_PARTIAL_MARK}*")]
@@ -396,11 +402,7 @@ def remove_partial_files(folder: str | os.PathLike[str] | None = None, *,
             names = list(_live_partials)
     else:
         names = [str(q) for q in Path(folder).rglob(f".*{_PARTIAL_MARK}*")]
-    for name in names:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-            removed += 1
-    return removed
+    return _unlink_all(names)
 
 
 # --------------------------------------------------------------------------------------
