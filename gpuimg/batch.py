@@ -130,6 +130,7 @@ def expand_inputs(
     inputs: Sequence[str | os.PathLike[str]],
     *,
     extensions: Sequence[str] = gio.IMAGE_EXTENSIONS,
+    output_of: Callable[[Path], Path] | None = None,
     unique_outputs: bool = True,
 ) -> tuple[list[Item], list[Failure]]:
     """Files, folders (searched recursively) and glob patterns -> sorted unique items.
@@ -141,8 +142,9 @@ def expand_inputs(
     Raises
     ------
     ValueError
-        When two inputs would write the same relative output path (with
-        ``unique_outputs``; a command that writes nothing per input passes False).
+        When two inputs would write the same relative output path: ``output_of(rel)``
+        (``rel`` itself by default). A command that writes nothing per input passes
+        ``unique_outputs=False``.
     """
     exts = {e.lower() for e in extensions}
     items: dict[Path, Item] = {}
@@ -179,13 +181,14 @@ def expand_inputs(
             missing.append(Failure(s, "input", "no such file or folder"))
     out = sorted(items.values(), key=lambda it: str(it.path))
     seen: dict[Path, Path] = {}
-    for it in out:
-        if unique_outputs and it.rel in seen:
+    for it in out if unique_outputs else ():
+        target = it.rel if output_of is None else output_of(it.rel)
+        if target in seen:
             raise ValueError(
-                f"inputs {str(seen[it.rel])!r} and {str(it.path)!r} would both write {str(it.rel)!r}; "
-                "pass their common folder instead"
+                f"inputs {str(seen[target])!r} and {str(it.path)!r} would both write {str(target)!r}; "
+                "pass their common folder, or rename one"
             )
-        seen[it.rel] = it.path
+        seen[target] = it.path
     return out, missing
 
 

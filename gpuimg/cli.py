@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 import gpuimg
+from gpuimg import demo
 from gpuimg._boundary import MODE_CODES
 
 _EXAMPLE_FORMAT = argparse.RawDescriptionHelpFormatter
@@ -57,7 +58,8 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _positive(kind: type) -> Callable[[str], Any]:
+def _positive(kind: type, minimum: Any = None) -> Callable[[str], Any]:
+    """argparse type: a finite ``kind`` > 0, or >= ``minimum`` when given."""
     def parse(text: str) -> Any:
         try:
             v = kind(text)
@@ -65,12 +67,15 @@ def _positive(kind: type) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
         if not (v > 0) or (isinstance(v, float) and not math.isfinite(v)):
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        if minimum is not None and v < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} >= {minimum}, got {text!r}")
         return v
 
     return parse
 
 
-def _add_common(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
+def _add_common(p: argparse.ArgumentParser, *, batch: bool = True,
+                resume_help: str = "skip inputs whose output file exists") -> None:
     p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
                    help="array library (default: CuPy when a GPU is usable, else NumPy)")
     if batch:
@@ -78,7 +83,7 @@ def _add_common(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
                        help="same-shaped images stacked into one device call (default 8)")
         p.add_argument("--workers", type=_positive(int), default=_DEFAULT_WORKERS, metavar="N",
                        help=f"threads reading and writing files (default {_DEFAULT_WORKERS}: the CPU count, 2 to 8)")
-        p.add_argument("--resume", action="store_true", help="skip inputs whose output file exists")
+        p.add_argument("--resume", action="store_true", help=resume_help)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -176,14 +181,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from gpuimg import demo
-
-    try:
-        demo.run(args.out, backend=_resolve_backend(args).name, size=args.size, verbose=True)
-    except ValueError as exc:
-        if "size" not in str(exc):
-            raise
-        raise CommandError(f"--size: {exc}") from None
+    demo.run(args.out, backend=_resolve_backend(args).name, size=args.size, verbose=True)
     return 0
 
 
@@ -337,23 +335,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         rng = 1.0
     else:
         rng = float(be.to_numpy(ref.max() - ref.min())) or 1.0
-    try:
-        items, missing = expand_inputs(args.tests, unique_outputs=args.map is not None)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    rows: list[dict[str, Any]] = []
+    def map_name(rel: Path) -> Path:
+        return rel.with_name(f"{rel.stem}_{args.map}.tif")
 
     def map_path(it: Any) -> Path:
-        return args.out / it.rel.with_name(f"{it.rel.stem}_{args.map}.tif")
+        return args.out / map_name(it.rel)
 
+    try:
+        items, missing = expand_inputs(args.tests, output_of=map_name, unique_outputs=args.map is not None)
+    except ValueError as exc:
+        raise CommandError(f"--map: {exc}") from None
     if args.map is not None:
         items = _without_own_outputs(items, args.out, args.tests)
-        owners: dict[Path, Path] = {}
-        for it in items:
-            other = owners.setdefault(map_path(it), it.path)
-            if other != it.path:
-                raise CommandError(f"{str(other)!r} and {str(it.path)!r} would both write the map "
-                                   f"{str(map_path(it))!r}; rename one or compare them in two runs")
+    rows: list[dict[str, Any]] = []
 
     def compute(stack: np.ndarray, batch_items: list) -> list[Any]:
         if stack.shape[1:] != ref_raw.shape:
@@ -593,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
              "gpuimg demo --out demo-out")
     p.add_argument("-o", "--out", type=Path, default=Path("demo-out"), metavar="DIR",
                    help="output folder (default demo-out)")
-    p.add_argument("--size", type=_positive(int), default=256, metavar="N", help="chart size in pixels (default 256)")
+    p.add_argument("--size", type=_positive(int, demo.MIN_SIZE), default=256, metavar="N",
+                   help=f"chart size in pixels, >= {demo.MIN_SIZE} (default 256)")
     _add_common(p, batch=False)
     p.set_defaults(func=_cmd_demo)
 
@@ -628,10 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, default=None, metavar="DIR", help="folder for the maps")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--data-range", type=_positive(float), default=None, metavar="R")
-    _add_common(p)
-    for action in p._actions:
-        if action.dest == "resume":
-            action.help = "keep maps that exist (every file is still measured, so the table is complete)"
+    _add_common(p, resume_help="keep maps that exist (every file is still measured, so the table is complete)")
     p.set_defaults(func=_cmd_compare)
 
     p = _sub(sub, "resize", "resize without aliasing (area by default)",

@@ -177,6 +177,10 @@ def _psf_tile(true_psf: np.ndarray, est_psf: np.ndarray, shape: tuple[int, int])
     return tile
 
 
+#: smallest chart on which MS-SSIM's five scales fit
+MIN_SIZE = 192
+
+
 def run(out: str | Path = "demo-out", *, backend: str | None = None, size: int = 256,
         verbose: bool = False) -> DemoResult:
     """Run the demo and write its files to ``out``; returns the per-method results.
@@ -196,8 +200,8 @@ def run(out: str | Path = "demo-out", *, backend: str | None = None, size: int =
     from gpuimg import filters, metrics, psf, restoration
     from gpuimg import io as gio
 
-    if isinstance(size, bool) or not isinstance(size, int) or size < 192:
-        raise ValueError(f"size must be an integer >= 192 (MS-SSIM needs five scales), got {size!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE:
+        raise ValueError(f"size must be an integer >= {MIN_SIZE} (MS-SSIM needs five scales), got {size!r}")
     if backend is None:
         backend = "cupy" if gpuimg.gpu_available() else "numpy"
     be = gpuimg.get_backend(backend=backend)
