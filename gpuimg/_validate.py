@@ -26,6 +26,7 @@ __all__ = [
     "check_same_shape",
     "float_dtype",
     "to_float",
+    "unwrap_scalar",
 ]
 
 
@@ -96,7 +97,7 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def _unwrap(value: Any) -> Any:
+def unwrap_scalar(value: Any) -> Any:
     """A 0-d NumPy or CuPy array of numbers as its Python scalar (as SciPy takes them);
     anything else unchanged."""
     dtype = getattr(value, "dtype", None)
@@ -107,7 +108,7 @@ def _unwrap(value: Any) -> Any:
 
 def check_real(name: str, value: Any) -> float:
     """``value`` as a float; ``TypeError`` unless it is a real number (bools are not)."""
-    value = _unwrap(value)
+    value = unwrap_scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {_short(value)}")
     return float(value)
@@ -115,7 +116,7 @@ def check_real(name: str, value: Any) -> float:
 
 def check_axis(name: str, axis: Any, ndim: int) -> int:
     """An axis index of an ``ndim``-dimensional array, normalised to ``[0, ndim)``."""
-    axis = _unwrap(axis)
+    axis = unwrap_scalar(axis)
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{name} must be an integer or None, got {_short(axis)}")
     if not -ndim <= axis < ndim:
@@ -125,7 +126,7 @@ def check_axis(name: str, axis: Any, ndim: int) -> int:
 
 def check_positive(name: str, value: Any, *, strict: bool = True, integer: bool = False) -> Any:
     """A finite number > 0 (``>= 0`` when ``strict=False``); integers when ``integer``."""
-    value = _unwrap(value)
+    value = unwrap_scalar(value)
     if integer:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"{name} must be an integer, got {_short(value)}")
@@ -139,7 +140,7 @@ def check_positive(name: str, value: Any, *, strict: bool = True, integer: bool 
 
 def check_odd_window(name: str, size: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
     """An odd integer window size in ``[minimum, maximum]``."""
-    size = _unwrap(size)
+    size = unwrap_scalar(size)
     if isinstance(size, bool) or not isinstance(size, numbers.Integral):
         raise TypeError(f"{name} must be an odd integer, got {_short(size)}")
     size = int(size)

@@ -38,7 +38,14 @@ import numpy as np
 
 from gpuimg._backend import get_backend
 from gpuimg._boundary import pad
-from gpuimg._validate import check_array, check_choice, check_mode, check_real, to_float
+from gpuimg._validate import (
+    check_array,
+    check_choice,
+    check_mode,
+    check_real,
+    to_float,
+    unwrap_scalar,
+)
 
 __all__ = ["convolve", "correlate", "gaussian_filter", "uniform_filter"]
 
@@ -57,7 +64,7 @@ _SMALL_TAPS = 25
 def _per_axis(name: str, value: Any, naxes: int) -> list:
     """``value`` repeated for ``naxes`` axes, or checked to have that many entries."""
     if np.ndim(value) == 0:
-        return [value.item() if hasattr(value, "item") and hasattr(value, "shape") else value] * naxes
+        return [unwrap_scalar(value)] * naxes
     values = list(np.asarray(value).ravel()) if not isinstance(value, (list, tuple)) else list(value)
     if len(values) != naxes:
         raise ValueError(f"{name} must be a scalar or have {naxes} entries, got {value!r}")

@@ -41,7 +41,13 @@ import numpy as np
 
 from gpuimg import _boundary
 from gpuimg._backend import get_backend
-from gpuimg._validate import check_array, check_mode, check_real, float_dtype
+from gpuimg._validate import (
+    check_array,
+    check_mode,
+    check_real,
+    float_dtype,
+    unwrap_scalar,
+)
 
 __all__ = ["affine_transform", "map_coordinates", "shift", "spline_filter", "zoom"]
 
@@ -186,8 +192,7 @@ def map_coordinates(image, coordinates, *, order: int = 3, mode: str = "constant
 
 
 def _spatial_params(name: str, value, ndim: int) -> np.ndarray:
-    if getattr(value, "shape", None) == () and hasattr(value, "item"):
-        value = value.item()  # a 0-d NumPy or CuPy array, as SciPy takes it
+    value = unwrap_scalar(value)  # a 0-d NumPy or CuPy array, as SciPy takes it
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         value = float(value)
         if not np.isfinite(value):

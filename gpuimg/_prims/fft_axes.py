@@ -8,6 +8,8 @@ on 2 cores and with every core; below that size the two are equal.
 
 from __future__ import annotations
 
+import math
+
 from gpuimg._parallel import in_pool
 
 #: bytes of real samples from which the CPU FFTs use every core: below it threads only add
@@ -21,16 +23,9 @@ def fft_workers(a, grid):
     """``workers`` for the ``grid``-sized transforms of the stack ``a`` (..., *spatial): all
     cores (-1) from ``FFT_THREAD_MIN_BYTES`` of real samples on; 1 below it or inside a job
     of the shared pool (which already uses every core)."""
-    elems = a.size // _prod(a.shape[a.ndim - len(grid):]) * _prod(grid)
+    elems = a.size // math.prod(a.shape[a.ndim - len(grid):]) * math.prod(grid)
     real_bytes = a.dtype.itemsize // (2 if a.dtype.kind == "c" else 1)
     return 1 if in_pool() or elems * real_bytes < FFT_THREAD_MIN_BYTES else -1
-
-
-def _prod(shape):
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 def irfftn_by_axes(fft, X, s, axes, workers):
