@@ -39,13 +39,12 @@ class _ReflectCG:
     """Reflect model without axis symmetry: no fast transform diagonalises it, so the
     Tikhonov filter is the minimiser of ``||A x - b||^2 + lam ||R x||^2`` found by conjugate
     gradients on the normal equations, preconditioned in the DCT-II basis by the power
-    spectra averaged over the mirror images of the kernels (:meth:`_DCT.power`)."""
+    spectra averaged over the mirror images of the kernels (:func:`_dct_power`)."""
 
     def __init__(self, be: Any, b: Any, A: Any) -> None:
         self.be, self.b, self.A = be, b, A
         self.limit = b.shape[-2:]
-        self.basis = _DCT(be, b, A.psf)
-        self.psf_power = self.basis.power(A.psf)
+        self.psf_power = _dct_power(be.xp, b.shape, A.psf, b.dtype)
 
     def tikhonov(self, lam: Any, reg: Any) -> Any:
         """``argmin ||A x - b||^2 + lam ||R x||^2`` (``R`` the reflect-boundary convolution
@@ -53,7 +52,7 @@ class _ReflectCG:
         be, A, b = self.be, self.A, self.b
         xp = be.xp
         R = None if reg is None else BlurOperator(be, reg, b.shape, b.dtype, "reflect", normalise=False)
-        den = (self.psf_power + lam * (1.0 if reg is None else self.basis.power(reg))).astype(b.dtype)
+        den = (self.psf_power + lam * (1.0 if reg is None else _dct_power(xp, b.shape, reg, b.dtype))).astype(b.dtype)
         den = xp.maximum(den, np.finfo(b.dtype).tiny)
 
         def precondition(r: Any) -> Any:
@@ -108,29 +107,8 @@ class _DCT:
 
     def response(self, kernel: Any) -> Any:
         xp = self.be.xp
-        h, w = self.shape[-2:]
-        kh, kw = kernel.shape
-        cy = xp.cos(np.pi / h * xp.arange(h, dtype=np.float64)[:, None]
-                    * (xp.arange(kh, dtype=np.float64) - kh // 2)[None, :])
-        cx = xp.cos(np.pi / w * xp.arange(w, dtype=np.float64)[:, None]
-                    * (xp.arange(kw, dtype=np.float64) - kw // 2)[None, :])
+        cy, cx = (xp.cos(_dct_angles(xp, n, k)) for n, k in zip(self.shape[-2:], kernel.shape))
         return (cy @ xp.asarray(kernel, dtype=np.float64) @ cx.T).astype(self.b.dtype)
-
-    def power(self, kernel: Any) -> Any:
-        """``(|K(u, v)|^2 + |K(u, -v)|^2) / 2`` at the DCT-II frequencies ``(pi u / H, pi v / W)``
-        (``K`` the kernel's Fourier transform about its centre): the eigenvalues of the
-        reflect model's ``K^T K`` for kernels symmetric in each axis (``response**2``),
-        and for other kernels the DCT-II diagonal that averages the power spectrum over
-        the kernel's mirror images, which the reflect extension mixes."""
-        xp = self.be.xp
-        h, w = self.shape[-2:]
-        kh, kw = kernel.shape
-        ey = xp.exp(-1j * np.pi / h * xp.arange(h, dtype=np.float64)[:, None]
-                    * (xp.arange(kh, dtype=np.float64) - kh // 2)[None, :])
-        ex = xp.exp(-1j * np.pi / w * xp.arange(w, dtype=np.float64)[:, None]
-                    * (xp.arange(kw, dtype=np.float64) - kw // 2)[None, :])
-        k = ey @ xp.asarray(kernel, dtype=np.complex128)
-        return (0.5 * (xp.abs(k @ ex.T) ** 2 + xp.abs(k @ ex.conj().T) ** 2)).astype(self.b.dtype)
 
     def solve(self, gain: Any) -> Any:
         X = self.be.dct2(self.b)
@@ -139,18 +117,21 @@ class _DCT:
         return self.be.dct2(X, inverse=True, overwrite=True)
 
 
-#: ``asymmetry(psf)`` up to which the DCT-II inverse of the PSF's axis-symmetric part
-#: preconditions the reflect model (beyond it, the circular inverse does better)
-DCT_ASYMMETRY_LIMIT = 0.2
+def _dct_angles(xp: Any, n: int, k: int) -> Any:
+    """``pi u (i - k // 2) / n`` for DCT-II frequencies ``u < n`` (rows) and the taps ``i < k``
+    of a kernel counted from its centre (columns)."""
+    return np.pi / n * xp.arange(n, dtype=np.float64)[:, None] * (xp.arange(k, dtype=np.float64) - k // 2)[None, :]
 
 
-def asymmetry(xp: Any, k: Any) -> float:
-    """``||k - s||_1 / ||k||_1`` with ``s`` the average of ``k`` and its flips along each axis
-    (``inf`` for even sizes, which have no centre to flip about)."""
-    if k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
-        return np.inf
-    sym = 0.25 * (k + k[::-1, :] + k[:, ::-1] + k[::-1, ::-1])
-    return float(xp.abs(k - sym).sum() / xp.abs(k).sum())
+def _dct_power(xp: Any, shape: tuple[int, ...], kernel: Any, dtype: Any) -> Any:
+    """``(|K(u, v)|^2 + |K(u, -v)|^2) / 2`` at the DCT-II frequencies ``(pi u / H, pi v / W)``
+    of the images ``shape`` (``K`` the kernel's Fourier transform about its centre): the
+    eigenvalues of the reflect model's ``K^T K`` for kernels symmetric in each axis
+    (``_DCT.response**2``), and for other kernels the DCT-II diagonal that averages the power
+    spectrum over the kernel's mirror images, which the reflect extension mixes."""
+    ey, ex = (xp.exp(-1j * _dct_angles(xp, n, k)) for n, k in zip(shape[-2:], kernel.shape))
+    k = ey @ xp.asarray(kernel, dtype=np.complex128)
+    return (0.5 * (xp.abs(k @ ex.T) ** 2 + xp.abs(k @ ex.conj().T) ** 2)).astype(dtype)
 
 
 def _axis_symmetric(xp: Any, k: Any) -> bool:
@@ -299,7 +280,7 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
     xp = be.xp
     dtype = T.b.dtype
     if balance is None:
-        lam = default_balance(be, T.b[..., : image.shape[-2], : image.shape[-1]]).astype(dtype)[..., None, None]
+        lam = default_balance(be, T.b).astype(dtype)[..., None, None]
     if reg is None:
         if min(T.limit) < 3:
             raise ValueError(f"image must be at least 3 x 3 for the default Laplacian reg (or give a smaller "
