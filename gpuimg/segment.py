@@ -371,8 +371,8 @@ def _fit_discontinuous(x, y, w, n_segments):
     return inner, slopes, intercepts, sse
 
 
-def _one_fit(x, y, w, n_segments, continuous, span):
-    lo, hi = span
+def _one_fit(x, y, w, n_segments, continuous, x_range):
+    lo, hi = x_range
     if continuous:
         inner, coef, sse = _fit_continuous(x, y, w, n_segments)
         slopes, intercepts = _lines_from_coef(coef, inner)
@@ -452,8 +452,8 @@ def fit_polyline(x, y, *, n_segments: int | None = None, max_error: float | None
     check_bool("continuous", continuous)
     order = np.argsort(xs, kind="stable")
     xs, ys, ws = xs[order], ys[order], ws[order]
-    span = (float(xs[0]), float(xs[-1]))
-    # zero-weight samples do not enter the objective: fit the others, over the whole span
+    x_range = (float(xs[0]), float(xs[-1]))
+    # zero-weight samples do not enter the objective: fit the others, over the whole range
     keep = ws > 0
     xs, ys, ws = xs[keep], ys[keep], ws[keep]
     n_distinct = int(np.unique(xs).size)
@@ -466,11 +466,11 @@ def fit_polyline(x, y, *, n_segments: int | None = None, max_error: float | None
             raise ValueError(
                 f"n_segments={n_segments} needs at least {2 * n_segments} distinct x values with "
                 f"positive weight, got {n_distinct}")
-        return _one_fit(xs, ys, ws, int(n_segments), bool(continuous), span)
+        return _one_fit(xs, ys, ws, int(n_segments), bool(continuous), x_range)
     check_positive("max_error", max_error)
     most = min(max(n_distinct // 2, 1), MAX_AUTO_SEGMENTS)
     for k in range(1, most + 1):
-        fit = _one_fit(xs, ys, ws, k, bool(continuous), span)
+        fit = _one_fit(xs, ys, ws, k, bool(continuous), x_range)
         if fit.rms <= max_error:
             return fit
     raise ValueError(f"no fit with up to {most} segments has RMS <= max_error={max_error!r} "
