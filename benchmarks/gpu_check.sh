@@ -32,18 +32,22 @@ $PY -c "import gpuimg, json; i = gpuimg.backend_info(); print(json.dumps(i)); as
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
 XDIST=""
-$PY -c "import xdist" 2>/dev/null && XDIST="-n 8"
+$PY -c "import xdist" 2>/dev/null && XDIST="-n ${TEST_WORKERS:-12}"
 echo "== tests (CuPy active) =="
 # the *_kernel.py tests run the CUDA sources on the CPU through g++; the GPU runs the real thing
 timeout ${TEST_TIMEOUT:-300} $PY -m pytest -q -x --maxfail=20 $XDIST -p no:cacheprovider --benchmark-disable $TESTS \
     --ignore-glob="*_kernel.py" \
-    --junitxml="$OUT/junit.xml" 2>&1 | tail -40
+    --junitxml="$OUT/junit.xml" > "$OUT/tests.log" 2>&1
+grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | tail -40
 echo "== benchmarks (cupy backend vs GPU peers) =="
 BENCH_ARGS="--benchmark-min-rounds=3 --benchmark-max-time=0.2 --benchmark-warmup=off"
 [ "$QUICK" = "quick" ] && BENCH_ARGS="$BENCH_ARGS --benchmark-disable-gc"
 timeout ${BENCH_TIMEOUT:-200} $PY -m pytest -q -p no:cacheprovider benchmarks/bench_*.py -k "$BENCH_K" $BENCH_ARGS \
-    --benchmark-json="$OUT/bench.json" 2>&1 | grep -v "^test_" | tail -60
+    --benchmark-json="$OUT/bench.json" > "$OUT/bench.log" 2>&1
+grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/bench.log" | tail -20
 REPORT="benchmarks/results/gpu-$DATE.json"
+# a second run on the same day keeps the first report: the new one is named by its commit
+[ -e "$REPORT" ] && REPORT="benchmarks/results/gpu-$DATE-${COMMIT:0:7}.json"
 [ "$DRY_RUN" = "1" ] && REPORT="$OUT/gpu-dry-run.json"
 $PY benchmarks/gpu_report.py --junit "$OUT/junit.xml" --bench "$OUT/bench.json" --commit "$COMMIT" --out "$REPORT"
 [ "$REPORT" = "$OUT/gpu-dry-run.json" ] || cp "$REPORT" "$OUT/"
