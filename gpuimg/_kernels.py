@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 from gpuimg import _backend
 
-__all__ = ["KernelFamily", "compile_all", "families", "kernel_dir", "launch_1d", "source"]
+__all__ = ["KernelFamily", "compile_all", "families", "kernel_dir", "launch_1d", "launch_rows", "source"]
 
 DEFAULT_OPTIONS: tuple[str, ...] = ("-std=c++17",)
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
@@ -153,6 +153,20 @@ def launch_1d(kernel: Any, n: int, args: tuple[Any, ...], *, block: int = 256, s
         return
     grid = min((n + block - 1) // block, 65535 * 16)
     kernel((grid,), (block,), args, shared_mem=shared_mem)
+
+
+def launch_rows(kernel: Any, planes: int, rows: int, cols: int, args: tuple[Any, ...], *,
+                shared_mem: int = 0) -> None:
+    """Launch a row-wise kernel: x over ``cols`` (one thread per column), y over ``rows`` and
+    z over ``planes``, each capped at the grid's limits (the kernel loops with grid strides).
+
+    Such kernels index rows and planes from ``blockIdx`` and never divide a flat index.
+    """
+    if planes <= 0 or rows <= 0 or cols <= 0:
+        return
+    block = min(256, -(-cols // 32) * 32)
+    grid = (min(-(-cols // block), 1 << 20), min(rows, 65535), min(planes, 65535))
+    kernel(grid, (block,), args, shared_mem=shared_mem)
 
 
 def type_name(dtype: Any) -> str:

@@ -6,23 +6,28 @@
 //   fold_margins: every frame pixel near an edge adds the margin pixels that mirror onto it
 //     (corners included), in place: the frame becomes E^T y.
 // Each thread writes one pixel and reads only pixels no thread writes, so both run in place.
+// Launched by rows (launch_rows over planes x grid rows, or x frame rows for the fold); a
+// row's threads visit only the columns that change, without dividing a flat index.
 #include "boundary.cuh"
 
 template <typename T>
 __global__ void reflect_margins(T* __restrict__ g, long long planes, long long gh, long long gw,
                                 long long t, long long l, long long h, long long w) {
     const long long plane = gh * gw;
-    const long long n = planes * plane;
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < n;
-         k += (long long)gridDim.x * blockDim.x) {
-        long long p, i, j;
-        gpuimg::split3(k, gh, gw, p, i, j);
-        const bool in_rows = i >= t && i < t + h, in_cols = j >= l && j < l + w;
-        if (in_rows && in_cols) continue;
-        const long long si = t + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(i - t, h);
-        const long long sj = l + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(j - l, w);
-        g[k] = g[p * plane + si * gw + sj];
-    }
+    for (long long p = blockIdx.z; p < planes; p += gridDim.z)
+        for (long long i = blockIdx.y; i < gh; i += gridDim.y) {
+            // rows through the frame: only their gw - w margin columns, skipping the frame
+            const bool in_rows = i >= t && i < t + h;
+            const long long ncols = in_rows ? gw - w : gw;
+            T* row = g + p * plane + i * gw;
+            const T* src = g + p * plane
+                + (t + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(i - t, h)) * gw;
+            for (long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x; c < ncols;
+                 c += (long long)gridDim.x * blockDim.x) {
+                const long long j = in_rows && c >= l ? c + w : c;
+                row[j] = src[l + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(j - l, w)];
+            }
+        }
 }
 
 // The grid rows (or columns) that mirror onto frame index a: itself, the near-side margin
@@ -40,19 +45,25 @@ template <typename T>
 __global__ void fold_margins(T* __restrict__ g, long long planes, long long gh, long long gw,
                              long long t, long long l, long long h, long long w) {
     const long long plane = gh * gw;
-    const long long n = planes * h * w;
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < n;
-         k += (long long)gridDim.x * blockDim.x) {
-        long long p, a, c;
-        gpuimg::split3(k, h, w, p, a, c);
-        long long rows[3], cols[3];
-        const int nr = mirror_sources(a, t, h, gh, rows);
-        const int nc = mirror_sources(c, l, w, gw, cols);
-        if (nr == 1 && nc == 1) continue;
-        T* base = g + p * plane;
-        T acc = T(0);
-        for (int r = 0; r < nr; ++r)
-            for (int q = 0; q < nc; ++q) acc += base[rows[r] * gw + cols[q]];
-        base[(t + a) * gw + l + c] = acc;
-    }
+    // frame columns that margins mirror onto: [0, l) and [w - r, w) with r = gw - l - w
+    const long long r = gw - l - w;
+    const bool all_cols = l + r >= w;
+    for (long long p = blockIdx.z; p < planes; p += gridDim.z)
+        for (long long a = blockIdx.y; a < h; a += gridDim.y) {
+            long long rows[3], cols[3];
+            const int nr = mirror_sources(a, t, h, gh, rows);
+            // a row no margin row mirrors onto changes only in its edge columns
+            const long long ncols = (nr > 1 || all_cols) ? w : l + r;
+            T* base = g + p * plane;
+            for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < ncols;
+                 k += (long long)gridDim.x * blockDim.x) {
+                const long long c = ncols == w || k < l ? k : k + (w - l - r);
+                const int nc = mirror_sources(c, l, w, gw, cols);
+                if (nr == 1 && nc == 1) continue;
+                T acc = T(0);
+                for (int u = 0; u < nr; ++u)
+                    for (int q = 0; q < nc; ++q) acc += base[rows[u] * gw + cols[q]];
+                base[(t + a) * gw + l + c] = acc;
+            }
+        }
 }

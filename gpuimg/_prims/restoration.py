@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpuimg._backend import primitive
-from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._kernels import KernelFamily, launch_1d, launch_rows, type_name
 from gpuimg._parallel import in_pool, run_chunks, run_ranges, workers
 from gpuimg._prims.fft_axes import fft_workers, irfftn_by_axes
 
@@ -182,7 +182,7 @@ def _rl_ratio_cupy(be, b, ax, eps, out=None):
     ov = (out is not None and _planes(out)) or _planes(xp.empty(ax.shape, dtype=ax.dtype))
     h, w = ax.shape[-2:]
     kern = _RL.get(f"rl_ratio<{type_name(ax.dtype)}>")
-    launch_1d(kern, ax.size, (bv[0], av[0], ov[0], np.int64(ax.size), np.int64(h), np.int64(w),
+    launch_rows(kern, ax.size // (h * w), h, w, (bv[0], av[0], ov[0], np.int64(ax.size), np.int64(h), np.int64(w),
                               *bv[1:], *av[1:], *ov[1:], ax.dtype.type(eps)))
     return _deliver(ov[0], out)
 
@@ -258,7 +258,7 @@ def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     h, w = x.shape[-2:]
     t = x.dtype.type
     kern = _RL.get(f"rl_update<{type_name(x.dtype)}>")
-    launch_1d(kern, x.size, (xv[0], cv[0], inv_norm, ov[0], np.int64(x.size), np.int64(h), np.int64(w),
+    launch_rows(kern, x.size // (h * w), h, w, (xv[0], cv[0], inv_norm, ov[0], np.int64(x.size), np.int64(h), np.int64(w),
                              *xv[1:], *cv[1:], *ov[1:], t(tv_weight), t(eps)))
     return _deliver(ov[0], out)
 
@@ -281,7 +281,7 @@ def _reflect_margins_numpy(be, xe, pad, frame):
 
 @primitive("reflect_margins", "cupy")
 def _reflect_margins_cupy(be, xe, pad, frame):
-    _margins_kernel(be, "reflect_margins", xe, pad, frame, xe.size)
+    _margins_kernel(be, "reflect_margins", xe, pad, frame, xe.shape[-2])
 
 
 @primitive("fold_margins", "numpy")
@@ -306,20 +306,22 @@ def _fold_margins_numpy(be, y, pad, frame):
 def _fold_margins_cupy(be, y, pad, frame):
     (t, _), (l, _) = pad
     h, w = frame
-    _margins_kernel(be, "fold_margins", y, pad, frame, y.size // (y.shape[-2] * y.shape[-1]) * h * w)
+    _margins_kernel(be, "fold_margins", y, pad, frame, h)
     return y[..., t:t + h, l:l + w]
 
 
-def _margins_kernel(be, name, g, pad, frame, n):
-    """One launch of a margins.cu kernel on the contiguous grid stack ``g`` (in place)."""
+def _margins_kernel(be, name, g, pad, frame, rows):
+    """One launch of a margins.cu kernel on the contiguous grid stack ``g`` (in place), by
+    ``rows`` (the grid's rows to extend, or the frame's rows to fold onto)."""
     if not g.flags.c_contiguous:
         raise ValueError("the grid buffer must be C-contiguous (it is updated in place)")
     (t, _), (l, _) = pad
     h, w = frame
     gh, gw = g.shape[-2:]
     kern = _MARGINS.get(f"{name}<{type_name(g.dtype)}>")
-    launch_1d(kern, n, (g, np.int64(g.size // (gh * gw)), np.int64(gh), np.int64(gw), np.int64(t), np.int64(l),
-                        np.int64(h), np.int64(w)))
+    planes = g.size // (gh * gw)
+    launch_rows(kern, planes, rows, gw, (g, np.int64(planes), np.int64(gh), np.int64(gw), np.int64(t), np.int64(l),
+                                         np.int64(h), np.int64(w)))
 
 
 @primitive("dct2", "numpy")
