@@ -276,9 +276,18 @@ def _current_default() -> str | None:
     return _process_default[0]
 
 
+_CUPY_ARRAY_TYPES: set[type] = set()
+
+
 def _is_cupy_array(x: Any) -> bool:
     t = type(x)
-    return t.__module__.startswith("cupy") and hasattr(x, "__cuda_array_interface__")
+    if t in _CUPY_ARRAY_TYPES:
+        return True
+    # building __cuda_array_interface__ costs microseconds: each array type is checked once
+    if t.__module__.startswith("cupy") and hasattr(x, "__cuda_array_interface__"):
+        _CUPY_ARRAY_TYPES.add(t)
+        return True
+    return False
 
 
 def get_backend(*arrays: Any, backend: str | Backend | None = None, names: tuple[str, ...] | None = None) -> Backend:
@@ -304,21 +313,26 @@ def get_backend(*arrays: Any, backend: str | Backend | None = None, names: tuple
         return backend
     if backend is not None and backend not in _NAMES:
         raise ValueError(f"backend must be one of {_NAMES} or None, got {backend!r}")
-    kinds: list[tuple[str, str]] = []
+    on_gpu: list[int] = []
+    on_host: list[int] = []
     for i, a in enumerate(arrays):
-        if a is None or np.isscalar(a):
+        if a is None:
             continue
-        label = names[i] if names is not None and i < len(names) else f"argument {i}"
-        if _is_cupy_array(a):
-            kinds.append((label, "cupy"))
+        if type(a) is np.ndarray:
+            on_host.append(i)
+        elif _is_cupy_array(a):
+            on_gpu.append(i)
+        elif np.isscalar(a):
+            continue
         elif isinstance(a, (np.ndarray, np.generic, list, tuple)):
-            kinds.append((label, "numpy"))
-    on_gpu = [lab for lab, k in kinds if k == "cupy"]
-    on_host = [lab for lab, k in kinds if k == "numpy"]
+            on_host.append(i)
     if on_gpu and on_host:
+        def labels(idx: list[int]) -> str:
+            return ", ".join(names[i] if names is not None and i < len(names) else f"argument {i}" for i in idx)
+
         raise TypeError(
             "cannot mix NumPy and CuPy arrays in one call: "
-            f"{', '.join(on_host)} on the host, {', '.join(on_gpu)} on the GPU; "
+            f"{labels(on_host)} on the host, {labels(on_gpu)} on the GPU; "
             "move them with gpuimg.asnumpy or cupy.asarray first"
         )
     if backend is not None:

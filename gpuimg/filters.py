@@ -73,6 +73,8 @@ def _per_axis(name: str, value: Any, naxes: int) -> list:
 
 def _centers(origin: Any, shape: Sequence[int], convolution: bool) -> list[int]:
     """Tap index that sits on the output sample, per kernel axis (SciPy's origin rules)."""
+    if type(origin) is int and origin == 0:
+        return [(n - 1) // 2 if convolution else n // 2 for n in shape]
     origins = _per_axis("origin", origin, len(shape))
     centers = []
     for o, n in zip(origins, shape):
@@ -170,11 +172,16 @@ def _correlate_or_convolve(image, kernel, mode, cval, origin, method, convolutio
     be = get_backend(image, kernel, names=("image", "kernel"))
     x = to_float(image, be.xp)
     w = be.asarray(kernel)
-    if convolution:
-        w = w[(slice(None, None, -1),) * w.ndim]
     factors = _separable(be, w) if method != "fft" else None
     if method == "auto":
         method = _pick_method(be, w, factors)
+    if method == "direct" and w.ndim > 1 and factors is None:
+        # the 2-D / 3-D direct pass reads a convolution's kernel reversed in place
+        return be.correlate_direct(x, w, mode, cval, centers, flip=convolution)
+    if convolution:
+        w = w[(slice(None, None, -1),) * w.ndim]
+        if factors is not None:
+            factors = tuple(f[::-1] for f in factors)
     if method == "fft":
         return _correlate_fft(be, x, w, mode, cval, centers)
     return _correlate_direct(be, x, w, mode, cval, centers, factors)

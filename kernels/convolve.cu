@@ -9,6 +9,8 @@
 //   fit in shared memory.
 // x_ext is x extended through boundary.cuh's MODE (cval for constant modes). Accumulation is in
 // T (float for float32, double for float64). Sizes, taps, centres and cval are run-time values.
+// With flip != 0 the 2-D / 3-D kernels read w reversed along every axis, so a convolution
+// passes its kernel as given (no reversed copy on the device).
 #include "boundary.cuh"
 
 namespace gpuimg {
@@ -91,9 +93,12 @@ template <typename T, int MODE>
 __global__ void correlate_tiled(const T* __restrict__ x, const T* __restrict__ w,
                                 T* __restrict__ out, long long items, long long depth,
                                 long long height, long long width, int kd, int kh, int kw,
-                                int cz, int cy, int cx, T cval) {
+                                int cz, int cy, int cx, T cval, int flip) {
     using namespace gpuimg;
     extern __shared__ __align__(16) unsigned char conv2d_smem[];
+    // flip: the weights are read reversed along every axis (a convolution's kernel as given)
+    const int ws = flip ? -1 : 1;
+    const T* wb = flip ? w + (long long)kd * kh * kw - 1 : w;
     T* tile = reinterpret_cast<T*>(conv2d_smem);
     const int tw = CONV_TILE_X + kw - 1;
     const int th = CONV_TILE_Y + kh - 1;
@@ -119,7 +124,7 @@ __global__ void correlate_tiled(const T* __restrict__ x, const T* __restrict__ w
 
                 // thread (tx, ty) owns output rows ty*ROWS .. ty*ROWS+ROWS-1 of the tile; each tile
                 // value in its column window is read once and feeds every output row it touches.
-                const T* wz = w + (long long)dz * kh * kw;
+                const T* wz = wb + ws * ((long long)dz * kh * kw);
                 const int row0 = threadIdx.y * CONV_ROWS;
                 for (int dx = 0; dx < kw; ++dx) {
                     const T* col = tile + row0 * tw + threadIdx.x + dx;
@@ -128,7 +133,7 @@ __global__ void correlate_tiled(const T* __restrict__ x, const T* __restrict__ w
 #pragma unroll
                         for (int r = 0; r < CONV_ROWS; ++r) {
                             const int dy = m - r;
-                            if (dy >= 0 && dy < kh) acc[r] += __ldg(wz + dy * kw + dx) * v;
+                            if (dy >= 0 && dy < kh) acc[r] += __ldg(wz + ws * (dy * kw + dx)) * v;
                         }
                     }
                 }
@@ -143,8 +148,10 @@ template <typename T, int MODE>
 __global__ void correlate_gather(const T* __restrict__ x, const T* __restrict__ w,
                                  T* __restrict__ out, long long items, long long depth,
                                  long long height, long long width, int kd, int kh, int kw,
-                                 int cz, int cy, int cx, T cval) {
+                                 int cz, int cy, int cx, T cval, int flip) {
     using namespace gpuimg;
+    const int ws = flip ? -1 : 1;
+    const T* wb = flip ? w + (long long)kd * kh * kw - 1 : w;
     const long long plane_size = height * width;
     const long long total = items * depth * plane_size;
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
@@ -158,11 +165,11 @@ __global__ void correlate_gather(const T* __restrict__ x, const T* __restrict__ 
             const T* src = x + (item * depth + (zz < 0 ? 0 : zz)) * plane_size;
             for (int dy = 0; dy < kh; ++dy) {
                 const long long iy = boundary_index<MODE, long long>(oy + dy - cy, height);
-                const T* wrow = w + ((long long)dz * kh + dy) * kw;
+                const T* wrow = wb + ws * (((long long)dz * kh + dy) * kw);
                 for (int dx = 0; dx < kw; ++dx) {
                     const long long ix = boundary_index<MODE, long long>(ox + dx - cx, width);
                     const T v = (zz < 0 || iy < 0 || ix < 0) ? cval : src[iy * width + ix];
-                    acc += __ldg(wrow + dx) * v;
+                    acc += __ldg(wrow + ws * dx) * v;
                 }
             }
         }
@@ -174,10 +181,10 @@ __global__ void correlate_gather(const T* __restrict__ x, const T* __restrict__ 
 // fast path for blocks whose halo lies inside the image, the K * K weights sit in registers
 // and every loop is unrolled (small kernels are otherwise bound by index and loop overhead).
 template <typename T, int MODE, int K>
-__global__ void correlate_tiled_k(const T* __restrict__ x, const T* __restrict__ w,
-                                  T* __restrict__ out, long long items, long long depth,
-                                  long long height, long long width, int kd, int kh, int kw,
-                                  int cz, int cy, int cx, T cval) {
+__global__ void __launch_bounds__(gpuimg::CONV_BLOCK_X * gpuimg::CONV_BLOCK_Y, 4)
+correlate_tiled_k(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out,
+                  long long items, long long depth, long long height, long long width, int kd,
+                  int kh, int kw, int cz, int cy, int cx, T cval, int flip) {
     using namespace gpuimg;
     extern __shared__ __align__(16) unsigned char convk_smem[];
     T* tile = reinterpret_cast<T*>(convk_smem);
@@ -187,7 +194,8 @@ __global__ void correlate_tiled_k(const T* __restrict__ x, const T* __restrict__
 #pragma unroll
     for (int dy = 0; dy < K; ++dy)
 #pragma unroll
-        for (int dx = 0; dx < K; ++dx) wr[dy][dx] = __ldg(w + dy * K + dx);
+        for (int dx = 0; dx < K; ++dx)
+            wr[dy][dx] = __ldg(w + (flip ? (K - 1 - dy) * K + (K - 1 - dx) : dy * K + dx));
     const long long planes = items * depth;
     const long long plane_size = height * width;
     const long long x0 = (long long)blockIdx.x * CONV_TILE_X;

@@ -27,6 +27,7 @@ struct gpuimg_dim3 { unsigned x, y, z; };
 #define __device__
 #define __forceinline__ inline
 #define __restrict__
+#define __launch_bounds__(...)
 gpuimg_dim3 threadIdx{0, 0, 0}, blockIdx{0, 0, 0}, blockDim{1, 1, 1}, gridDim{1, 1, 1};
 using std::floor; using std::isfinite; using std::fmin; using std::fmax; using std::sin; using std::sqrt;
 using std::min; using std::max;
@@ -49,6 +50,7 @@ struct gpuimg_dim3 { unsigned x, y, z; };
 #define __forceinline__ inline
 #define __restrict__
 #define __align__(n)
+#define __launch_bounds__(...)
 thread_local gpuimg_dim3 threadIdx, blockIdx;
 gpuimg_dim3 blockDim, gridDim;
 std::barrier<>* g_bar = nullptr;

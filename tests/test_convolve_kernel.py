@@ -24,9 +24,9 @@ from _cuda_emulation import THREADED_SHIM, EmulatedKernel, compile_emulated, ker
 
 _LAUNCH = r"""
 #define GPUIMG_ARGS(T) const T* x, const T* w, T* out, long long items, long long depth, long long h, \
-    long long wd, int kd, int kh, int kw, int cz, int cy, int cx, T cval, int gx, int gy, int gz, int bx, \
-    int by, long long smem
-#define GPUIMG_PASS x, w, out, items, depth, h, wd, kd, kh, kw, cz, cy, cx, cval
+    long long wd, int kd, int kh, int kw, int cz, int cy, int cx, T cval, int flip, int gx, int gy, int gz, \
+    int bx, int by, long long smem
+#define GPUIMG_PASS x, w, out, items, depth, h, wd, kd, kh, kw, cz, cy, cx, cval, flip
 #define GPUIMG_ENTRY(T, NAME, KERNEL) extern "C" void NAME(GPUIMG_ARGS(T)) { \
     run_grid([=]() { KERNEL(GPUIMG_PASS); }, gx, gy, gz, bx, by, smem); }
 """
@@ -76,7 +76,7 @@ def _kernel(lib, name):
         return (*grid, *block[:2], shared_mem)
 
     return EmulatedKernel(getattr(lib, f"{short}_{t}_{mode}" + (f"_{k}" if k else "")),
-                          [T] * 3 + [ll] * 4 + [i32] * 6 + [real(T)], launch=launch,
+                          [T] * 3 + [ll] * 4 + [i32] * 6 + [real(T), i32], launch=launch,
                           launch_types=[i32] * 5 + [ll], name=kind)
 
 
@@ -85,7 +85,8 @@ def correlate(emulated, monkeypatch):
     monkeypatch.setattr(cv._FAMILY, "get", lambda name: _kernel(emulated, name))
     host_be = types.SimpleNamespace(xp=np)
     EmulatedKernel.calls.clear()
-    return lambda x, w, mode, cval, centers: cv._correlate_direct_cupy(host_be, x, w, mode, cval, centers)
+    return lambda x, w, mode, cval, centers, flip=False: cv._correlate_direct_cupy(host_be, x, w, mode, cval,
+                                                                                   centers, flip)
 
 
 @pytest.fixture
@@ -127,6 +128,23 @@ def test_kernel_general_tiles_and_gather_match_scipy(correlate, monkeypatch, rng
         ref = _reference(x, w, mode, -0.3, centers)
         np.testing.assert_allclose(correlate(x, w, mode, -0.3, centers), ref, rtol=0, atol=1e-12)
     assert {"correlate_tiled", "correlate_gather"} <= set(EmulatedKernel.calls)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "constant", "wrap"])
+def test_kernel_flipped_weights_equal_scipy_convolve(correlate, monkeypatch, rng, mode):
+    """``flip`` reads the weights reversed: with SciPy's convolution centres that is
+    ``scipy.ndimage.convolve`` (unrolled, general and gather kernels)."""
+    x = rng.standard_normal((2, 37, 41))
+    for w in (rng.standard_normal((3, 3)), rng.standard_normal((5, 5)), rng.standard_normal((4, 6)),
+              rng.standard_normal((3, 2, 2))):
+        centers = tuple((n - 1) // 2 for n in w.shape)
+        axes = tuple(range(x.ndim - w.ndim, x.ndim))
+        ref = ndi.convolve(x, w, mode=mode, cval=0.2, axes=axes)
+        np.testing.assert_allclose(correlate(x, w, mode, 0.2, centers, flip=True), ref, rtol=0, atol=1e-12)
+        monkeypatch.setattr(cv, "GATHER_MAX_TAPS", 100)
+        np.testing.assert_allclose(correlate(x, w, mode, 0.2, centers, flip=True), ref, rtol=0, atol=1e-12)
+        monkeypatch.setattr(cv, "GATHER_MAX_TAPS", 0)
+    assert {"correlate_tiled", "correlate_tiled_k", "correlate_gather"} <= set(EmulatedKernel.calls)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -175,8 +175,9 @@ def _uniform1d_cupy(be, x, size, axis, mode, cval, center):
 # --------------------------------------------------------------------------------------
 
 @primitive("correlate_direct", "numpy")
-def _correlate_direct_numpy(be, x, w, mode, cval, centers):
-    """SciPy's correlation, in bands of the first filtered axis on the thread pool.
+def _correlate_direct_numpy(be, x, w, mode, cval, centers, flip=False):
+    """SciPy's correlation, in bands of the first filtered axis on the thread pool; with
+    ``flip``, correlation with ``w`` reversed along every axis (``centers`` refer to it).
 
     Output row ``r`` reads rows ``r - c .. r + a`` (``c`` the centre, ``a = kh - 1 - c``); a
     band reads those rows of the image and, where it reaches past an edge, the rows the
@@ -188,6 +189,8 @@ def _correlate_direct_numpy(be, x, w, mode, cval, centers):
     origin = [int(c) - s // 2 for c, s in zip(centers, w.shape)]
     axes = tuple(range(x.ndim - nd, x.ndim))
     w = np.asarray(w, dtype=np.float64)
+    if flip:
+        w = w[(slice(None, None, -1),) * nd]
     ax, n = axes[0], x.shape[axes[0]]
     c, a = int(centers[0]), w.shape[0] - 1 - int(centers[0])
     lead = (slice(None),) * ax
@@ -214,7 +217,7 @@ GATHER_MAX_TAPS = 0
 
 
 @primitive("correlate_direct", "cupy")
-def _correlate_direct_cupy(be, x, w, mode, cval, centers):
+def _correlate_direct_cupy(be, x, w, mode, cval, centers, flip=False):
     xp = be.xp
     x = xp.ascontiguousarray(x)
     wd = xp.ascontiguousarray(xp.asarray(w), dtype=x.dtype).reshape((1,) * (3 - w.ndim) + tuple(w.shape))
@@ -228,7 +231,7 @@ def _correlate_direct_cupy(be, x, w, mode, cval, centers):
     code = _mode_code(mode)
     args = (x, wd, out, np.int64(items), np.int64(depth), np.int64(height), np.int64(width),
             np.int32(kd), np.int32(kh), np.int32(kw), np.int32(c3[0]), np.int32(c3[1]),
-            np.int32(c3[2]), x.dtype.type(cval))
+            np.int32(c3[2]), x.dtype.type(cval), np.int32(bool(flip)))
     shared = (_TILE_Y + kh - 1) * (_TILE_X + kw - 1) * x.dtype.itemsize
     if shared <= _SHARED_LIMIT and wd.size > GATHER_MAX_TAPS:
         grid = (
