@@ -19,6 +19,7 @@ from gpuimg._prims.fft_axes import fft_workers, irfftn_by_axes
 
 _TV = KernelFamily("tv.cu", [f"tv_primal<{t}>" for t in ("float", "double")]
                    + [f"tv_dual<{t}, {iso}>" for t in ("float", "double") for iso in (0, 1)])
+_SPECTRUM = KernelFamily("spectrum.cu", [f"spectrum_multiply<{t}>" for t in ("float", "double")])
 _RL = KernelFamily("richardson_lucy.cu", [f"{k}<{t}>" for k in ("rl_ratio", "rl_update") for t in ("float", "double")])
 _MARGINS = KernelFamily("margins.cu", [f"{k}<{t}>" for k in ("reflect_margins", "fold_margins")
                                        for t in ("float", "double")])
@@ -392,6 +393,35 @@ def _irfft_grid_cupy(be, X, grid):
 #: work (bytes) per group of a batch that the NumPy twin of ``map_batch`` aims for: about
 #: one 512 x 512 float32 image with its FFT margins, which stays in a core's L2/L3 cache
 GROUP_BYTES = 1 << 21
+
+
+@primitive("irfft_filtered", "numpy")
+def _irfft_filtered_numpy(be, X, H, grid):
+    """``irfft_grid(X * H, grid)`` for a stack of half-spectra ``X`` (used as scratch) and one
+    spectrum ``H`` of the grid's half-spectrum shape."""
+    X *= H
+    return _irfft_grid_numpy(be, X, grid)
+
+
+@primitive("irfft_filtered", "cupy")
+def _irfft_filtered_cupy(be, X, H, grid):
+    gh, gw = (int(n) for n in grid)
+    half = (gh, gw // 2 + 1)
+    if (X.ndim < 2 or X.shape[-2:] != half or not X.flags.c_contiguous or X.size == 0
+            or H.shape != half or H.dtype != X.dtype):
+        X *= H
+        return _irfft_grid_cupy(be, X, grid)
+    H = be.xp.ascontiguousarray(H)
+    real = np.dtype(X.dtype.char.lower())
+    # the product carries the inverse transform's 1 / N, so the C2R output needs no scaling
+    kern = _SPECTRUM.get(f"spectrum_multiply<{type_name(real)}>")
+    planes = X.size // (half[0] * half[1])
+    launch_rows(kern, planes, half[0], half[1], (X, H, np.int64(planes), np.int64(half[0]), np.int64(half[1]),
+                                                 real.type(1.0 / (gh * gw))))
+    plan = _grid_plan(be, X, grid, "C2R")
+    out = plan.get_output_array(X, order="C")
+    plan.fft(X, out, _CUFFT_INVERSE)
+    return out
 
 
 @primitive("map_batch", "numpy")

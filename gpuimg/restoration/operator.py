@@ -230,9 +230,7 @@ class BlurOperator:
     def apply_lifted(self, xe: Any) -> Any:
         """``A x`` from the grid buffer ``xe`` of :meth:`lift` (or any array the FFT zero-fills
         to the grid); a frame-shaped view of the FFT's output."""
-        X = self._fft(xe)
-        X *= self.otf
-        y = self._ifft(X)
+        y = self.be.irfft_filtered(self._fft(xe), self.otf, self.grid)
         h, w = self.shape[-2:]
         oh, ow = self.origin
         return y[..., oh:oh + h, ow:ow + w]
@@ -263,8 +261,11 @@ class BlurOperator:
         to it without a padding copy."""
         # the shift of the frame to its place in the grid is a phase ramp in otf_adjoint
         R = self._fft(r)
-        self._times_adjoint(R)
-        y = self._ifft(R)
+        if self.otf_adjoint is not None:
+            y = self.be.irfft_filtered(R, self.otf_adjoint, self.grid)
+        else:
+            self._times_adjoint(R)
+            y = self._ifft(R)
         R = None
         if self.boundary == "reflect":
             self._fold(y)
