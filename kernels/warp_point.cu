@@ -110,6 +110,24 @@ __global__ void warp_point(const T* __restrict__ src, T* __restrict__ dst,
         T wx[NT], wy[NT];
         tap_weights<T, INTERP>(px - fx0, wx);
         tap_weights<T, INTERP>(py - fy0, wy);
+        const long long ix0 = (long long)fx0 + FIRST, iy0 = (long long)fy0 + FIRST;
+        if (ix0 >= 0 && ix0 + NT <= w && iy0 >= 0 && iy0 + NT <= h) {
+            // every tap inside the image (most pixels): no boundary rule to apply
+            for (long long b = 0; b < nimg; ++b) {
+                const T* img = src + b * plane_in + iy0 * w + ix0;
+                T acc = T(0);
+#pragma unroll
+                for (int r = 0; r < NT; ++r) {
+                    const T* row_px = img + r * w;
+                    T row = T(0);
+#pragma unroll
+                    for (int c = 0; c < NT; ++c) row += wx[c] * __ldg(row_px + c);
+                    acc += wy[r] * row;
+                }
+                dst[b * total + p] = acc;
+            }
+            continue;
+        }
         long long cx[NT], cy[NT];
         for (int k = 0; k < NT; ++k) {
             cx[k] = gpuimg::boundary_index<MODE, long long>((long long)fx0 + FIRST + k, w);

@@ -31,6 +31,7 @@ struct gpuimg_dim3 { unsigned x, y, z; };
 gpuimg_dim3 threadIdx{0, 0, 0}, blockIdx{0, 0, 0}, blockDim{1, 1, 1}, gridDim{1, 1, 1};
 using std::floor; using std::isfinite; using std::fmin; using std::fmax; using std::sin; using std::sqrt;
 using std::min; using std::max;
+template <typename T> inline T __ldg(const T* p) { return *p; }
 """
 
 
