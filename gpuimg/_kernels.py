@@ -77,6 +77,7 @@ class KernelFamily:
     def __init__(self, filename: str, specialisations: Iterable[str], options: Sequence[str] = ()) -> None:
         self.filename = filename
         self.specialisations: tuple[str, ...] = tuple(dict.fromkeys(specialisations))
+        self._declared = frozenset(self.specialisations)
         self.options = DEFAULT_OPTIONS + tuple(options)
         if not self.specialisations:
             raise ValueError(f"kernel family {filename!r} declares no specialisations")
@@ -87,7 +88,7 @@ class KernelFamily:
 
     def get(self, name_expression: str) -> Any:
         """The compiled kernel for ``name_expression`` on the current device (memoised)."""
-        if name_expression not in self.specialisations:
+        if name_expression not in self._declared:
             raise KeyError(
                 f"{name_expression!r} is not a declared specialisation of {self.filename}; "
                 f"declared: {self.specialisations}"
@@ -95,7 +96,7 @@ class KernelFamily:
         cupy = _backend.cupy_module()
         if cupy is None:
             raise RuntimeError("CUDA kernels need a usable CuPy device")
-        dev = cupy.cuda.Device().id
+        dev = cupy.cuda.runtime.getDevice()
         key = (dev, self.filename, name_expression, self.options)
         fn = _cache.get(key)
         if fn is None:

@@ -20,13 +20,18 @@ import atexit
 import concurrent.futures as cf
 import contextlib
 import glob
+import itertools
+import mmap
 import os
+import pickle
+import selectors
 import signal
+import socket
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -36,11 +41,12 @@ import numpy as np
 from gpuimg import io as gio
 from gpuimg._backend import asnumpy
 
-__all__ = ["IO_MODES", "BatchReport", "Failure", "ImageWriter", "Item", "expand_inputs", "run_batch"]
+__all__ = ["IO_MODES", "BatchReport", "Failure", "ImageWriter", "Item", "expand_inputs", "run_batch",
+           "start_io_processes"]
 
-#: Times a read or a write is tried again when its worker process dies under it. A file
-#: that crashes its reader is read twice; each crash kills every worker of the pool, so a
-#: write in flight through both of those breaks still gets through.
+#: Times a read or a write is tried again when its worker process dies under it: a file that
+#: crashes its reader is read twice. Only the task the dead worker was on counts a try; the
+#: others in flight are handed to the replacement workers as they were.
 RETRIES = {"read": 1, "write": 2}
 
 #: How the engine reads and writes files: a thread pool, or worker processes (no shared GIL).
@@ -86,8 +92,9 @@ class ImageWriter:
 class BatchReport:
     """What a batch run did.
 
-    ``io_wait_s`` is the time the computing thread spent waiting for files to be read or for
-    the write queue to drain; ``compute_s`` the time inside the array function.
+    ``io_wait_s`` is the time the computing thread spent outside the array function on files:
+    waiting for reads, handing results to the writers and waiting for writes to drain;
+    ``compute_s`` the time inside the array function.
     """
 
     total: int = 0
@@ -232,60 +239,619 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
 
 
-_process_pools: dict[int, cf.ProcessPoolExecutor] = {}
-_process_lock = threading.Lock()
+class _RemoteError(Exception):
+    """A read or a sink that failed in a worker process; ``reason`` is its :func:`_reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-def _process_pool(workers: int, *, renew: bool = False) -> cf.ProcessPoolExecutor:
-    """The shared pool of ``workers`` I/O processes (started once, reused by later runs).
+# --------------------------------------------------------------------------------------
+# I/O on threads
+# --------------------------------------------------------------------------------------
 
-    Workers come from a fork server (or are spawned), never forked from a process that may
-    hold a CUDA context; they import :mod:`gpuimg.io` once. ``renew`` replaces a pool whose
-    worker died.
+class _ThreadIO:
+    """Reads and sinks on a thread pool of this process."""
+
+    def __init__(self, workers: int, read: Callable[[Path], np.ndarray], sink: Callable[[Item, Any], None],
+                 stored: Callable[[Item, BaseException | None], None]) -> None:
+        self.pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuimg-io")
+        self.read_fn, self.sink, self.stored = read, sink, stored
+        self.writes: deque[cf.Future] = deque()
+
+    def read(self, item: Item) -> cf.Future:
+        return self.pool.submit(self.read_fn, item.path)
+
+    def get(self, handle: cf.Future) -> np.ndarray:
+        return handle.result()
+
+    def release(self, handles: Iterable[Any]) -> None:
+        pass
+
+    def _store(self, item: Item, result: Any) -> None:
+        try:
+            self.sink(item, result)
+        except Exception as exc:
+            self.stored(item, exc)
+        else:
+            self.stored(item, None)
+
+    def write(self, item: Item, result: Any) -> None:
+        self.writes.append(self.pool.submit(self._store, item, result))
+
+    def drain(self, limit: int) -> None:
+        writes = self.writes
+        while len(writes) > limit or (writes and writes[0].done()):
+            writes.popleft().exception()  # waits; _store has reported
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------------------
+# I/O in worker processes
+# --------------------------------------------------------------------------------------
+#
+# The engine's process is left with one thread that matters: the one that computes. It hands
+# tasks to the workers through one shared queue (the first idle worker takes the next one),
+# and pixels never travel through a pipe: a worker decodes a file into a slot of a shared
+# memory block and answers with the shape; a result is copied into a slot, and the worker
+# encodes it from there. Each worker answers on its own socket, which the computing thread
+# reads only when it needs an answer (a read for the next batch, a free slot, the end), so no
+# thread of this process unpickles results or moves futures while the device is being fed:
+# every kernel launch gets the GIL back at once. A worker notes the task it is working on in
+# a shared word, so when one dies (a decoder crash) the file it was handling is known exactly.
+
+_READ, _WRITE = 0, 1
+
+#: Most bytes of one shared-memory block (virtual: only the pages that images touch are
+#: memory). A slot is sized by the largest image seen, at least ``_SLOT_BYTES``.
+SHARED_BYTES = 1 << 32
+_SLOT_BYTES = 8 << 20
+
+
+def _round_pages(n: int) -> int:
+    return -(-max(n, 1) // mmap.PAGESIZE) * mmap.PAGESIZE
+
+
+class _Arena:
+    """A block of shared memory cut into equal slots, mapped by the engine and its workers.
+
+    On Linux it is an anonymous memory file (``memfd``) whose descriptor goes to each worker
+    over its socket; elsewhere an unlinked temporary file that workers open by name first.
     """
-    import multiprocessing as mp
 
-    with _process_lock:
-        pool = _process_pools.get(workers)
-        if pool is not None and renew:
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = None
-        if pool is None:
-            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-            ctx = mp.get_context(method)
-            if method == "forkserver":
-                ctx.set_forkserver_preload(["gpuimg.io"])
-            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_io_worker_init)
-            _process_pools[workers] = pool
-        return pool
+    def __init__(self, gen: int, slot_bytes: int, nslots: int) -> None:
+        self.gen, self.slot_bytes, self.nslots = gen, slot_bytes, nslots
+        size = slot_bytes * nslots
+        self.path: str | None = None
+        if hasattr(os, "memfd_create") and hasattr(socket, "CMSG_SPACE"):
+            self.fd = os.memfd_create(f"gpuimg-io-{gen}", getattr(os, "MFD_CLOEXEC", 0))
+        else:
+            self.fd, self.path = tempfile.mkstemp(prefix="gpuimg-io-")
+        try:
+            os.ftruncate(self.fd, size)
+            self.buf = mmap.mmap(self.fd, size)
+        except BaseException:
+            self._close_fd()
+            raise
+        self.free = list(range(nslots - 1, -1, -1))
+        self.retired = False
+
+    @property
+    def idle(self) -> bool:
+        return len(self.free) == self.nslots
+
+    def view(self, slot: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return np.ndarray(shape, dtype, buffer=self.buf, offset=slot * self.slot_bytes)
+
+    def _close_fd(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            self.path = None
+
+    def close(self) -> None:
+        self._close_fd()
+        with contextlib.suppress(BufferError):  # an array still views it: freed with that array
+            self.buf.close()
 
 
-def _io_worker_init() -> None:
-    """In each I/O worker process: SIGTERM (a ``timeout`` or ``kill`` sent to the whole
-    process group) removes the worker's own half-written files before it exits."""
+def _io_worker(index: int, tasks: Any, conn: Any, status: Any) -> None:
+    """Main loop of an I/O worker process: tasks from the shared queue, answers on ``conn``."""
+    from multiprocessing import reduction
 
     def term(signum: int, _frame: Any) -> None:
+        # SIGTERM (a ``timeout`` or ``kill`` sent to the whole process group, or the engine
+        # stopping its workers): remove this worker's half-written files, then exit
         gio.remove_live_partials_unlocked()
         os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the engine decides what stops
+    maps: dict[int, mmap.mmap] = {}
+    read: Any = None
+    sink: Any = None
+    stop = len(status) - 1  # set by the engine when it is interrupted: skip what is queued
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        if status[stop]:
+            continue
+        # control messages the engine sent before this task (it sends them before the tasks
+        # that need them, so they are here already)
+        while conn.poll():
+            msg = conn.recv()
+            if msg[0] == "arena":
+                _, gen, size, path = msg
+                fd = reduction.recv_handle(conn) if path is None else os.open(path, os.O_RDWR)
+                try:
+                    maps[gen] = mmap.mmap(fd, size)
+                finally:
+                    os.close(fd)
+            elif msg[0] == "drop":
+                with contextlib.suppress(BufferError):
+                    maps.pop(msg[1]).close()
+            elif msg[0] == "run":
+                read, sink = msg[1], msg[2]
+        tid, op, arg, slot = task
+        status[index] = tid
+        try:
+            if op == _READ:
+                arr = np.asarray(read(arg))
+                if slot is not None and arr.nbytes <= slot[2] and not arr.dtype.hasobject:
+                    gen, offset, _ = slot
+                    np.ndarray(arr.shape, arr.dtype, buffer=maps[gen], offset=offset)[...] = arr
+                    reply = (tid, 0, (arr.shape, arr.dtype.str))
+                else:  # no slot, or it does not fit: the pixels go through the socket
+                    reply = (tid, 0, arr)
+                del arr
+            else:
+                gen, offset, meta = slot
+                if meta[0] == "a":
+                    result = np.ndarray(meta[1], meta[2], buffer=maps[gen], offset=offset)
+                    result.flags.writeable = False
+                else:
+                    result = pickle.loads(maps[gen][offset:offset + meta[1]])
+                sink(arg, result)
+                del result
+                reply = (tid, 0, None)
+        except Exception as exc:
+            reply = (tid, 1, _reason(exc))
+        conn.send(reply)
+        status[index] = 0
 
 
-def _drop_process_pool(pool: cf.Executor) -> None:
-    with _process_lock:
-        for key, value in list(_process_pools.items()):
-            if value is pool:
-                del _process_pools[key]
+def _mp_context() -> Any:
+    import multiprocessing as mp
+
+    # never fork the engine's process, which may hold a CUDA context: workers come from a
+    # fork server that imported this module once (or are spawned)
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["gpuimg.batch"])
+    return ctx
+
+
+class _Pool:
+    """``workers`` I/O processes, their task queue and the shared memory they read and write."""
+
+    def __init__(self, workers: int) -> None:
+        self.size = workers
+        self.ctx = _mp_context()
+        self.gen = 0
+        self.arenas: dict[int, _Arena] = {}
+        self.current: dict[int, _Arena | None] = {_READ: None, _WRITE: None}
+        self.config: tuple[Any, Any] | None = None
+        self.busy = False
+        self.procs: list[Any] = []
+        self.conns: list[Any] = []
+        self._start()
+
+    # -- processes ---------------------------------------------------------------------
+
+    def _start(self) -> None:
+        ctx = self.ctx
+        self.tasks = ctx.SimpleQueue()
+        with contextlib.suppress(Exception):  # room for every task in flight (Linux)
+            import fcntl
+
+            fcntl.fcntl(self.tasks._writer.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+        self.status = ctx.RawArray("q", self.size + 1)  # each worker's task, then the stop flag
+        self.procs, self.conns = [], []
+        # one selector for the run's lifetime (multiprocessing.connection.wait builds one per
+        # call); Windows pipes are not selectable, so there wait() it is
+        self.selector = selectors.DefaultSelector() if sys.platform != "win32" else None
+        self.waitables: dict[Any, tuple[bool, int]] = {}
+        try:
+            for i in range(self.size):
+                mine, theirs = ctx.Pipe(duplex=True)
+                p = ctx.Process(target=_io_worker, args=(i, self.tasks, theirs, self.status),
+                                name=f"gpuimg-io-{i}", daemon=True)
+                p.start()
+                theirs.close()
+                self.procs.append(p)
+                self.conns.append(mine)
+                for obj, key in ((mine, (True, i)), (p.sentinel, (False, i))):
+                    self.waitables[obj] = key
+                    if self.selector is not None:
+                        self.selector.register(obj, selectors.EVENT_READ, key)
+            for arena in self.arenas.values():
+                self._share(arena)
+            if self.config is not None:
+                self._broadcast(("run", *self.config))
+        except BaseException:
+            self._stop()
+            raise
+
+    def _stop(self, wait: float = 0.0) -> list[tuple]:
+        """Stop the workers and return the answers they sent that were not read yet.
+
+        With ``wait`` > 0 each worker finishes the task in its hands (a write completes), skips
+        the queued ones and exits; those still running after ``wait`` seconds, or all of them
+        without it, get SIGTERM (each removes its own partial files)."""
+        if wait > 0 and self.procs:
+            self.status[self.size] = 1
+            with contextlib.suppress(Exception):
+                for _ in self.procs:
+                    self.tasks.put(None)
+            deadline = time.monotonic() + wait
+            for p in self.procs:
+                p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        left = []
+        for c in self.conns:
+            with contextlib.suppress(EOFError, OSError):
+                while c.poll():
+                    left.append(c.recv())
+            c.close()
+        for p in self.procs:
+            with contextlib.suppress(Exception):
+                p.close()
+        if self.selector is not None:
+            self.selector.close()
+        self.procs, self.conns = [], []
+        with contextlib.suppress(Exception):
+            self.tasks.close()
+        return left
+
+    def restart(self) -> list[tuple]:
+        """Replace all workers (after one died); returns the answers the old ones left."""
+        left = self._stop()
+        self._start()
+        return left
+
+    def shutdown(self) -> None:
+        self._stop(wait=2.0)
+        for arena in self.arenas.values():
+            arena.close()
+        self.arenas.clear()
+        self.current = {_READ: None, _WRITE: None}
+
+    def _broadcast(self, msg: tuple) -> None:
+        for c in self.conns:
+            c.send(msg)
+
+    def _share(self, arena: _Arena) -> None:
+        from multiprocessing import reduction
+
+        for p, c in zip(self.procs, self.conns):
+            c.send(("arena", arena.gen, arena.slot_bytes * arena.nslots, arena.path))
+            if arena.path is None:
+                reduction.send_handle(c, arena.fd, p.pid)
+
+    def put(self, msg: tuple) -> None:
+        self.tasks.put(msg)
+
+    def poll(self, block: bool) -> tuple[list[tuple], list[int]]:
+        """Answers that arrived (waiting for one if ``block``) and the workers that died."""
+        answers: list[tuple] = []
+        dead: list[int] = []
+        timeout = None if block else 0
+        if self.selector is not None:
+            ready = [key.data for key, _ in self.selector.select(timeout)]
+        else:
+            from multiprocessing.connection import wait
+
+            ready = [self.waitables[obj] for obj in wait(list(self.waitables), timeout)]
+        for is_conn, i in ready:
+            if is_conn:
+                try:
+                    answers.append(self.conns[i].recv())
+                    continue
+                except (EOFError, OSError):
+                    pass
+            if i not in dead and (is_conn or not self.procs[i].is_alive()):
+                dead.append(i)
+        return answers, dead
+
+    # -- runs and shared memory --------------------------------------------------------
+
+    def begin(self, read: Any, sink: Any, read_slots: int, write_slots: int) -> None:
+        try:
+            self._broadcast(("run", read, sink))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise TypeError(f"io='processes' needs a picklable read and sink (module-level callables): {exc}") from exc
+        self.config = (read, sink)
+        for op, n in ((_READ, read_slots), (_WRITE, write_slots)):
+            a = self.current[op]
+            if a is None or a.nslots < n:
+                self._new_arena(op, a.slot_bytes if a is not None else _SLOT_BYTES, n)
+
+    def _new_arena(self, op: int, slot_bytes: int, nslots: int) -> _Arena:
+        slot_bytes = _round_pages(slot_bytes)
+        nslots = max(1, min(nslots, SHARED_BYTES // slot_bytes))
+        self.gen += 1
+        arena = _Arena(self.gen, slot_bytes, nslots)
+        self.arenas[arena.gen] = arena
+        self._share(arena)
+        old = self.current[op]
+        self.current[op] = arena
+        if old is not None:
+            old.retired = True
+            self._maybe_drop(old)
+        return arena
+
+    def slot(self, op: int, nbytes: int) -> tuple[_Arena | None, int]:
+        """A free slot of at least ``nbytes`` for ``op`` (in a new, bigger block when needed),
+        or (None, -1) when all are in use. Raises OSError when no block that big can be made."""
+        a = self.current[op]
+        if a is None or nbytes > a.slot_bytes:
+            a = self._new_arena(op, nbytes, a.nslots if a is not None else 1)
+        if not a.free:
+            return None, -1
+        return a, a.free.pop()
+
+    def free(self, arena: _Arena, slot: int) -> None:
+        arena.free.append(slot)
+        if arena.retired:
+            self._maybe_drop(arena)
+
+    def _maybe_drop(self, arena: _Arena) -> None:
+        if arena.idle:
+            del self.arenas[arena.gen]
+            self._broadcast(("drop", arena.gen))
+            arena.close()
+
+
+_pools: dict[int, _Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _acquire_pool(workers: int) -> tuple[_Pool, bool]:
+    """The kept pool of ``workers`` processes, marked busy; a private one (second value False)
+    when another run is using it."""
+    with _pools_lock:
+        pool = _pools.get(workers)
+        if pool is None:
+            pool = _pools[workers] = _Pool(workers)
+        if not pool.busy:
+            pool.busy = True
+            return pool, True
+    pool = _Pool(workers)
+    pool.busy = True
+    return pool, False
+
+
+def _release_pool(pool: _Pool, kept: bool, ok: bool) -> None:
+    if kept and ok:
+        pool.busy = False
+        return
+    if kept:
+        with _pools_lock:
+            if _pools.get(pool.size) is pool:
+                del _pools[pool.size]
+    pool.shutdown()
+
+
+def start_io_processes(workers: int) -> None:
+    """Start, in the background, the worker processes that ``run_batch(..., io="processes",
+    workers=workers)`` will use, so their start-up overlaps other work (a CUDA context, say).
+    The run waits for them if they are not up yet."""
+    def start() -> None:
+        with contextlib.suppress(Exception), _pools_lock:
+            if workers not in _pools:
+                _pools[workers] = _Pool(workers)
+
+    threading.Thread(target=start, name="gpuimg-io-start", daemon=True).start()
 
 
 @atexit.register
-def _shutdown_process_pools() -> None:
-    with _process_lock:
-        pools = list(_process_pools.values())
-        _process_pools.clear()
+def _shutdown_pools() -> None:
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
     for pool in pools:
-        pool.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(Exception):
+            pool.shutdown()
 
+
+_task_ids = itertools.count(1)  # unique in the process, so a worker's last task is never mistaken
+
+
+class _Task:
+    __slots__ = ("op", "item", "arena", "slot", "meta", "value", "error", "done")
+
+    def __init__(self, op: int, item: Item) -> None:
+        self.op, self.item = op, item
+        self.arena: _Arena | None = None
+        self.slot = -1
+        self.meta: Any = None
+        self.value: Any = None
+        self.error: str | None = None
+        self.done = False
+
+
+class _ProcessIO:
+    """Reads and sinks in the worker processes of a :class:`_Pool`; see the comment above it."""
+
+    def __init__(self, pool: _Pool, read: Callable[[Path], np.ndarray], sink: Callable[[Item, Any], None],
+                 stored: Callable[[Item, BaseException | None], None], *, read_slots: int, write_slots: int) -> None:
+        self.pool, self.sink, self.stored = pool, sink, stored
+        self.tasks: dict[int, _Task] = {}
+        self.writes = 0
+        self.read_bytes = 0  # the largest image read so far
+        self.tries: Counter[tuple[int, Path]] = Counter()
+        pool.begin(read, sink, read_slots, write_slots)
+
+    def _put(self, task: _Task) -> None:
+        tid = next(_task_ids)
+        self.tasks[tid] = task
+        a = task.arena
+        if task.op == _READ:
+            slot = None if a is None else (a.gen, task.slot * a.slot_bytes, a.slot_bytes)
+            self.pool.put((tid, _READ, task.item.path, slot))
+        else:
+            self.pool.put((tid, _WRITE, task.item, (a.gen, task.slot * a.slot_bytes, task.meta)))
+
+    def read(self, item: Item) -> _Task:
+        task = _Task(_READ, item)
+        with contextlib.suppress(OSError):  # without a slot the pixels come through the socket
+            task.arena, task.slot = self.pool.slot(_READ, self.read_bytes)
+        self._put(task)
+        return task
+
+    def get(self, task: _Task) -> np.ndarray:
+        while not task.done:
+            self._pump(True)
+        if task.error is not None:
+            raise _RemoteError(task.error)
+        return task.value
+
+    def release(self, tasks: Iterable[_Task]) -> None:
+        for task in tasks:
+            task.value = None
+            if task.arena is not None:
+                self.pool.free(task.arena, task.slot)
+                task.arena = None
+
+    def write(self, item: Item, result: Any) -> None:
+        result = asnumpy(result)  # host arrays (a device array would open a GPU context there)
+        payload = None
+        if isinstance(result, np.ndarray) and not result.dtype.hasobject:
+            nbytes = result.nbytes
+            meta: tuple = ("a", result.shape, result.dtype.str)
+        else:
+            payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            nbytes = len(payload)
+            meta = ("p", nbytes)
+        while True:
+            try:
+                arena, slot = self.pool.slot(_WRITE, nbytes)
+            except OSError as exc:  # no shared memory block that big
+                self.stored(item, exc)
+                return
+            if arena is not None:
+                break
+            self._pump(True)  # every slot holds a write in flight: wait for one
+        offset = slot * arena.slot_bytes
+        if payload is None:
+            np.ndarray(result.shape, result.dtype, buffer=arena.buf, offset=offset)[...] = result
+        else:
+            arena.buf[offset:offset + nbytes] = payload
+        task = _Task(_WRITE, item)
+        task.arena, task.slot, task.meta = arena, slot, meta
+        self.writes += 1
+        self._put(task)
+
+    def drain(self, limit: int) -> None:
+        self._pump(False)
+        while self.writes > limit:
+            self._pump(True)
+
+    def _answer(self, tid: int, failed: int, payload: Any) -> None:
+        task = self.tasks.pop(tid, None)
+        if task is None:
+            return
+        if task.op == _READ:
+            task.done = True
+            if failed:
+                task.error = payload
+            elif isinstance(payload, np.ndarray):  # it came through the socket
+                self.read_bytes = max(self.read_bytes, payload.nbytes)
+                task.value = payload
+                if task.arena is not None:
+                    self.pool.free(task.arena, task.slot)
+                    task.arena = None
+            else:
+                task.value = task.arena.view(task.slot, *payload)
+            return
+        self.writes -= 1
+        self.pool.free(task.arena, task.slot)
+        task.arena = None
+        self.stored(task.item, _RemoteError(payload) if failed else None)
+
+    def _pump(self, block: bool) -> None:
+        answers, dead = self.pool.poll(block)
+        for answer in answers:
+            self._answer(*answer)
+        if dead:
+            self._recover(dead)
+
+    def _recover(self, dead: list[int]) -> None:
+        """Workers died (a decoder crash): the tasks they were on count a try, all workers are
+        replaced, and every task not answered goes to the new ones."""
+        culprits = {self.pool.status[i] for i in dead} - {0}
+        for answer in self.pool.restart():
+            self._answer(*answer)
+        discard = getattr(self.sink, "discard", None)
+        pending = sorted(self.tasks.items())
+        self.tasks.clear()
+        for tid, task in pending:
+            if task.op == _WRITE and discard is not None:
+                discard(task.item)  # the temporary file a killed writer left
+            if tid in culprits:
+                self.tries[task.op, task.item.path] += 1
+                if self.tries[task.op, task.item.path] > RETRIES["read" if task.op == _READ else "write"]:
+                    self._answer_dead(task)
+                    continue
+            self._put(task)
+
+    def _answer_dead(self, task: _Task) -> None:
+        if task.op == _READ:
+            task.done = True
+            task.error = "the reading process died"
+            self.release([task])
+            return
+        self.writes -= 1
+        self.pool.free(task.arena, task.slot)
+        task.arena = None
+        self.stored(task.item, _RemoteError("the writing process died"))
+
+    def close(self) -> None:
+        self.tasks.clear()
+
+    def abort(self) -> None:
+        """Stop the workers: writes in their hands complete, queued tasks are dropped, and
+        whatever a worker killed mid-write left is removed."""
+        self.pool._stop(wait=60.0)
+        discard = getattr(self.sink, "discard", None)
+        for task in self.tasks.values():
+            if task.op == _WRITE and discard is not None:
+                with contextlib.suppress(Exception):
+                    discard(task.item)
+        self.tasks.clear()
+
+
+# --------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------
 
 def run_batch(
     items: Iterable[Item],
@@ -314,7 +880,7 @@ def run_batch(
         runs on the calling thread, so device state stays on one thread.
     sink : callable
         ``sink(item, result)`` stores one result (for example an atomic image write); it runs
-        on the worker pool.
+        on the I/O workers.
     output_for : callable, optional
         ``item -> Path`` of the item's output; with ``resume`` items whose output exists are
         skipped without being read.
@@ -323,7 +889,7 @@ def run_batch(
     batch_size : int
         Most images stacked into one ``compute`` call.
     workers : int
-        Threads for reading and writing (at least 1).
+        Threads (or processes) reading and writing files (at least 1).
     read : callable
         File reader, :func:`gpuimg.io.read_image` by default.
     progress : bool
@@ -333,13 +899,17 @@ def run_batch(
     failures : sequence of Failure
         Failures found before the run (e.g. missing inputs); they count in the report.
     io : {"threads", "processes"}
-        ``"threads"``: reads and sinks run on a thread pool of this process. ``"processes"``:
-        they run in ``workers`` worker processes (started once and reused), so file decoding
-        and encoding never compete with ``compute`` for the GIL — on a GPU every kernel launch
-        releases and re-takes it, and busy I/O threads delay each re-take. ``read`` and
-        ``sink`` must then be picklable module-level callables (e.g. :class:`ImageWriter`),
-        and results are copied to the workers. A worker that dies (a decoder crash) is
-        replaced; the reads and writes it had in hand are tried again (``RETRIES``).
+        ``"threads"``: reads and sinks run on a thread pool of this process; file decoding
+        and encoding then compete with ``compute`` for the GIL, which on a GPU slows every
+        kernel launch (each one releases and re-takes it). ``"processes"``: they run in
+        ``workers`` worker processes (started once and reused; see
+        :func:`start_io_processes`), and the calling thread is the only busy thread of this
+        process: images arrive in and results leave through shared memory, and the calling
+        thread looks at the workers' answers only between ``compute`` calls. ``read`` and
+        ``sink`` must then be picklable module-level callables (e.g. :class:`ImageWriter`);
+        a sink receives a read-only view of the result, valid during the call. A worker that
+        dies (a decoder crash) is replaced; the file it was handling is tried again
+        (``RETRIES``), the other reads and writes in flight go on.
 
     Returns
     -------
@@ -357,7 +927,6 @@ def run_batch(
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     if io not in IO_MODES:
         raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
-    procs = io == "processes"
     items = list(items)
     report = BatchReport(total=len(items) + len(failures), failures=list(failures))
     todo: list[Item] = []
@@ -369,35 +938,13 @@ def run_batch(
     bar = _progress(len(todo), progress, desc)
     t_start = time.perf_counter()
     lock = threading.Lock()
-    pools = [_process_pool(workers) if procs else
-             cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpuimg-io")]
     prefetch = max(2 * batch_size, batch_size + 2 * workers)
     max_pending_writes = max(2 * batch_size, 4 * workers)
-    reads: deque[tuple[Item, cf.Future]] = deque()
-    # (item, result, future, pool): with worker processes the result is kept until it is
-    # stored, so a write that dies with its process (another file's crash) is tried again
-    writes: deque[tuple[Item, Any, cf.Future, cf.Executor]] = deque()
-    # (stage, path) -> how often its worker process died under it
-    tries: Counter[tuple[str, Path]] = Counter()
-
-    def retry(stage: str, path: Path) -> bool:
-        """Whether ``stage`` of ``path`` gets another try after its process died (counted)."""
-        if tries[stage, path] >= RETRIES[stage]:
-            return False
-        tries[stage, path] += 1
-        return True
-    source = iter(todo)
-
-    def submit(fn: Callable[..., Any], *args: Any) -> cf.Future:
-        try:
-            return pools[0].submit(fn, *args)
-        except BrokenProcessPool:
-            pools[0] = _process_pool(workers, renew=True)
-            return pools[0].submit(fn, *args)
 
     def fail(path: Path | str, stage: str, exc: BaseException | str) -> None:
+        reason = exc if isinstance(exc, str) else exc.reason if isinstance(exc, _RemoteError) else _reason(exc)
         with lock:
-            report.failures.append(Failure(str(path), stage, exc if isinstance(exc, str) else _reason(exc)))
+            report.failures.append(Failure(str(path), stage, reason))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(failed=len(report.failures), refresh=False)
@@ -411,120 +958,106 @@ def run_batch(
             if bar is not None:
                 bar.update(1)
 
-    def store(it: Item, result: Any) -> None:
-        try:
-            sink(it, result)
-        except Exception as exc:
-            stored(it, exc)
-        else:
-            stored(it, None)
+    pool: _Pool | None = None
+    kept = False
+    ok = False
+    iox: _ThreadIO | _ProcessIO | None = None
+    try:
+        with sigterm_as_interrupt():
+            if io == "processes":
+                pool, kept = _acquire_pool(workers)
+                # slots for the reads in flight, the batch being assembled and the image in hand
+                iox = _ProcessIO(pool, read, sink, stored, read_slots=prefetch + batch_size + 2,
+                                 write_slots=max_pending_writes + batch_size)
+            else:
+                iox = _ThreadIO(workers, read, sink, stored)
+            _engine(iox, todo, compute, report, fail, batch_size=batch_size, prefetch=prefetch,
+                    max_pending_writes=max_pending_writes)
+            iox.close()
+            ok = True
+    except BaseException:
+        if iox is not None:
+            iox.abort()
+        gio.remove_partial_files()
+        if bar is not None:
+            bar.close()
+        raise
+    finally:
+        if pool is not None:
+            _release_pool(pool, kept, ok)
+    report.wall_s = time.perf_counter() - t_start
+    if bar is not None:
+        bar.close()
+    return report
+
+
+def _engine(iox: _ThreadIO | _ProcessIO, todo: list[Item], compute: Callable[[np.ndarray, list[Item]], Sequence[Any]],
+            report: BatchReport, fail: Callable[..., None], *, batch_size: int, prefetch: int,
+            max_pending_writes: int) -> None:
+    """The computing thread's loop: read ahead, stack same-shaped images, compute, hand results on."""
+    reads: deque[tuple[Item, Any]] = deque()
+    source = iter(todo)
+    clock = time.perf_counter
 
     def refill() -> None:
         while len(reads) < prefetch:
             it = next(source, None)
             if it is None:
                 return
-            reads.append((it, submit(read, it.path)))
-
-    def queue_write(it: Item, res: Any) -> None:
-        if procs:  # worker processes get host arrays (a device array would open a GPU context there)
-            res = asnumpy(res)
-        fut = submit(sink, it, res) if procs else submit(store, it, res)
-        writes.append((it, res if procs else None, fut, pools[0]))
-
-    def finish_write(it: Item, res: Any, fut: cf.Future, pool: cf.Executor) -> None:
-        exc = fut.exception()  # waits; a thread-pool store has reported already
-        if not procs:
-            return
-        if isinstance(exc, BrokenProcessPool):
-            # the pool's processes were killed, maybe mid-write: once they are gone, remove
-            # the temporary file the write could not clean up, and try again
-            pool.shutdown(wait=True)
-            discard = getattr(sink, "discard", None)
-            if discard is not None:
-                discard(it)
-            if retry("write", it.path):
-                queue_write(it, res)
-                return
-            exc = RuntimeError("the writing process died")
-        stored(it, exc)
-
-    def drain_writes(limit: int) -> None:
-        while len(writes) > limit or (writes and writes[0][2].done()):
-            finish_write(*writes.popleft())
+            reads.append((it, iox.read(it)))
 
     def process(stack_items: list[Item], arrays: list[np.ndarray]) -> None:
-        t0 = time.perf_counter()
+        t0 = clock()
         try:
             results = list(compute(np.stack(arrays), stack_items))
             if len(results) != len(stack_items):
                 raise RuntimeError(f"compute returned {len(results)} results for {len(stack_items)} images")
         except Exception as exc:
-            report.compute_s += time.perf_counter() - t0
+            report.compute_s += clock() - t0
             if len(stack_items) == 1:
                 fail(stack_items[0].path, "process", exc)
                 return
             for it, arr in zip(stack_items, arrays):
                 process([it], [arr])
             return
-        report.compute_s += time.perf_counter() - t0
+        t1 = clock()
+        report.compute_s += t1 - t0
         report.batches += 1
-        t1 = time.perf_counter()
-        drain_writes(max_pending_writes)
-        report.io_wait_s += time.perf_counter() - t1
+        iox.drain(max_pending_writes)
         for it, res in zip(stack_items, results):
-            queue_write(it, res)
+            iox.write(it, res)
+        report.io_wait_s += clock() - t1
 
-    try:
-        with sigterm_as_interrupt():
+    refill()
+    group: list[Item] = []
+    arrays: list[np.ndarray] = []
+    handles: list[Any] = []
+    key: tuple | None = None
+    while reads:
+        it, h = reads.popleft()
+        t0 = clock()
+        try:
+            arr = iox.get(h)
+        except Exception as exc:
+            report.io_wait_s += clock() - t0
+            iox.release((h,))
+            fail(it.path, "read", exc)
             refill()
-            group: list[Item] = []
-            arrays: list[np.ndarray] = []
-            key: tuple | None = None
-            while reads:
-                it, fut = reads.popleft()
-                t0 = time.perf_counter()
-                try:
-                    arr = fut.result()
-                except BrokenProcessPool:
-                    # a worker died (e.g. a decoder crash): a new pool, and one more try
-                    report.io_wait_s += time.perf_counter() - t0
-                    if retry("read", it.path):
-                        reads.appendleft((it, submit(read, it.path)))
-                    else:
-                        fail(it.path, "read", "the reading process died")
-                    refill()
-                    continue
-                except Exception as exc:
-                    report.io_wait_s += time.perf_counter() - t0
-                    fail(it.path, "read", exc)
-                    refill()
-                    continue
-                report.io_wait_s += time.perf_counter() - t0
-                refill()
-                k = (arr.shape, arr.dtype.str)
-                if group and (k != key or len(group) >= batch_size):
-                    process(group, arrays)
-                    group, arrays = [], []
-                group.append(it)
-                arrays.append(arr)
-                key = k
-            if group:
-                process(group, arrays)
-            t0 = time.perf_counter()
-            drain_writes(0)
-            report.io_wait_s += time.perf_counter() - t0
-    except BaseException:
-        pools[0].shutdown(wait=True, cancel_futures=True)
-        if procs:
-            _drop_process_pool(pools[0])
-        gio.remove_partial_files()
-        if bar is not None:
-            bar.close()
-        raise
-    if not procs:
-        pools[0].shutdown(wait=True)
-    report.wall_s = time.perf_counter() - t_start
-    if bar is not None:
-        bar.close()
-    return report
+            continue
+        report.io_wait_s += clock() - t0
+        refill()
+        k = (arr.shape, arr.dtype.str)
+        if group and (k != key or len(group) >= batch_size):
+            process(group, arrays)
+            iox.release(handles)
+            group, arrays, handles = [], [], []
+        group.append(it)
+        arrays.append(arr)
+        handles.append(h)
+        key = k
+    if group:
+        process(group, arrays)
+        iox.release(handles)
+    t0 = clock()
+    iox.drain(0)
+    report.io_wait_s += clock() - t0

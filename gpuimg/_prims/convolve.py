@@ -219,14 +219,17 @@ GATHER_MAX_TAPS = 0
 @primitive("correlate_direct", "cupy")
 def _correlate_direct_cupy(be, x, w, mode, cval, centers, flip=False):
     xp = be.xp
-    x = xp.ascontiguousarray(x)
-    wd = xp.ascontiguousarray(xp.asarray(w), dtype=x.dtype).reshape((1,) * (3 - w.ndim) + tuple(w.shape))
+    # attribute checks first: a call is a few microseconds of host time per skipped copy
+    if not x.flags.c_contiguous:
+        x = xp.ascontiguousarray(x)
+    wd = w if w.dtype == x.dtype and w.flags.c_contiguous and isinstance(w, xp.ndarray) else \
+        xp.ascontiguousarray(xp.asarray(w), dtype=x.dtype)
     c3 = (0,) * (3 - w.ndim) + tuple(int(c) for c in centers)
     height, width = x.shape[-2:]
     depth = x.shape[-3] if w.ndim == 3 else 1
     items = x.size // (depth * height * width)
     out = xp.empty_like(x)
-    kd, kh, kw = wd.shape
+    kd, kh, kw = (1,) * (3 - w.ndim) + tuple(w.shape)
     t = type_name(x.dtype)
     code = _mode_code(mode)
     args = (x, wd, out, np.int64(items), np.int64(depth), np.int64(height), np.int64(width),

@@ -172,6 +172,8 @@ def _idct2_rfft(be, xp, y, reuse):
         im[...] = y[..., n1 - 1:h1:-1, :h2 + 1]
         im[..., :, 1:] -= y[..., 1:m1 + 1, n2 - 1:n2 - h2 - 1:-1]
         low *= u1c[1:m1 + 1]
+        low = None
+    top = re = im = None  # views keep A alive
     A *= u2
     v = be.irfft_grid(A, (n1, n2))  # A is scratch
     A = None

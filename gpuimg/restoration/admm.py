@@ -52,8 +52,15 @@ class _DCTInverse:
 
     def __init__(self, be: Any, A: Any, b: Any, rho: float, box: bool) -> None:
         self.be = be
+        # den = lam^2 + rho (L + box), built in place (one image-sized array beside it)
+        lap = _laplacian_eigenvalues(be.xp, b.shape[-2:], 2, b.shape[-1], b.dtype)
+        if box:
+            lap += 1
+        lap *= rho
         lam = _DCT(be, b, A.psf).otf
-        self.den = lam * lam + rho * (_laplacian_eigenvalues(be.xp, b.shape[-2:], 2, b.shape[-1], b.dtype) + box)
+        lam *= lam
+        lam += lap
+        self.den = lam
 
     def __call__(self, r: Any, overwrite: bool = False) -> Any:
         R = self.be.dct2(r, overwrite=overwrite)
@@ -154,13 +161,33 @@ class _XStep:
 
 def _shrink(xp: Any, v: Any, tau: float, isotropic: bool) -> Any:
     """The prox of ``tau |.|`` on the difference pairs: vector (isotropic) or entry-wise soft
-    thresholding."""
+    thresholding. In place where it can be: one image-sized temporary beside the result."""
+    tau = v.dtype.type(tau)
     if isotropic:
-        mag = xp.sqrt(v[0] * v[0] + v[1] * v[1])
-        scale = xp.maximum(mag - v.dtype.type(tau), 0)
-        scale /= xp.maximum(mag, np.finfo(v.dtype).tiny)
+        mag = v[0] * v[0]
+        sq = v[1] * v[1]
+        mag += sq
+        sq = None
+        xp.sqrt(mag, out=mag)
+        scale = mag - tau
+        xp.maximum(scale, 0, out=scale)
+        xp.maximum(mag, np.finfo(v.dtype).tiny, out=mag)
+        scale /= mag
+        mag = None
         return v * scale
-    return xp.sign(v) * xp.maximum(xp.abs(v) - v.dtype.type(tau), 0)
+    out = xp.abs(v)
+    out -= tau
+    xp.maximum(out, 0, out=out)
+    for i in range(out.shape[0]):
+        out[i] *= xp.sign(v[i])
+    return out
+
+
+def _add_grad(xp: Any, q: Any, x: Any) -> None:
+    """``q += grad(x)`` in place (:func:`~gpuimg._prims.restoration.grad`'s forward
+    differences, one difference array at a time)."""
+    q[0, ..., :-1, :] += xp.subtract(x[..., 1:, :], x[..., :-1, :])
+    q[1, ..., :, :-1] += xp.subtract(x[..., :, 1:], x[..., :, :-1])
 
 
 def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", bounds: Any = (0, 1),
@@ -263,13 +290,20 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
     iso = tv == "isotropic"
     box = bool(np.isfinite(lo) or np.isfinite(hi))
     step = _XStep(be, A, b, rho, box, cg_iter)
+    # the exact x-step needs neither a warm start nor A again (only the objective does): x
+    # lives only from the x-step to the dual updates, and A's grid spectrum is let go
+    exact = step.kind == "dct"
+    if exact and not return_info:
+        A.otf = None
     mon = Monitor(be, num_iter, b.shape[:-2], tol=tol, record=return_info, callback=callback, crop=A.crop)
 
     x = project(xp, A.embed(b), lo, hi)
     # the state is q = D x + u (d = shrink(q), u = q - d) and t = x + v (z = P_C(t), v = t - z);
     # starting from q = D x_0, t = x_0 is ADMM from x_0 with zero duals, d-step first
     q = grad(xp, x)
-    t = x.copy() if box else None
+    t = None
+    if box:
+        t = x if exact else x.copy()
     tau = w / rho
     watch = return_info or callback is not None
 
@@ -278,6 +312,8 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
 
     for k in range(num_iter):
         z_prev = current() if mon.due(k) else None
+        if exact:
+            x = None  # (without bounds z_prev holds it where the stop test needs it)
         s = _shrink(xp, q, tau, iso)
         q -= s  # u
         s -= q  # d - u
@@ -290,19 +326,19 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
             r += t
             c = None
         r *= r.dtype.type(-rho)
-        x = step(x, r)
+        x = step(x, r)  # the exact step returns r's buffer
         r = None
-        g = grad(xp, x)
-        q += g
-        g = None
+        _add_grad(xp, q, x)
         if box:
             t += x
-        z = current() if watch or z_prev is not None else x
+        z = current() if watch or z_prev is not None else None
         f = None
         if return_info:
             f = 0.5 * sumsq(xp, A.apply(z) - b) + w * tv_norm(be, z, iso)
         if mon.step(k, z, objective=f, x_prev=z_prev):
             break
+        z = z_prev = None
+    x = None if box else x
     z = current()
     out = A.crop(z)
     if not return_info:
