@@ -181,7 +181,7 @@ def _rl_ratio_numpy(be, b, ax, eps, out=None):
 @primitive("rl_ratio", "cupy")
 def _rl_ratio_cupy(be, b, ax, eps, out=None):
     xp = be.xp
-    bv = _plane_view(xp, xp.asarray(b, dtype=ax.dtype))
+    bv = _plane_view(xp, b if b.dtype == ax.dtype else xp.asarray(b, dtype=ax.dtype))
     av = _plane_view(xp, ax)
     ov = (out is not None and _planes(out)) or _planes(xp.empty(ax.shape, dtype=ax.dtype))
     h, w = ax.shape[-2:]
@@ -253,9 +253,10 @@ def _ones_plane(xp, shape, dtype):
 def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     xp = be.xp
     xv = _plane_view(xp, x)
-    cv = _plane_view(xp, xp.asarray(corr, dtype=x.dtype))
+    cv = _plane_view(xp, corr if corr.dtype == x.dtype else xp.asarray(corr, dtype=x.dtype))
     inv_norm = _ones_plane(xp, x.shape[-2:], x.dtype) if inv_norm is None else inv_norm
-    inv_norm = xp.ascontiguousarray(xp.broadcast_to(inv_norm, x.shape[-2:]), dtype=x.dtype)
+    if inv_norm.shape != x.shape[-2:] or inv_norm.dtype != x.dtype or not inv_norm.flags.c_contiguous:
+        inv_norm = xp.ascontiguousarray(xp.broadcast_to(inv_norm, x.shape[-2:]), dtype=x.dtype)
     # the TV term reads neighbours of x, so then the result never overwrites x while it is read
     ov = out is not None and not (tv_weight and xp.may_share_memory(out, xv[0])) and _planes(out)
     ov = ov or _planes(xp.empty(x.shape, dtype=x.dtype))
