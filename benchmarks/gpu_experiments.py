@@ -128,7 +128,9 @@ def main() -> int:
         return 0
 
     print(cp.cuda.runtime.getDeviceProperties(0)["name"].decode())
-    for part in (fft_sizes, rl_steps, kernels_only):
+    parts = [p for p in (fft_sizes, rl_steps, kernels_only) if p.__name__ in sys.argv[1:]] or \
+        [fft_sizes, rl_steps, kernels_only]
+    for part in parts:
         try:
             part(cp)
         except Exception:
