@@ -15,6 +15,9 @@ per output sample, accumulating in the image dtype). Both skip zero-weight taps.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import scipy.sparse
 
@@ -32,7 +35,8 @@ def weight_matrix(idx, w, n_in, dtype):
     """The (n_out x n_in) CSR matrix of a resampling table."""
     n_out, taps = idx.shape
     mat = scipy.sparse.csr_matrix(
-        (np.asarray(w, dtype=dtype).ravel(), np.asarray(idx).ravel(), np.arange(0, n_out * taps + 1, taps)),
+        # copies: the matrix is tidied in place, and resize's tables are read-only
+        (np.array(w, dtype=dtype).ravel(), np.array(idx).ravel(), np.arange(0, n_out * taps + 1, taps)),
         shape=(n_out, n_in),
     )
     mat.sum_duplicates()
@@ -96,6 +100,32 @@ def _columns(rows, idx, w):
     return out
 
 
+#: device copies of read-only host tables, by (device, id, dtype); each entry keeps its host
+#: table alive, so an id is never reused while it is cached
+_DEVICE_TABLES: "OrderedDict[tuple, tuple]" = OrderedDict()
+_DEVICE_TABLES_SIZE = 64
+_tables_lock = threading.Lock()
+
+
+def _device_table(xp, table, dtype):
+    """``table`` on the current device as a contiguous ``dtype`` array; read-only host tables
+    (resize's memoised ones) are copied once, which spares a host-to-device copy per call."""
+    if isinstance(table, xp.ndarray) or table.flags.writeable:
+        return xp.ascontiguousarray(xp.asarray(table, dtype=dtype))
+    key = (xp.cuda.runtime.getDevice(), id(table), np.dtype(dtype).str)
+    with _tables_lock:
+        hit = _DEVICE_TABLES.get(key)
+        if hit is not None and hit[0] is table:
+            _DEVICE_TABLES.move_to_end(key)
+            return hit[1]
+    dev = xp.ascontiguousarray(xp.asarray(table, dtype=dtype))
+    with _tables_lock:
+        _DEVICE_TABLES[key] = (table, dev)
+        while len(_DEVICE_TABLES) > _DEVICE_TABLES_SIZE:
+            _DEVICE_TABLES.popitem(last=False)
+    return dev
+
+
 @primitive("resample_axis", "cupy")
 def _resample_axis_cupy(be, x, idx, w, axis):
     xp = be.xp
@@ -108,8 +138,8 @@ def _resample_axis_cupy(be, x, idx, w, axis):
     else:
         outer, n_in, inner = nimg * h, wd, 1
         shape = (nimg, h, n_out)
-    d_idx = xp.ascontiguousarray(xp.asarray(idx, dtype=xp.int64))
-    d_w = xp.ascontiguousarray(xp.asarray(w, dtype=x.dtype))
+    d_idx = _device_table(xp, idx, np.int64)
+    d_w = _device_table(xp, w, x.dtype)
     out = xp.empty(shape, dtype=x.dtype)
     kern = _FAMILY.get(f"resample_axis<{type_name(x.dtype)}>")
     launch_1d(kern, outer * n_out * inner, (

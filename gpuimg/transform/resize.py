@@ -7,6 +7,8 @@ the CPU, a tap-gathering CUDA kernel on the GPU), so a batch is resized in one p
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gpuimg import _validate
@@ -26,6 +28,22 @@ _POINT = {
 
 
 def _tables_for(interpolation, antialias, mode, shape, out_shape):
+    """The (row, column) tap tables, built once per distinct call and frozen (read-only), so
+    the GPU twin can keep its device copies (``_prims/resample.py``)."""
+    return _build_tables(interpolation, bool(antialias), mode, tuple(int(n) for n in shape),
+                         tuple(int(n) for n in out_shape))
+
+
+@functools.lru_cache(maxsize=64)
+def _build_tables(interpolation, antialias, mode, shape, out_shape):
+    tables = _tables_uncached(interpolation, antialias, mode, shape, out_shape)
+    for idx, wts in tables:
+        idx.setflags(write=False)
+        wts.setflags(write=False)
+    return tables
+
+
+def _tables_uncached(interpolation, antialias, mode, shape, out_shape):
     (h, w), (ho, wo) = shape, out_shape
     if interpolation == "area":
         if h >= ho and w >= wo:
