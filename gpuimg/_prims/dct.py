@@ -12,8 +12,7 @@ and may return it (callers continue with the returned array only).
 The NumPy twin is SciPy's. CuPy's ``dctn`` transforms one axis at a time through a complex
 FFT of the whole array: each axis makes a reordered copy, a complex copy of that (2x the
 image's bytes) and, for the leading axis, a transposed copy of it (2x again), and hands back
-a real view that keeps its complex array alive, so a forward and inverse pair peaked at
-about 6x the image's bytes over its input (H200, 2048 x 2048 float32). The CuPy twin here
+a real view that keeps its complex array alive. The CuPy twin here
 computes the 2-D transform with one real FFT of the whole image instead (Makhoul 1980):
 reorder ``x`` into ``v`` (even samples ascending, odd samples descending, along both axes),
 ``V = rfft2(v)``, then each output pair ``y[k1, k2]``, ``y[-k1, k2]``, ``y[k1, -k2]``,
@@ -28,7 +27,13 @@ reorder ``x`` into ``v`` (even samples ascending, odd samples descending, along 
 ``k2 <= W // 2``; the inverse runs these steps backwards through ``irfft2``. Its arrays are
 the input, the reordered copy and the half spectrum (about 1x each): 2x the image's bytes
 over the input with ``overwrite`` (the result goes into the input's buffer), 2.5x without,
-and half the FFT work of the complex transforms.
+and half the FFT work of the complex transforms. Measured on an H200 (CuPy 14, 2048 x 2048
+float32, CuPy memory-pool peaks as multiples of the image's bytes): a forward and inverse
+pair 0.80 ms against cupyx's 0.90 ms; :func:`~gpuimg.restoration.wiener` peaks at 5.0x
+against 8.0x with cupyx's transforms, :func:`~gpuimg.restoration.admm_tv` at 8.0x against
+12.0x (with the same ADMM code), and runs 50 iterations in 54 ms against 71 ms. A side of
+1 goes to cupyx's transforms (cuFFT's 2-D real plans refuse arrays that are also
+F-contiguous).
 
 References
 ----------
@@ -56,7 +61,7 @@ def _dct2_numpy(be, x, inverse=False, overwrite=False):
 @primitive("dct2", "cupy")
 def _dct2_cupy(be, x, inverse=False, overwrite=False):
     xp = be.xp
-    if x.ndim < 2 or x.size == 0 or x.dtype not in (np.float32, np.float64):
+    if x.ndim < 2 or min(x.shape[-2:]) < 2 or x.size == 0 or x.dtype not in (np.float32, np.float64):
         fn = be.fft.idctn if inverse else be.fft.dctn
         return fn(x, type=2, axes=(-2, -1), norm="ortho", overwrite_x=overwrite)
     # the result may go into x's buffer only when it is a C-contiguous array of its own

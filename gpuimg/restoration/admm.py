@@ -331,6 +331,8 @@ def admm_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", 
         _add_grad(xp, q, x)
         if box:
             t += x
+            if exact:
+                x = None
         z = current() if watch or z_prev is not None else None
         f = None
         if return_info:
