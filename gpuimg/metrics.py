@@ -165,8 +165,7 @@ def psnr(reference, test, *, data_range=None, check_finite=False):
     _validate.check_array("test", test)
     dr = _data_range(data_range, reference, test)
     ref, tst = _pair(be, reference, test, ("reference", "test"), _validate.check_bool("check_finite", check_finite))
-    err = _sq_err_sum(be, ref, tst) / ref.size
-    return _db(be, dr * dr, err)
+    return be.decibels(dr * dr, _sq_err_sum(be, ref, tst), 1.0 / ref.size)
 
 
 def snr(reference, test, *, check_finite=False):
@@ -179,21 +178,7 @@ def snr(reference, test, *, check_finite=False):
     ref, tst = _pair(be, reference, test, ("reference", "test"), _validate.check_bool("check_finite", check_finite))
     xp = be.xp
     sig = xp.sum(ref * ref, dtype=xp.float64)
-    return _db(be, sig, _sq_err_sum(be, ref, tst))
-
-
-def _db(be, num, den):
-    """``10 log10(num / den)``: +inf where ``den == 0``, -inf where only ``num == 0``."""
-    xp = be.xp
-    num = xp.asarray(num, dtype=xp.float64)
-    den = xp.asarray(den, dtype=xp.float64)
-    ok = (den > 0) & (num > 0)
-    ratio = xp.where(ok, num, 1.0) / xp.where(ok, den, 1.0)
-    val = 10.0 * xp.log10(ratio)
-    val = xp.where(den > 0, val, xp.inf)
-    val = xp.where((num > 0) | (den == 0) | xp.isnan(den) | xp.isnan(num), val, -xp.inf)
-    val = xp.where(xp.isnan(den) | xp.isnan(num), xp.nan, val)
-    return be.scalar(val)
+    return be.decibels(sig, _sq_err_sum(be, ref, tst))
 
 
 # --------------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ class EmulatedKernel:
                 values.append(a.item())
             else:
                 assert isinstance(a, np.ndarray) and a.dtype == np.dtype(t), (self.name, k, getattr(a, "dtype", a), t)
-                assert a.size == 0 or a.strides[-1] == a.itemsize, (self.name, k, a.strides)
+                assert a.size == 0 or a.ndim == 0 or a.strides[-1] == a.itemsize, (self.name, k, a.strides)
                 values.append(a.ctypes.data_as(ctypes.c_void_p))
         EmulatedKernel.calls.append(self.name)
         extra = self.launch(grid, block, shared_mem) if self.launch is not None else ()

@@ -345,6 +345,14 @@ _PLANS_SIZE = 8
 _plans_lock = threading.Lock()
 
 
+def _plannable(a, shape):
+    """Whether ``a`` (the transform's input, its last two axes of ``shape``) can run on a
+    cached plan: C-contiguous and not also F-contiguous (CuPy builds no R2C/C2R plan for an
+    array it reads as F-ordered, e.g. one with a side of 1), non-empty."""
+    return (a.ndim >= 2 and tuple(a.shape[-2:]) == shape and a.flags.c_contiguous
+            and not a.flags.f_contiguous and a.size > 0)
+
+
 def _grid_plan(be, a, grid, value_type):
     """A cached cuFFT plan over the last two axes of the C-contiguous ``a`` for ``grid``."""
     key = (be.xp.cuda.Device().id, value_type, a.shape, a.dtype.str, tuple(grid))
@@ -363,7 +371,7 @@ def _grid_plan(be, a, grid, value_type):
 
 @primitive("rfft_grid", "cupy")
 def _rfft_grid_cupy(be, x, grid):
-    if x.ndim < 2 or tuple(x.shape[-2:]) != tuple(grid) or not x.flags.c_contiguous or x.size == 0:
+    if not _plannable(x, tuple(grid)):
         return be.fft.rfft2(x, s=grid)
     plan = _grid_plan(be, x, grid, "R2C")
     out = plan.get_output_array(x, order="C")
@@ -381,7 +389,7 @@ def _irfft_grid_numpy(be, X, grid):
 @primitive("irfft_grid", "cupy")
 def _irfft_grid_cupy(be, X, grid):
     gh, gw = (int(n) for n in grid)
-    if X.ndim < 2 or X.shape[-2:] != (gh, gw // 2 + 1) or not X.flags.c_contiguous or X.size == 0:
+    if not _plannable(X, (gh, gw // 2 + 1)) or min(gh, gw) < 2:
         return be.fft.irfft2(X, s=grid, overwrite_x=True)
     # C2R overwrites its input, which the contract allows
     plan = _grid_plan(be, X, grid, "C2R")
@@ -408,8 +416,7 @@ def _irfft_filtered_numpy(be, X, H, grid):
 def _irfft_filtered_cupy(be, X, H, grid):
     gh, gw = (int(n) for n in grid)
     half = (gh, gw // 2 + 1)
-    if (X.ndim < 2 or X.shape[-2:] != half or not X.flags.c_contiguous or X.size == 0
-            or H.shape != half or H.dtype != X.dtype):
+    if not _plannable(X, half) or min(gh, gw) < 2 or H.shape != half or H.dtype != X.dtype:
         X *= H
         return _irfft_grid_cupy(be, X, grid)
     H = be.xp.ascontiguousarray(H)

@@ -1,0 +1,50 @@
+// Whole-array reductions for gpuimg.metrics, accumulated in double.
+//
+// error_sum<T, POWER>: *out += sum_i |a_i - b_i|^POWER (POWER 1 or 2), the difference formed in
+//   T, its power and the sums in double. Grid-stride loop, a warp-shuffle and shared-memory
+//   tree per block, one atomicAdd per block (the caller zeroes *out first).
+// decibels: *out = 10 log10(num / den) with num = num_s * (num_is_ptr ? *num_p : 1) and
+//   den = den_s * *den_p, one thread: NaN when either is NaN, +inf when den <= 0 (or -inf when
+//   den < 0 and num <= 0), -inf when only num <= 0.
+#include "boundary.cuh"
+
+#define CUDART_INF __longlong_as_double(0x7ff0000000000000LL)
+#define CUDART_NAN __longlong_as_double(0x7ff8000000000000LL)
+
+template <typename T, int POWER>
+__global__ void error_sum(const T* __restrict__ a, const T* __restrict__ b, long long n,
+                          double* __restrict__ out) {
+    __shared__ double warp_sums[32];
+    double acc = 0.0;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const double d = static_cast<double>(a[i] - b[i]);
+        acc += POWER == 2 ? d * d : fabs(d);
+    }
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) warp_sums[warp] = acc;
+    __syncthreads();
+    if (warp == 0) {
+        acc = lane < (int)(blockDim.x >> 5) ? warp_sums[lane] : 0.0;
+        for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+        if (lane == 0) atomicAdd(out, acc);
+    }
+}
+
+__global__ void decibels(const double* __restrict__ num_p, int num_is_ptr, double num_s,
+                         const double* __restrict__ den_p, double den_s, double* __restrict__ out) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    const double num = num_is_ptr ? num_s * num_p[0] : num_s;
+    const double den = den_s * den_p[0];
+    double r;
+    if (isnan(num) || isnan(den))
+        r = CUDART_NAN;
+    else if (!(den > 0.0))
+        r = (num > 0.0 || den == 0.0) ? CUDART_INF : -CUDART_INF;
+    else if (!(num > 0.0))
+        r = -CUDART_INF;
+    else
+        r = 10.0 * log10(num / den);
+    out[0] = r;
+}
