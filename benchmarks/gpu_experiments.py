@@ -117,6 +117,12 @@ def ncu_case(cp):
     k = np.array([[3276.8, 0, 2048], [0, 3276.8, 2048], [0, 0, 1]])
     Distortion(k, [-0.2, 0.05, 0.001, 0.0005, 0.0]).undistort(a, interpolation="linear")
     spline.spline_filter(a, order=3)
+    from gpuimg import psf as P
+    from gpuimg import restoration as R
+
+    R.richardson_lucy(x, cp.asarray(P.gaussian((19, 19), 3.0).astype(np.float32)), num_iter=2)
+    transform.resize(cp.random.random((8192, 8192), dtype=cp.float32), (2048, 2048), interpolation="area")
+    metrics.psnr(a, b, data_range=1.0)
     cp.cuda.Device().synchronize()
 
 
