@@ -1,11 +1,13 @@
 """Batch engine of the ``gpuimg`` command: many image files through one array function.
 
-The engine reads files on a small thread pool ahead of the computation, stacks consecutive
-images of the same shape and dtype into ``(N, ...)`` batches that one call processes on the
-device, and hands each result to a *sink* (usually an atomic file write) on the same pool, so
-reading and writing overlap computation. With ``io="processes"`` the reads and sinks run in
-reused worker processes instead, so decoding and encoding never hold up the computing
-thread's GIL.
+The engine reads files ahead of the computation, stacks consecutive images of the same shape
+and dtype into ``(N, ...)`` batches that one call processes on the device, and hands each
+result to a *sink* (usually an atomic file write), so reading and writing overlap computation.
+Reads and sinks run on a thread pool of this process (``io="threads"``), or in reused worker
+processes (``io="processes"``, what the ``gpuimg`` command uses) that get images and results
+through shared memory: there the computing thread is the only busy thread of its process, so
+decoding, encoding and the engine's bookkeeping never take the GIL from it between two kernel
+launches.
 
 A file that cannot be read, processed or written is recorded with its reason and the rest go
 on; a batch that fails is retried image by image so one bad image does not take its
@@ -22,11 +24,13 @@ import contextlib
 import glob
 import itertools
 import mmap
+import multiprocessing.util  # noqa: F401  (imported before _shutdown_pools is registered: it runs first at exit)
 import os
 import pickle
 import selectors
 import signal
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -269,6 +273,9 @@ class _ThreadIO:
     def release(self, handles: Iterable[Any]) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
     def _store(self, item: Item, result: Any) -> None:
         try:
             self.sink(item, result)
@@ -296,21 +303,23 @@ class _ThreadIO:
 # I/O in worker processes
 # --------------------------------------------------------------------------------------
 #
-# The engine's process is left with one thread that matters: the one that computes. It hands
-# tasks to the workers through one shared queue (the first idle worker takes the next one),
-# and pixels never travel through a pipe: a worker decodes a file into a slot of a shared
-# memory block and answers with the shape; a result is copied into a slot, and the worker
-# encodes it from there. Each worker answers on its own socket, which the computing thread
-# reads only when it needs an answer (a read for the next batch, a free slot, the end), so no
-# thread of this process unpickles results or moves futures while the device is being fed:
-# every kernel launch gets the GIL back at once. A worker notes the task it is working on in
-# a shared word, so when one dies (a decoder crash) the file it was handling is known exactly.
+# The engine's process is left with one thread that matters: the one that computes. It writes
+# small task messages to one pipe that all workers read (the first idle worker takes the next
+# task), a batch's worth in one write, and pixels do not travel through pipes: a worker
+# decodes a file into a slot of a shared memory block and answers with the shape; a result is
+# copied into a slot, and a worker encodes it from there. Each worker answers on its own
+# socket, which the computing thread reads only between device calls, when it needs an answer
+# (a read for the next batch, a free slot, the end). So no thread of this process unpickles
+# arrays or moves futures while the device is being fed, and every kernel launch gets the GIL
+# back at once. A worker notes the task in its hands in a shared word, so when one dies (a
+# decoder crash) the file it was handling is known exactly.
 
 _READ, _WRITE = 0, 1
 
-#: Most bytes of one shared-memory block (virtual: only the pages that images touch are
-#: memory). A slot is sized by the largest image seen, at least ``_SLOT_BYTES``.
-SHARED_BYTES = 1 << 32
+# Most bytes of one shared-memory block (address space: only the pages that images touch
+# become memory), and the least bytes of a slot (a block is made again, with bigger slots,
+# when an image does not fit).
+_SHARED_BYTES = 1 << 32
 _SLOT_BYTES = 8 << 20
 
 
@@ -322,7 +331,8 @@ class _Arena:
     """A block of shared memory cut into equal slots, mapped by the engine and its workers.
 
     On Linux it is an anonymous memory file (``memfd``) whose descriptor goes to each worker
-    over its socket; elsewhere an unlinked temporary file that workers open by name first.
+    over its socket; elsewhere a temporary file that workers open by name, removed when the
+    block is closed.
     """
 
     def __init__(self, gen: int, slot_bytes: int, nslots: int) -> None:
@@ -364,8 +374,15 @@ class _Arena:
             self.buf.close()
 
 
-def _io_worker(index: int, tasks: Any, conn: Any, status: Any) -> None:
-    """Main loop of an I/O worker process: tasks from the shared queue, answers on ``conn``."""
+def _frame(payload: bytes) -> bytes:
+    """``payload`` framed as :meth:`multiprocessing.connection.Connection.send_bytes` frames it."""
+    n = len(payload)
+    return (struct.pack("!i", n) if n < 0x7FFFFFFF else struct.pack("!iQ", -1, n)) + payload
+
+
+def _io_worker(index: int, tasks: Any, take: Any, conn: Any, status: Any) -> None:
+    """Main loop of an I/O worker process: tasks from the shared pipe ``tasks`` (one reader at
+    a time, under ``take``), control messages and answers on its own socket ``conn``."""
     from multiprocessing import reduction
 
     def term(signum: int, _frame: Any) -> None:
@@ -380,8 +397,11 @@ def _io_worker(index: int, tasks: Any, conn: Any, status: Any) -> None:
     read: Any = None
     sink: Any = None
     stop = len(status) - 1  # set by the engine when it is interrupted: skip what is queued
+    dumps, loads = pickle.dumps, pickle.loads
     while True:
-        task = tasks.get()
+        with take:
+            data = tasks.recv_bytes()
+        task = loads(data)
         if task is None:
             return
         if status[stop]:
@@ -416,17 +436,19 @@ def _io_worker(index: int, tasks: Any, conn: Any, status: Any) -> None:
                 del arr
             else:
                 gen, offset, meta = slot
-                if meta[0] == "a":
+                if gen is None:  # no shared memory for it: the result came with the task
+                    result = meta
+                elif meta[0] == "a":
                     result = np.ndarray(meta[1], meta[2], buffer=maps[gen], offset=offset)
                     result.flags.writeable = False
                 else:
-                    result = pickle.loads(maps[gen][offset:offset + meta[1]])
+                    result = loads(maps[gen][offset:offset + meta[1]])
                 sink(arg, result)
                 del result
                 reply = (tid, 0, None)
         except Exception as exc:
             reply = (tid, 1, _reason(exc))
-        conn.send(reply)
+        conn.send_bytes(dumps(reply, pickle.HIGHEST_PROTOCOL))
         status[index] = 0
 
 
@@ -443,7 +465,8 @@ def _mp_context() -> Any:
 
 
 class _Pool:
-    """``workers`` I/O processes, their task queue and the shared memory they read and write."""
+    """``workers`` I/O processes, the pipe they take tasks from and the shared memory they
+    read and write. Only the engine's computing thread uses it, one run at a time."""
 
     def __init__(self, workers: int) -> None:
         self.size = workers
@@ -451,6 +474,8 @@ class _Pool:
         self.gen = 0
         self.arenas: dict[int, _Arena] = {}
         self.current: dict[int, _Arena | None] = {_READ: None, _WRITE: None}
+        self.want = {_READ: 1, _WRITE: 1}  # slots each block should have
+        self.failed = {_READ: sys.maxsize, _WRITE: sys.maxsize}  # slot sizes no block could be made for
         self.config: tuple[Any, Any] | None = None
         self.busy = False
         self.procs: list[Any] = []
@@ -461,35 +486,45 @@ class _Pool:
 
     def _start(self) -> None:
         ctx = self.ctx
-        self.tasks = ctx.SimpleQueue()
+        reader, self.writer = ctx.Pipe(duplex=False)
+        self.task_fd = self.writer.fileno()
+        if sys.platform != "win32":  # a full pipe makes send() take in answers instead of blocking
+            os.set_blocking(self.task_fd, False)
         with contextlib.suppress(Exception):  # room for every task in flight (Linux)
             import fcntl
 
-            fcntl.fcntl(self.tasks._writer.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+            fcntl.fcntl(self.task_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+        # workers take tasks one at a time under this lock; kept for the pool's life (a
+        # worker opens it by name when it starts)
+        self.take = take = ctx.Lock()
         self.status = ctx.RawArray("q", self.size + 1)  # each worker's task, then the stop flag
         self.procs, self.conns = [], []
-        # one selector for the run's lifetime (multiprocessing.connection.wait builds one per
+        self.buffers: list[bytearray] = []
+        # one selector for the pool's lifetime (multiprocessing.connection.wait builds one per
         # call); Windows pipes are not selectable, so there wait() it is
         self.selector = selectors.DefaultSelector() if sys.platform != "win32" else None
         self.waitables: dict[Any, tuple[bool, int]] = {}
         try:
             for i in range(self.size):
                 mine, theirs = ctx.Pipe(duplex=True)
-                p = ctx.Process(target=_io_worker, args=(i, self.tasks, theirs, self.status),
+                p = ctx.Process(target=_io_worker, args=(i, reader, take, theirs, self.status),
                                 name=f"gpuimg-io-{i}", daemon=True)
                 p.start()
                 theirs.close()
                 self.procs.append(p)
                 self.conns.append(mine)
+                self.buffers.append(bytearray())
                 for obj, key in ((mine, (True, i)), (p.sentinel, (False, i))):
                     self.waitables[obj] = key
                     if self.selector is not None:
                         self.selector.register(obj, selectors.EVENT_READ, key)
+            reader.close()
             for arena in self.arenas.values():
                 self._share(arena)
             if self.config is not None:
                 self._broadcast(("run", *self.config))
         except BaseException:
+            reader.close()
             self._stop()
             raise
 
@@ -501,9 +536,8 @@ class _Pool:
         without it, get SIGTERM (each removes its own partial files)."""
         if wait > 0 and self.procs:
             self.status[self.size] = 1
-            with contextlib.suppress(Exception):
-                for _ in self.procs:
-                    self.tasks.put(None)
+            with contextlib.suppress(OSError):
+                self.send(memoryview(_frame(pickle.dumps(None)) * len(self.procs)))
             deadline = time.monotonic() + wait
             for p in self.procs:
                 p.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -515,12 +549,11 @@ class _Pool:
             if p.is_alive():
                 p.kill()
                 p.join()
-        left = []
-        for c in self.conns:
+        left: list[tuple] = []
+        for i in range(len(self.conns)):
             with contextlib.suppress(EOFError, OSError):
-                while c.poll():
-                    left.append(c.recv())
-            c.close()
+                self._receive(i, left, drain=True)
+            self.conns[i].close()
         for p in self.procs:
             with contextlib.suppress(Exception):
                 p.close()
@@ -528,7 +561,7 @@ class _Pool:
             self.selector.close()
         self.procs, self.conns = [], []
         with contextlib.suppress(Exception):
-            self.tasks.close()
+            self.writer.close()
         return left
 
     def restart(self) -> list[tuple]:
@@ -556,16 +589,63 @@ class _Pool:
             if arena.path is None:
                 reduction.send_handle(c, arena.fd, p.pid)
 
-    def put(self, msg: tuple) -> None:
-        self.tasks.put(msg)
+    def send(self, data: memoryview) -> memoryview:
+        """Put framed tasks on the task pipe (this thread is its only writer); returns what did
+        not fit (the pipe is full until workers take tasks)."""
+        while data:
+            try:
+                data = data[os.write(self.task_fd, data):]
+            except BlockingIOError:
+                break
+        return data
 
-    def poll(self, block: bool) -> tuple[list[tuple], list[int]]:
-        """Answers that arrived (waiting for one if ``block``) and the workers that died."""
+    def _receive(self, i: int, out: list[tuple], drain: bool = False) -> None:
+        """Read what worker ``i`` sent (all of it with ``drain``) and unpickle whole answers;
+        EOFError when it closed its socket."""
+        conn = self.conns[i]
+        if self.selector is None:  # Windows: whole messages
+            while True:
+                out.append(pickle.loads(conn.recv_bytes()))
+                if not (drain and conn.poll()):
+                    return
+        buf = self.buffers[i]
+        fd = conn.fileno()
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise EOFError
+            buf += chunk
+            pos = 0
+            while len(buf) - pos >= 4:
+                (n,) = struct.unpack_from("!i", buf, pos)
+                head = 4
+                if n == -1:
+                    if len(buf) - pos < 12:
+                        break
+                    (n,) = struct.unpack_from("!Q", buf, pos + 4)
+                    head = 12
+                if len(buf) - pos - head < n:
+                    break
+                out.append(pickle.loads(buf[pos + head:pos + head + n]))
+                pos += head + n
+            del buf[:pos]
+            if not (drain and conn.poll()):
+                return
+
+    def poll(self, block: bool, writable: bool = False) -> tuple[list[tuple], list[int]]:
+        """Answers that arrived and the workers that died; ``block`` waits for one of them, or
+        with ``writable`` for room in the task pipe."""
         answers: list[tuple] = []
         dead: list[int] = []
         timeout = None if block else 0
         if self.selector is not None:
-            ready = [key.data for key, _ in self.selector.select(timeout)]
+            if writable:
+                self.selector.register(self.task_fd, selectors.EVENT_WRITE, None)
+            try:
+                ready = [key.data for key, _ in self.selector.select(timeout) if key.data is not None]
+            finally:
+                if writable:
+                    self.selector.unregister(self.task_fd)
         else:
             from multiprocessing.connection import wait
 
@@ -573,7 +653,7 @@ class _Pool:
         for is_conn, i in ready:
             if is_conn:
                 try:
-                    answers.append(self.conns[i].recv())
+                    self._receive(i, answers)
                     continue
                 except (EOFError, OSError):
                     pass
@@ -589,16 +669,26 @@ class _Pool:
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise TypeError(f"io='processes' needs a picklable read and sink (module-level callables): {exc}") from exc
         self.config = (read, sink)
-        for op, n in ((_READ, read_slots), (_WRITE, write_slots)):
+        self.want = {_READ: read_slots, _WRITE: write_slots}
+        for op in (_READ, _WRITE):
             a = self.current[op]
-            if a is None or a.nslots < n:
-                self._new_arena(op, a.slot_bytes if a is not None else _SLOT_BYTES, n)
+            if a is None or a.nslots < self._count(op, a.slot_bytes):
+                with contextlib.suppress(OSError):  # without shared memory, pixels go with the messages
+                    self._new_arena(op, a.slot_bytes if a is not None else _SLOT_BYTES)
 
-    def _new_arena(self, op: int, slot_bytes: int, nslots: int) -> _Arena:
-        slot_bytes = _round_pages(slot_bytes)
-        nslots = max(1, min(nslots, SHARED_BYTES // slot_bytes))
+    def _count(self, op: int, slot_bytes: int) -> int:
+        return max(1, min(self.want[op], _SHARED_BYTES // slot_bytes))
+
+    def _new_arena(self, op: int, nbytes: int) -> _Arena:
+        slot_bytes = _round_pages(nbytes)
+        if slot_bytes >= self.failed[op]:
+            raise OSError(f"no shared memory for slots of {slot_bytes} bytes")
+        try:
+            arena = _Arena(self.gen + 1, slot_bytes, self._count(op, slot_bytes))
+        except OSError:
+            self.failed[op] = slot_bytes
+            raise
         self.gen += 1
-        arena = _Arena(self.gen, slot_bytes, nslots)
         self.arenas[arena.gen] = arena
         self._share(arena)
         old = self.current[op]
@@ -613,7 +703,7 @@ class _Pool:
         or (None, -1) when all are in use. Raises OSError when no block that big can be made."""
         a = self.current[op]
         if a is None or nbytes > a.slot_bytes:
-            a = self._new_arena(op, nbytes, a.nslots if a is not None else 1)
+            a = self._new_arena(op, max(nbytes, _SLOT_BYTES))
         if not a.free:
             return None, -1
         return a, a.free.pop()
@@ -686,7 +776,7 @@ _task_ids = itertools.count(1)  # unique in the process, so a worker's last task
 
 
 class _Task:
-    __slots__ = ("op", "item", "arena", "slot", "meta", "value", "error", "done")
+    __slots__ = ("arena", "done", "error", "item", "meta", "op", "slot", "value")
 
     def __init__(self, op: int, item: Item) -> None:
         self.op, self.item = op, item
@@ -705,10 +795,14 @@ class _ProcessIO:
                  stored: Callable[[Item, BaseException | None], None], *, read_slots: int, write_slots: int) -> None:
         self.pool, self.sink, self.stored = pool, sink, stored
         self.tasks: dict[int, _Task] = {}
+        self.out: list[bytes] = []  # framed tasks not sent yet (see flush)
+        self.unsent = memoryview(b"")  # the part of a flush the task pipe had no room for
         self.writes = 0
         self.read_bytes = 0  # the largest image read so far
         self.tries: Counter[tuple[int, Path]] = Counter()
         pool.begin(read, sink, read_slots, write_slots)
+
+    # -- sending -----------------------------------------------------------------------
 
     def _put(self, task: _Task) -> None:
         tid = next(_task_ids)
@@ -716,9 +810,26 @@ class _ProcessIO:
         a = task.arena
         if task.op == _READ:
             slot = None if a is None else (a.gen, task.slot * a.slot_bytes, a.slot_bytes)
-            self.pool.put((tid, _READ, task.item.path, slot))
+            msg = (tid, _READ, task.item.path, slot)
+        elif a is None:  # no shared memory for it: the result goes with the task
+            msg = (tid, _WRITE, task.item, (None, 0, task.meta))
         else:
-            self.pool.put((tid, _WRITE, task.item, (a.gen, task.slot * a.slot_bytes, task.meta)))
+            msg = (tid, _WRITE, task.item, (a.gen, task.slot * a.slot_bytes, task.meta))
+        self.out.append(_frame(pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)))
+
+    def flush(self) -> None:
+        """Send the tasks queued since the last flush, in one write. When the pipe is full it
+        takes in answers until the workers have made room (a worker may be waiting for the
+        engine to read a large answer before it takes another task)."""
+        while self.out or self.unsent:
+            if not self.unsent:
+                self.unsent = memoryview(b"".join(self.out))
+                self.out = []
+            self.unsent = self.pool.send(self.unsent)
+            if self.unsent:
+                self._pump(True, writable=True)
+
+    # -- the engine's side -------------------------------------------------------------
 
     def read(self, item: Item) -> _Task:
         task = _Task(_READ, item)
@@ -729,7 +840,7 @@ class _ProcessIO:
 
     def get(self, task: _Task) -> np.ndarray:
         while not task.done:
-            self._pump(True)
+            self._wait()
         if task.error is not None:
             raise _RemoteError(task.error)
         return task.value
@@ -746,34 +857,64 @@ class _ProcessIO:
         payload = None
         if isinstance(result, np.ndarray) and not result.dtype.hasobject:
             nbytes = result.nbytes
-            meta: tuple = ("a", result.shape, result.dtype.str)
+            meta: Any = ("a", result.shape, result.dtype.str)
         else:
             payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
             nbytes = len(payload)
             meta = ("p", nbytes)
-        while True:
-            try:
-                arena, slot = self.pool.slot(_WRITE, nbytes)
-            except OSError as exc:  # no shared memory block that big
-                self.stored(item, exc)
-                return
-            if arena is not None:
-                break
-            self._pump(True)  # every slot holds a write in flight: wait for one
-        offset = slot * arena.slot_bytes
-        if payload is None:
-            np.ndarray(result.shape, result.dtype, buffer=arena.buf, offset=offset)[...] = result
-        else:
-            arena.buf[offset:offset + nbytes] = payload
         task = _Task(_WRITE, item)
-        task.arena, task.slot, task.meta = arena, slot, meta
+        try:
+            while True:
+                arena, slot = self.pool.slot(_WRITE, nbytes)
+                if arena is not None:
+                    break
+                self._wait()  # every slot holds a write in flight: wait for one
+        except OSError:  # no shared memory block that big
+            task.meta = result
+        else:
+            offset = slot * arena.slot_bytes
+            if payload is None:
+                np.ndarray(result.shape, result.dtype, buffer=arena.buf, offset=offset)[...] = result
+            else:
+                arena.buf[offset:offset + nbytes] = payload
+            task.arena, task.slot, task.meta = arena, slot, meta
         self.writes += 1
         self._put(task)
 
     def drain(self, limit: int) -> None:
-        self._pump(False)
+        self.flush()
+        self._pump(False)  # takes in what arrived
         while self.writes > limit:
-            self._pump(True)
+            self._wait()
+
+    def close(self) -> None:
+        self.tasks.clear()
+
+    def abort(self) -> None:
+        """Stop the workers: writes in their hands complete, queued tasks are dropped, and
+        whatever a worker killed mid-write left is removed."""
+        # (after a partly sent task the pipe cannot carry the stop messages: SIGTERM at once)
+        self.pool._stop(wait=0.0 if self.unsent else 60.0)
+        discard = getattr(self.sink, "discard", None)
+        for task in self.tasks.values():
+            if task.op == _WRITE and discard is not None:
+                with contextlib.suppress(Exception):
+                    discard(task.item)
+        self.tasks.clear()
+
+    # -- answers -----------------------------------------------------------------------
+
+    def _wait(self) -> None:
+        """Send what is queued (tasks that a recovery put again, too) and wait for answers."""
+        self.flush()
+        self._pump(True)
+
+    def _pump(self, block: bool, writable: bool = False) -> None:
+        answers, dead = self.pool.poll(block, writable)
+        for answer in answers:
+            self._answer(*answer)
+        if dead:
+            self._recover(dead)
 
     def _answer(self, tid: int, failed: int, payload: Any) -> None:
         task = self.tasks.pop(tid, None)
@@ -786,67 +927,45 @@ class _ProcessIO:
             elif isinstance(payload, np.ndarray):  # it came through the socket
                 self.read_bytes = max(self.read_bytes, payload.nbytes)
                 task.value = payload
-                if task.arena is not None:
-                    self.pool.free(task.arena, task.slot)
-                    task.arena = None
+                self._free(task)
             else:
                 task.value = task.arena.view(task.slot, *payload)
             return
+        self._free(task)
         self.writes -= 1
-        self.pool.free(task.arena, task.slot)
-        task.arena = None
         self.stored(task.item, _RemoteError(payload) if failed else None)
 
-    def _pump(self, block: bool) -> None:
-        answers, dead = self.pool.poll(block)
-        for answer in answers:
-            self._answer(*answer)
-        if dead:
-            self._recover(dead)
+    def _free(self, task: _Task) -> None:
+        if task.arena is not None:
+            self.pool.free(task.arena, task.slot)
+            task.arena = None
 
     def _recover(self, dead: list[int]) -> None:
         """Workers died (a decoder crash): the tasks they were on count a try, all workers are
-        replaced, and every task not answered goes to the new ones."""
+        replaced, and every task not answered goes to the new ones. When a worker died between
+        tasks (it could not start, say), every task in flight counts a try, so a run whose
+        workers keep dying ends with its files failed instead of restarting forever."""
         culprits = {self.pool.status[i] for i in dead} - {0}
         for answer in self.pool.restart():
             self._answer(*answer)
+        self.out, self.unsent = [], memoryview(b"")  # the old pipe is gone; all is sent again
         discard = getattr(self.sink, "discard", None)
         pending = sorted(self.tasks.items())
         self.tasks.clear()
         for tid, task in pending:
             if task.op == _WRITE and discard is not None:
                 discard(task.item)  # the temporary file a killed writer left
-            if tid in culprits:
+            if tid in culprits or not culprits:
                 self.tries[task.op, task.item.path] += 1
                 if self.tries[task.op, task.item.path] > RETRIES["read" if task.op == _READ else "write"]:
-                    self._answer_dead(task)
+                    self._free(task)
+                    if task.op == _READ:
+                        task.done, task.error = True, "the reading process died"
+                    else:
+                        self.writes -= 1
+                        self.stored(task.item, _RemoteError("the writing process died"))
                     continue
             self._put(task)
-
-    def _answer_dead(self, task: _Task) -> None:
-        if task.op == _READ:
-            task.done = True
-            task.error = "the reading process died"
-            self.release([task])
-            return
-        self.writes -= 1
-        self.pool.free(task.arena, task.slot)
-        task.arena = None
-        self.stored(task.item, _RemoteError("the writing process died"))
-
-    def close(self) -> None:
-        self.tasks.clear()
-
-    def abort(self) -> None:
-        """Stop the workers: writes in their hands complete, queued tasks are dropped, and
-        whatever a worker killed mid-write left is removed."""
-        self.pool._stop(wait=60.0)
-        discard = getattr(self.sink, "discard", None)
-        for task in self.tasks.values():
-            if task.op == _WRITE and discard is not None:
-                with contextlib.suppress(Exception):
-                    discard(task.item)
-        self.tasks.clear()
 
 
 # --------------------------------------------------------------------------------------
@@ -1007,6 +1126,7 @@ def _engine(iox: _ThreadIO | _ProcessIO, todo: list[Item], compute: Callable[[np
             reads.append((it, iox.read(it)))
 
     def process(stack_items: list[Item], arrays: list[np.ndarray]) -> None:
+        iox.flush()  # the reads asked for since the last batch go out before the device call
         t0 = clock()
         try:
             results = list(compute(np.stack(arrays), stack_items))
@@ -1026,6 +1146,7 @@ def _engine(iox: _ThreadIO | _ProcessIO, todo: list[Item], compute: Callable[[np
         iox.drain(max_pending_writes)
         for it, res in zip(stack_items, results):
             iox.write(it, res)
+        iox.flush()
         report.io_wait_s += clock() - t1
 
     refill()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import scipy.ndimage as ndi
 from PIL import Image
 
+from gpuimg import batch as gb
 from gpuimg import io as gio
 from gpuimg.batch import ImageWriter, expand_inputs, run_batch
 
@@ -148,6 +150,92 @@ def test_bad_options(tmp_path):
         run_batch([], _blur, _writer(tmp_path), workers=0)
     with pytest.raises(ValueError, match="io"):
         run_batch([], _blur, _writer(tmp_path), io="fibers")
+
+
+def test_processes_need_picklable_read_and_sink(tmp_path, rng):
+    _make_folder(tmp_path / "in", rng, n=2)
+    items, _ = expand_inputs([tmp_path / "in"])
+    with pytest.raises(TypeError, match="picklable"):
+        run_batch(items, _blur, _writer(tmp_path / "out"), progress=False, io="processes", workers=2)
+    # the pool is still usable
+    report = run_batch(items, _blur, ImageWriter(tmp_path / "out"), progress=False, io="processes", workers=2)
+    assert report.done == 2
+
+
+@pytest.fixture
+def fresh_pools():
+    """I/O process pools started by the test alone (kept ones would bring their shared memory)."""
+    gb._shutdown_pools()
+    yield
+    gb._shutdown_pools()
+
+
+def test_processes_grow_shared_memory_for_bigger_images(tmp_path, rng, monkeypatch, fresh_pools):
+    # slots of one page: the 16-bit colour images do not fit, come back through the socket,
+    # and the engine makes bigger slots for the reads and writes after them
+    monkeypatch.setattr(gb, "_SLOT_BYTES", 4096)
+    imgs = _make_folder(tmp_path / "in", rng, n=5, shape=(24, 32))
+    for i in range(5):
+        img = (rng.random((70, 90, 3)) * 65535).astype(np.uint16)
+        gio.write_image(tmp_path / "in" / f"z{i}.tif", img)
+        imgs[f"z{i}.tif"] = img
+    items, _ = expand_inputs([tmp_path / "in"])
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run starts with the grown blocks
+        report = run_batch(items, lambda s, its: list(s[:, ::-1]), ImageWriter(out), batch_size=2, progress=False,
+                           io="processes", workers=2)
+        assert report.done == 10 and report.exit_code == 0
+        for name, img in imgs.items():
+            np.testing.assert_array_equal(gio.read_image(out / name), img[::-1])
+    pool = gb._pools[2]
+    assert all(a.slot_bytes >= 70 * 90 * 3 * 2 for a in pool.current.values())
+    assert len(pool.arenas) == 2  # the small blocks were dropped
+
+
+class _NoSharedMemory:
+    def __init__(self, *args):
+        raise OSError("no shared memory here")
+
+
+def test_processes_without_shared_memory(tmp_path, rng, monkeypatch, fresh_pools):
+    # pixels then travel through the pipes: results of 2 MB each fill the 1 MB task pipe, so the
+    # engine must take in answers while it waits to send
+    monkeypatch.setattr(gb, "_Arena", _NoSharedMemory)
+    (tmp_path / "in").mkdir()
+    imgs = {}
+    for i in range(6):
+        img = (rng.random((400, 900, 3)) * 65535).astype(np.uint16)
+        gio.write_image(tmp_path / "in" / f"b{i}.npy", img)
+        imgs[f"b{i}.npy"] = img
+    items, _ = expand_inputs([tmp_path / "in"])
+    report = run_batch(items, lambda s, its: list(s[:, :, ::-1]), ImageWriter(tmp_path / "out"), batch_size=3,
+                       progress=False, io="processes", workers=2)
+    assert report.done == 6 and report.exit_code == 0
+    for name, img in imgs.items():
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / name), img[:, ::-1])
+
+
+@dataclass(frozen=True)
+class _TableSink:
+    """A picklable sink of (name, array) results, which go to the workers pickled."""
+
+    folder: Path
+
+    def __call__(self, item, result):
+        name, arr = result
+        np.save(self.folder / f"{name}.npy", arr)
+
+
+def test_processes_pass_any_picklable_result(tmp_path, rng):
+    _make_folder(tmp_path / "in", rng, n=4)
+    items, _ = expand_inputs([tmp_path / "in"])
+    (tmp_path / "out").mkdir()
+    report = run_batch(items, lambda s, its: [(it.rel.stem, a.sum(axis=0)) for it, a in zip(its, s)],
+                       _TableSink(tmp_path / "out"), batch_size=3, progress=False, io="processes", workers=2)
+    assert report.done == 4
+    for it in items:
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"{it.rel.stem}.npy"),
+                                      gio.read_image(it.path).sum(axis=0))
 
 
 def _crash_on_img04(path):
