@@ -488,6 +488,7 @@ class _Pool:
         ctx = self.ctx
         reader, self.writer = ctx.Pipe(duplex=False)
         self.task_fd = self.writer.fileno()
+        self.torn = False
         if sys.platform != "win32":  # a full pipe makes send() take in answers instead of blocking
             os.set_blocking(self.task_fd, False)
         with contextlib.suppress(Exception):  # room for every task in flight (Linux)
@@ -534,7 +535,7 @@ class _Pool:
         With ``wait`` > 0 each worker finishes the task in its hands (a write completes), skips
         the queued ones and exits; those still running after ``wait`` seconds, or all of them
         without it, get SIGTERM (each removes its own partial files)."""
-        if wait > 0 and self.procs:
+        if wait > 0 and self.procs and not self.torn:  # (after half a message the pipe cannot carry more)
             self.status[self.size] = 1
             with contextlib.suppress(OSError):
                 self.send(memoryview(_frame(pickle.dumps(None)) * len(self.procs)))
@@ -594,9 +595,11 @@ class _Pool:
         not fit (the pipe is full until workers take tasks)."""
         while data:
             try:
-                data = data[os.write(self.task_fd, data):]
+                n = os.write(self.task_fd, data)
             except BlockingIOError:
                 break
+            data = data[n:]
+            self.torn = bool(data)  # the pipe ends inside a message until the rest is written
         return data
 
     def _receive(self, i: int, out: list[tuple], drain: bool = False) -> None:
@@ -893,8 +896,7 @@ class _ProcessIO:
     def abort(self) -> None:
         """Stop the workers: writes in their hands complete, queued tasks are dropped, and
         whatever a worker killed mid-write left is removed."""
-        # (after a partly sent task the pipe cannot carry the stop messages: SIGTERM at once)
-        self.pool._stop(wait=0.0 if self.unsent else 60.0)
+        self.pool._stop(wait=60.0)
         discard = getattr(self.sink, "discard", None)
         for task in self.tasks.values():
             if task.op == _WRITE and discard is not None:
