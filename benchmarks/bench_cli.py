@@ -3,17 +3,17 @@
 Three ways to deblur the same N generated 512x512 8-bit PNGs (Richardson-Lucy, 10 iterations,
 defocus disk r=3) are timed in one run:
 
-- ``gpuimg``: the batch engine (stacked batches on the device, reads and writes overlapped
-  with computation on a thread pool, atomic writes);
+- ``gpuimg``: the batch engine as the command runs it (stacked batches on the device, reads
+  and writes overlapped with computation in I/O worker processes, atomic writes);
 - ``serial-loop``: the obvious script: read one file, restore it, write it, next;
 - ``compute-only``: the same restorations on in-memory stacks with no file I/O, the ceiling
   the engine should approach (its ratio < 1 shows how much of compute-only speed is kept).
 
-A second group runs the engine with its file I/O in worker processes (``io="processes"``)
-against the same engine with I/O threads. The engine's time inside its compute calls is stored
-and printed too: when it exceeds the
-compute-only time while little time is spent waiting on I/O, the I/O threads slow the
-computing thread (on a GPU, every kernel launch releases and re-takes the GIL).
+A second group runs the engine with its file I/O in worker processes (``io="processes"``, the
+command's default) against the same engine with I/O threads, each with the command's default
+number of workers. The engine's time inside its compute calls is stored and printed too: when
+it exceeds the compute-only time, something else in the process slows the computing thread
+(on a GPU, every kernel launch releases and re-takes the GIL, so I/O threads do).
 
 ``GPUIMG_BENCH_FILES`` sets N (default 200). The engine's images/s and I/O-wait share are
 stored in the JSON report's ``extra_info`` and printed.
@@ -33,7 +33,7 @@ from scipy import ndimage as ndi
 from gpuimg import io as gio
 from gpuimg import psf, restoration
 from gpuimg.batch import ImageWriter, expand_inputs, run_batch
-from gpuimg.cli import _DEFAULT_WORKERS
+from gpuimg.cli import _DEFAULT_IO, _DEFAULT_PROCESS_WORKERS, _DEFAULT_WORKERS
 
 N_FILES = int(os.environ.get("GPUIMG_BENCH_FILES", "200"))
 SHAPE = (512, 512)
@@ -64,14 +64,15 @@ def _solver(be):
     return fn
 
 
-def _engine(be, src: Path, out: Path, stats: dict, io: str = "threads"):
+def _engine(be, src: Path, out: Path, stats: dict, io: str = _DEFAULT_IO):
     solve = _solver(be)
     items, _ = expand_inputs([src])
+    workers = _DEFAULT_PROCESS_WORKERS if io == "processes" else _DEFAULT_WORKERS
 
     def run():
         t0 = time.perf_counter()
         report = run_batch(items, lambda s, its: _compute(be, solve, s), ImageWriter(out),
-                           batch_size=BATCH, workers=_DEFAULT_WORKERS, progress=False, io=io)
+                           batch_size=BATCH, workers=workers, progress=False, io=io)
         stats.update(images_per_s=report.done / (time.perf_counter() - t0), io_wait_share=report.io_wait_share,
                      compute_s=report.compute_s)
         return report

@@ -24,8 +24,15 @@ from gpuimg import demo
 from gpuimg._boundary import MODE_CODES
 
 _EXAMPLE_FORMAT = argparse.RawDescriptionHelpFormatter
-# decoding and encoding release the GIL, so threads scale with cores; more than 8 rarely helps
-_DEFAULT_WORKERS = max(2, min(8, os.cpu_count() or 2))
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+# I/O threads: decoding and encoding release the GIL, so threads scale with cores, but each
+# one also takes the GIL from the device thread; more than 8 rarely helps
+_DEFAULT_WORKERS = max(2, min(8, _CPUS))
+# I/O processes share no GIL with the device thread: all cores but the one feeding the device
+# (a 512^2 PNG takes ~4 ms to decode and ~6 ms to encode, so 8 per device batch of a few
+# milliseconds need more than 8 workers to keep up)
+_DEFAULT_PROCESS_WORKERS = max(2, min(32, _CPUS - 1))
+_DEFAULT_IO = "processes"
 
 
 # --------------------------------------------------------------------------------------
@@ -81,8 +88,10 @@ def _add_common(p: argparse.ArgumentParser, *, batch: bool = True,
     if batch:
         p.add_argument("--batch-size", type=_positive(int), default=8, metavar="N",
                        help="same-shaped images stacked into one device call (default 8)")
-        p.add_argument("--workers", type=_positive(int), default=_DEFAULT_WORKERS, metavar="N",
-                       help=f"threads reading and writing files (default {_DEFAULT_WORKERS}: the CPU count, 2 to 8)")
+        p.add_argument("--workers", type=_positive(int), default=None, metavar="N",
+                       help="threads or processes reading and writing files (default: with --io processes "
+                            f"{_DEFAULT_PROCESS_WORKERS}, the CPU count less one, 2 to 32; with threads "
+                            f"{_DEFAULT_WORKERS}, the CPU count, 2 to 8)")
         p.add_argument("--resume", action="store_true", help=resume_help)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -92,9 +101,10 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
                    help="image files (.png .tif .tiff .npy .jpg .bmp), folders (recursive) or glob patterns")
     p.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
                    help="output folder (the input tree is mirrored, names and formats kept)")
-    p.add_argument("--io", choices=("threads", "processes"), default="threads",
-                   help="read and write files on threads of this process (default) or in worker "
-                        "processes, which never hold up the device thread's GIL")
+    p.add_argument("--io", choices=("threads", "processes"), default=_DEFAULT_IO,
+                   help="read and write files in worker processes (default), which leave the GIL to the "
+                        "thread feeding the device and pass pixels through shared memory, or on threads "
+                        "of this process")
 
 
 def _sub(sub: Any, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
@@ -119,8 +129,11 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
     spatial size may change).
     """
     from gpuimg import io as gio
-    from gpuimg.batch import ImageWriter, expand_inputs, run_batch
+    from gpuimg.batch import ImageWriter, expand_inputs, run_batch, start_io_processes
 
+    workers = args.workers or (_DEFAULT_PROCESS_WORKERS if args.io == "processes" else _DEFAULT_WORKERS)
+    if args.io == "processes":
+        start_io_processes(workers)  # their start-up overlaps the backend's (CuPy, CUDA context)
     be = _resolve_backend(args)
     try:
         items, missing = expand_inputs(args.inputs)
@@ -148,7 +161,7 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
         return list(y)
 
     report = run_batch(items, compute, ImageWriter(out_dir), output_for=output_for, resume=args.resume,
-                       batch_size=args.batch_size, workers=args.workers,
+                       batch_size=args.batch_size, workers=workers,
                        progress=not args.quiet, desc=desc, failures=missing, io=args.io)
     print(report.summary(), file=sys.stderr)
     return report.exit_code
@@ -377,7 +390,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         rows.append(row)
 
     report = run_batch(items, compute, sink, output_for=None, resume=False, batch_size=args.batch_size,
-                       workers=args.workers, progress=not args.quiet, desc="compare", failures=missing)
+                       workers=args.workers or _DEFAULT_WORKERS, progress=not args.quiet, desc="compare",
+                       failures=missing)
     rows.sort(key=lambda r: r["file"])
     print(_format_rows(rows, metrics, args.format))
     print(report.summary(), file=sys.stderr)
