@@ -97,7 +97,7 @@ def test_deblur_folder(bench, be, impl, folder, tmp_path, benchmark):
         print(f"\n{GROUP} [{be.name}] engine: {stats['images_per_s']:.1f} images/s, "
               f"{100 * stats['io_wait_share']:.0f}% of the time waiting on I/O, "
               f"{stats['compute_s']:.3f} s inside the compute calls (compare with compute-only: more "
-              "means the I/O threads slow the computing thread, e.g. through the GIL)")
+              "means something slows the computing thread, e.g. I/O threads through the GIL, or busy cores)")
     elif impl == "serial-loop":
         files = sorted(folder.glob("*.png"))
 
