@@ -459,8 +459,8 @@ def _mp_context() -> Any:
     # fork server that imported this module once (or are spawned)
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["gpuimg.batch"])
+    if method == "forkserver":  # (Pillow and its PNG plugin too: each worker reads on its first task)
+        ctx.set_forkserver_preload(["gpuimg.batch", "PIL.Image", "PIL.PngImagePlugin"])
     return ctx
 
 

@@ -121,6 +121,10 @@ def _resolve_backend(args: argparse.Namespace) -> Any:
         raise CommandError(f"--backend {args.backend}: {exc}") from None
 
 
+def _io_workers(args: argparse.Namespace) -> int:
+    return args.workers or (_DEFAULT_PROCESS_WORKERS if args.io == "processes" else _DEFAULT_WORKERS)
+
+
 def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any], desc: str) -> int:
     """Apply ``fn(be, x, dtype)`` to every input image and write the result in ``dtype``.
 
@@ -129,11 +133,8 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
     spatial size may change).
     """
     from gpuimg import io as gio
-    from gpuimg.batch import ImageWriter, expand_inputs, run_batch, start_io_processes
+    from gpuimg.batch import ImageWriter, expand_inputs, run_batch
 
-    workers = args.workers or (_DEFAULT_PROCESS_WORKERS if args.io == "processes" else _DEFAULT_WORKERS)
-    if args.io == "processes":
-        start_io_processes(workers)  # their start-up overlaps the backend's (CuPy, CUDA context)
     be = _resolve_backend(args)
     try:
         items, missing = expand_inputs(args.inputs)
@@ -161,7 +162,7 @@ def _run_images(args: argparse.Namespace, fn: Callable[[Any, Any, np.dtype], Any
         return list(y)
 
     report = run_batch(items, compute, ImageWriter(out_dir), output_for=output_for, resume=args.resume,
-                       batch_size=args.batch_size, workers=workers,
+                       batch_size=args.batch_size, workers=_io_workers(args),
                        progress=not args.quiet, desc=desc, failures=missing, io=args.io)
     print(report.summary(), file=sys.stderr)
     return report.exit_code
@@ -720,6 +721,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    if getattr(args, "io", None) == "processes":
+        from gpuimg.batch import start_io_processes
+
+        # their start-up overlaps the command's own (imports, PSF, CuPy and its CUDA context)
+        start_io_processes(_io_workers(args))
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
