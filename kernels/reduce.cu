@@ -1,8 +1,8 @@
 // Whole-array reductions for gpuimg.metrics, accumulated in double.
 //
 // error_sum<T, POWER>: *out += sum_i |a_i - b_i|^POWER (POWER 1 or 2), the difference formed in
-//   T, its power and the sums in double. Grid-stride loop, a warp-shuffle and shared-memory
-//   tree per block, one atomicAdd per block (the caller zeroes *out first).
+//   T, its power and the sums in double. Grid-stride loop, a warp-shuffle sum per warp, the
+//   warps' sums added by one thread, one atomicAdd per block (the caller zeroes *out first).
 // decibels: *out = 10 log10(num / den) with num = num_s * (num_is_ptr ? *num_p : 1) and
 //   den = den_s * *den_p, one thread: NaN when either is NaN, +inf when den <= 0 (or -inf when
 //   den < 0 and num <= 0), -inf when only num <= 0.
@@ -22,13 +22,12 @@ __global__ void error_sum(const T* __restrict__ a, const T* __restrict__ b, long
         acc += POWER == 2 ? d * d : fabs(d);
     }
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) warp_sums[warp] = acc;
+    if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = acc;
     __syncthreads();
-    if (warp == 0) {
-        acc = lane < (int)(blockDim.x >> 5) ? warp_sums[lane] : 0.0;
-        for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
-        if (lane == 0) atomicAdd(out, acc);
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int k = 0; k < (int)(blockDim.x >> 5); ++k) total += warp_sums[k];
+        atomicAdd(out, total);
     }
 }
 

@@ -1,8 +1,8 @@
 """The CUDA twins of ``error_sum`` and ``decibels`` (``kernels/reduce.cu``) on the CPU.
 
-The kernel source is compiled as C++20 behind a shim (one std::thread per CUDA thread, a
-std::barrier for ``__syncthreads``, a barrier-based ``__shfl_down_sync``, a locked
-``atomicAdd``) and launched through the real CuPy-twin wrappers. References: NumPy sums in
+The kernel source is compiled as C++20 behind the threaded shim (one std::thread per CUDA
+thread, a std::barrier for ``__syncthreads``) with a barrier-based ``__shfl_down_sync`` and a
+locked ``atomicAdd`` and launched through the real CuPy-twin wrappers. References: NumPy sums in
 float64, and ``10 log10`` with IEEE infinities.
 """
 
@@ -12,30 +12,17 @@ import types
 
 import numpy as np
 import pytest
-from _cuda_emulation import EmulatedKernel, compile_emulated
+from _cuda_emulation import THREADED_SHIM, EmulatedKernel, compile_emulated
 
 import gpuimg._prims.reduce as rd
 from gpuimg import _kernels
 
-_SHIM = r"""
-#include <barrier>
-#include <cmath>
+_SHIM = THREADED_SHIM + r"""
 #include <cstring>
 #include <mutex>
-#include <thread>
-#include <vector>
-struct gpuimg_dim3 { unsigned x, y, z; };
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __restrict__
 #define __shared__ static
-thread_local gpuimg_dim3 threadIdx, blockIdx;
-gpuimg_dim3 blockDim, gridDim;
-std::barrier<>* g_bar = nullptr;
 double g_shfl[1024];
 std::mutex g_atomic;
-inline void __syncthreads() { g_bar->arrive_and_wait(); }
 inline double __shfl_down_sync(unsigned, double v, int off) {
     const int tid = threadIdx.x;
     g_shfl[tid] = v;
@@ -47,22 +34,6 @@ inline double __shfl_down_sync(unsigned, double v, int off) {
 inline double atomicAdd(double* p, double v) { std::lock_guard<std::mutex> g(g_atomic); double o = *p; *p += v; return o; }
 inline double __longlong_as_double(long long v) { double d; std::memcpy(&d, &v, 8); return d; }
 using std::fabs; using std::isnan; using std::log10;
-template <typename F>
-void run_grid(F body, int gx, int bx) {
-    blockDim = {(unsigned)bx, 1, 1};
-    gridDim = {(unsigned)gx, 1, 1};
-    for (int x = 0; x < gx; ++x) {
-        std::barrier<> bar(bx);
-        g_bar = &bar;
-        std::vector<std::thread> threads;
-        for (int t = 0; t < bx; ++t) threads.emplace_back([=]() {
-            threadIdx = {(unsigned)t, 0, 0};
-            blockIdx = {(unsigned)x, 0, 0};
-            body();
-        });
-        for (auto& th : threads) th.join();
-    }
-}
 """
 
 
@@ -71,9 +42,9 @@ def _entries():
     for t in ("float", "double"):
         for p in (1, 2):
             out.append(f'extern "C" void sum_{t}_{p}(const {t}* a, const {t}* b, long long n, double* o, int gx, '
-                       f"int bx) {{ run_grid([=]() {{ error_sum<{t}, {p}>(a, b, n, o); }}, gx, bx); }}\n")
+                       f"int bx) {{ run_grid([=]() {{ error_sum<{t}, {p}>(a, b, n, o); }}, gx, 1, 1, bx, 1, 0); }}\n")
     out.append('extern "C" void db(const double* np_, int isp, double ns, const double* dp, double ds, double* o, '
-               "int gx, int bx) { run_grid([=]() { decibels(np_, isp, ns, dp, ds, o); }, gx, bx); }\n")
+               "int gx, int bx) { run_grid([=]() { decibels(np_, isp, ns, dp, ds, o); }, gx, 1, 1, bx, 1, 0); }\n")
     return "".join(out)
 
 

@@ -91,6 +91,6 @@ def _decibels_cupy(be, num, den, den_scale=1.0):
     den_dev = isinstance(den, xp.ndarray)
     den_arr = xp.asarray(den, dtype=xp.float64) if not (den_dev and den.dtype == xp.float64) else den
     num_arr = (num if num.dtype == xp.float64 else num.astype(xp.float64)) if num_dev else den_arr
-    _FAMILY.get("decibels")((1,), (32,), (num_arr, np.int32(num_dev), np.float64(1.0 if num_dev else num),
+    _FAMILY.get("decibels")((1,), (1,), (num_arr, np.int32(num_dev), np.float64(1.0 if num_dev else num),
                                          den_arr, np.float64(den_scale), out))
     return out
