@@ -4,7 +4,7 @@
 #     ../shared/device-wheels cucim-cu13 hypothesis sortedcontainers attrs pwlf PyWavelets imagecodecs \
 #       tqdm dask distributed cloudpickle fsspec partd locket toolz tblib zict msgpack tornado psutil \
 #       pytest-xdist execnet pytest-benchmark py-cpuinfo
-#   on the GPU machine:  GPUIMG_COMMIT=<sha> bash benchmarks/gpu_check.sh [quick]
+#   on the GPU machine:  GPUIMG_COMMIT=<sha> TEST_TIMEOUT=150 BENCH_TIMEOUT=120 bash benchmarks/gpu_check.sh [quick]
 # It installs the carried wheels without network, runs the whole test suite with CuPy active,
 # runs the GPU benchmarks against their peers, and writes benchmarks/results/gpu-<date>.json
 # (device, commit, kernels_sha256, test counts, ratios). Copies of the raw outputs go to $OUT.
@@ -51,3 +51,14 @@ REPORT="benchmarks/results/gpu-$DATE.json"
 [ "$DRY_RUN" = "1" ] && REPORT="$OUT/gpu-dry-run.json"
 $PY benchmarks/gpu_report.py --junit "$OUT/junit.xml" --bench "$OUT/bench.json" --commit "$COMMIT" --out "$REPORT"
 [ "$REPORT" = "$OUT/gpu-dry-run.json" ] || cp "$REPORT" "$OUT/"
+# where the time goes (PROFILE=0 skips it): host vs device time of the hot steps, and per-kernel
+# duration, DRAM and SM throughput under ncu when the image has it
+if [ "${PROFILE:-1}" = "1" ] && [ "$DRY_RUN" != "1" ]; then
+    timeout ${PROFILE_TIMEOUT:-25} $PY benchmarks/gpu_experiments.py rl_steps kernels_only > "$OUT/exp.txt" 2>&1
+    NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+    [ -n "$NCU" ] && timeout ${PROFILE_TIMEOUT:-25} "$NCU" --metrics \
+        gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
+        -k regex:"window_moments|correlate_tiled|warp_point|resample|error_sum|rl_|spectrum|margins" \
+        $PY benchmarks/gpu_experiments.py ncu-case > "$OUT/ncu.txt" 2>&1
+fi
+exit 0
