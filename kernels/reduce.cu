@@ -6,10 +6,8 @@
 // decibels: *out = 10 log10(num / den) with num = num_s * (num_is_ptr ? *num_p : 1) and
 //   den = den_s * *den_p, one thread: NaN when either is NaN, +inf when den <= 0 (or -inf when
 //   den < 0 and num <= 0), -inf when only num <= 0.
-#include "boundary.cuh"
-
-#define CUDART_INF __longlong_as_double(0x7ff0000000000000LL)
-#define CUDART_NAN __longlong_as_double(0x7ff8000000000000LL)
+#define GPUIMG_INF __longlong_as_double(0x7ff0000000000000LL)
+#define GPUIMG_NAN __longlong_as_double(0x7ff8000000000000LL)
 
 template <typename T, int POWER>
 __global__ void error_sum(const T* __restrict__ a, const T* __restrict__ b, long long n,
@@ -38,11 +36,11 @@ __global__ void decibels(const double* __restrict__ num_p, int num_is_ptr, doubl
     const double den = den_s * den_p[0];
     double r;
     if (isnan(num) || isnan(den))
-        r = CUDART_NAN;
+        r = GPUIMG_NAN;
     else if (!(den > 0.0))
-        r = (num > 0.0 || den == 0.0) ? CUDART_INF : -CUDART_INF;
+        r = (num > 0.0 || den == 0.0) ? GPUIMG_INF : -GPUIMG_INF;
     else if (!(num > 0.0))
-        r = -CUDART_INF;
+        r = -GPUIMG_INF;
     else
         r = 10.0 * log10(num / den);
     out[0] = r;

@@ -5,8 +5,6 @@
 // the unnormalised inverse cuFFT transform that follows yields the normalised inverse, so the
 // scaling costs no pass of its own. Launched by rows (launch_rows): x over columns, y over rows,
 // z over planes.
-#include "boundary.cuh"
-
 template <typename T>
 __global__ void spectrum_multiply(T* __restrict__ X, const T* __restrict__ H, long long planes,
                                   long long rows, long long cols, T s) {

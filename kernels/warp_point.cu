@@ -130,8 +130,8 @@ __global__ void warp_point(const T* __restrict__ src, T* __restrict__ dst,
         }
         long long cx[NT], cy[NT];
         for (int k = 0; k < NT; ++k) {
-            cx[k] = gpuimg::boundary_index<MODE, long long>((long long)fx0 + FIRST + k, w);
-            cy[k] = gpuimg::boundary_index<MODE, long long>((long long)fy0 + FIRST + k, h);
+            cx[k] = gpuimg::boundary_index<MODE, long long>(ix0 + k, w);
+            cy[k] = gpuimg::boundary_index<MODE, long long>(iy0 + k, h);
         }
         for (long long b = 0; b < nimg; ++b) {
             const T* img = src + b * plane_in;

@@ -22,9 +22,6 @@ path, which accumulates in float64 as SciPy does.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 import scipy.fft
 import scipy.ndimage
@@ -32,6 +29,7 @@ import scipy.ndimage
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._lru import LRU
 from gpuimg._parallel import run_chunks, run_ranges, splits, workers
 from gpuimg._prims.fft_axes import fft_workers, irfftn_by_axes
 
@@ -256,27 +254,18 @@ def _correlate_direct_cupy(be, x, w, mode, cval, centers, flip=False):
 
 # Spectra of recently used kernels: iterative restoration applies one PSF many times, and the
 # kernel's transform costs half an image transform.
-_SPECTRA: "OrderedDict[tuple, object]" = OrderedDict()
-_SPECTRA_SIZE = 4
-_spectra_lock = threading.Lock()
+_SPECTRA = LRU(4)
 
 
 def _kernel_spectrum(be, w, fshape, dtype, fft_kwargs, device):
     nd = w.ndim
     key = (be.name, device, np.dtype(dtype).str, tuple(fshape), w.shape, w.tobytes())
-    with _spectra_lock:
-        spec = _SPECTRA.get(key)
-        if spec is not None:
-            _SPECTRA.move_to_end(key)
-            return spec
+    spec = _SPECTRA.get(key)
+    if spec is not None:
+        return spec
     # correlation with w is convolution with w reversed
     wf = be.asarray(np.ascontiguousarray(w[(slice(None, None, -1),) * nd]), dtype=dtype)
-    spec = be.fft.rfftn(wf, s=fshape, axes=tuple(range(nd)), **fft_kwargs)
-    with _spectra_lock:
-        _SPECTRA[key] = spec
-        while len(_SPECTRA) > _SPECTRA_SIZE:
-            _SPECTRA.popitem(last=False)
-    return spec
+    return _SPECTRA.put(key, be.fft.rfftn(wf, s=fshape, axes=tuple(range(nd)), **fft_kwargs))
 
 
 def _fft_valid(be, xpad, w, fft_kwargs, inverse, device=None):

@@ -46,6 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpuimg._backend import primitive
+from gpuimg._lru import LRU
 from gpuimg._prims.fft_axes import fft_workers
 
 
@@ -69,7 +70,7 @@ def _dct2_cupy(be, x, inverse=False, overwrite=False):
     return (_idct2_rfft if inverse else _dct2_rfft)(be, xp, x, reuse)
 
 
-_TWIDDLES: dict[tuple, tuple] = {}
+_TWIDDLES = LRU(8)
 
 
 def _twiddles(xp, n1, n2, dtype):
@@ -91,11 +92,8 @@ def _twiddles(xp, n1, n2, dtype):
         return s * np.exp(-0.5j * np.pi * k / n)
 
     f1, f2 = 2.0 * factor(n1)[:, None], factor(n2)
-    hit = tuple(xp.asarray(f, dtype=cdtype) for f in (f1, f2, 0.5 / f1, 1.0 / f2, np.conj(0.5 / f1)))
-    if len(_TWIDDLES) >= 8:
-        _TWIDDLES.clear()
-    _TWIDDLES[key] = hit
-    return hit
+    return _TWIDDLES.put(key, tuple(xp.asarray(f, dtype=cdtype) for f in (f1, f2, 0.5 / f1, 1.0 / f2,
+                                                                          np.conj(0.5 / f1))))
 
 
 def _reorder_pairs(n):

@@ -15,14 +15,12 @@ per output sample, accumulating in the image dtype). Both skip zero-weight taps.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 import scipy.sparse
 
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._lru import LRU
 from gpuimg._parallel import run_chunks, splits, workers
 
 #: elements of source per block of the column pass (a block stays in a core's L2 cache)
@@ -102,9 +100,7 @@ def _columns(rows, idx, w):
 
 #: device copies of read-only host tables, by (device, id, dtype); each entry keeps its host
 #: table alive, so an id is never reused while it is cached
-_DEVICE_TABLES: "OrderedDict[tuple, tuple]" = OrderedDict()
-_DEVICE_TABLES_SIZE = 64
-_tables_lock = threading.Lock()
+_DEVICE_TABLES = LRU(64)
 
 
 def _device_table(xp, table, dtype):
@@ -112,18 +108,11 @@ def _device_table(xp, table, dtype):
     (resize's memoised ones) are copied once, which spares a host-to-device copy per call."""
     if isinstance(table, xp.ndarray) or table.flags.writeable:
         return xp.ascontiguousarray(xp.asarray(table, dtype=dtype))
-    key = (xp.cuda.runtime.getDevice(), id(table), np.dtype(dtype).str)
-    with _tables_lock:
-        hit = _DEVICE_TABLES.get(key)
-        if hit is not None and hit[0] is table:
-            _DEVICE_TABLES.move_to_end(key)
-            return hit[1]
-    dev = xp.ascontiguousarray(xp.asarray(table, dtype=dtype))
-    with _tables_lock:
-        _DEVICE_TABLES[key] = (table, dev)
-        while len(_DEVICE_TABLES) > _DEVICE_TABLES_SIZE:
-            _DEVICE_TABLES.popitem(last=False)
-    return dev
+    key = (xp.cuda.Device().id, id(table), np.dtype(dtype).str)
+    hit = _DEVICE_TABLES.get(key)
+    if hit is None:
+        hit = _DEVICE_TABLES.put(key, (table, xp.ascontiguousarray(xp.asarray(table, dtype=dtype))))
+    return hit[1]
 
 
 @primitive("resample_axis", "cupy")

@@ -7,13 +7,11 @@ Images are stacks ``(..., H, W)``; gradients are forward differences with Neuman
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, launch_rows, type_name
+from gpuimg._lru import LRU
 from gpuimg._parallel import in_pool, run_chunks, run_ranges, workers
 from gpuimg._prims.fft_axes import fft_workers, irfftn_by_axes
 
@@ -340,9 +338,7 @@ _CUFFT_FORWARD, _CUFFT_INVERSE = -1, 1
 #: cuFFT plans of the restoration grids, by (device, kind, input shape, dtype): an iterative
 #: solver runs four transforms per iteration, and going through ``cupy.fft``'s dispatch (plan
 #: lookup, argument checks) costs more host time than launching the plan itself
-_PLANS: "OrderedDict[tuple, object]" = OrderedDict()
-_PLANS_SIZE = 8
-_plans_lock = threading.Lock()
+_PLANS = LRU(8)
 
 
 def _plannable(a, shape):
@@ -356,17 +352,25 @@ def _plannable(a, shape):
 def _grid_plan(be, a, grid, value_type):
     """A cached cuFFT plan over the last two axes of the C-contiguous ``a`` for ``grid``."""
     key = (be.xp.cuda.Device().id, value_type, a.shape, a.dtype.str, tuple(grid))
-    with _plans_lock:
-        plan = _PLANS.get(key)
-        if plan is not None:
-            _PLANS.move_to_end(key)
-            return plan
-    plan = be.fft.get_fft_plan(a, shape=tuple(grid), axes=(-2, -1), value_type=value_type)
-    with _plans_lock:
-        _PLANS[key] = plan
-        while len(_PLANS) > _PLANS_SIZE:
-            _PLANS.popitem(last=False)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS.put(key, be.fft.get_fft_plan(a, shape=tuple(grid), axes=(-2, -1), value_type=value_type))
     return plan
+
+
+def _c2r_plannable(X, grid):
+    """Whether the half-spectra ``X`` can run on a cached C2R plan for ``grid`` (cuFFT refuses
+    a side of 1 as well)."""
+    gh, gw = grid
+    return min(gh, gw) >= 2 and _plannable(X, (gh, gw // 2 + 1))
+
+
+def _c2r_unscaled(be, X, grid):
+    """The unnormalised inverse real transform of ``X`` (destroyed, as C2R does) on a cached plan."""
+    plan = _grid_plan(be, X, grid, "C2R")
+    out = plan.get_output_array(X, order="C")
+    plan.fft(X, out, _CUFFT_INVERSE)
+    return out
 
 
 @primitive("rfft_grid", "cupy")
@@ -389,12 +393,9 @@ def _irfft_grid_numpy(be, X, grid):
 @primitive("irfft_grid", "cupy")
 def _irfft_grid_cupy(be, X, grid):
     gh, gw = (int(n) for n in grid)
-    if not _plannable(X, (gh, gw // 2 + 1)) or min(gh, gw) < 2:
+    if not _c2r_plannable(X, (gh, gw)):
         return be.fft.irfft2(X, s=grid, overwrite_x=True)
-    # C2R overwrites its input, which the contract allows
-    plan = _grid_plan(be, X, grid, "C2R")
-    out = plan.get_output_array(X, order="C")
-    plan.fft(X, out, _CUFFT_INVERSE)
+    out = _c2r_unscaled(be, X, grid)
     out *= out.dtype.type(1.0 / (gh * gw))
     return out
 
@@ -416,7 +417,7 @@ def _irfft_filtered_numpy(be, X, H, grid):
 def _irfft_filtered_cupy(be, X, H, grid):
     gh, gw = (int(n) for n in grid)
     half = (gh, gw // 2 + 1)
-    if not _plannable(X, half) or min(gh, gw) < 2 or H.shape != half or H.dtype != X.dtype:
+    if not _c2r_plannable(X, (gh, gw)) or H.shape != half or H.dtype != X.dtype:
         X *= H
         return _irfft_grid_cupy(be, X, grid)
     H = be.xp.ascontiguousarray(H)
@@ -426,10 +427,7 @@ def _irfft_filtered_cupy(be, X, H, grid):
     planes = X.size // (half[0] * half[1])
     launch_rows(kern, planes, half[0], half[1], (X, H, np.int64(planes), np.int64(half[0]), np.int64(half[1]),
                                                  real.type(1.0 / (gh * gw))))
-    plan = _grid_plan(be, X, grid, "C2R")
-    out = plan.get_output_array(X, order="C")
-    plan.fft(X, out, _CUFFT_INVERSE)
-    return out
+    return _c2r_unscaled(be, X, grid)
 
 
 @primitive("map_batch", "numpy")

@@ -44,6 +44,7 @@ import numpy as np
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, type_name
+from gpuimg._lru import LRU
 from gpuimg._parallel import run_ranges, workers
 
 KINDS = {"ssim": 0, "cs": 1, "mse": 2, "ncc": 3}
@@ -307,17 +308,15 @@ def _smem_bytes(th, nq, rx, ry, itemsize, ntaps):
     return taps + tiles + hsum + red
 
 
-_taps_cache: dict = {}
+_DEVICE_TAPS = LRU(256)
 
 
 def _device_taps(xp, host):
     """Window taps on the current device, copied once per (device, taps) and reused."""
     key = (xp.cuda.Device().id, host.tobytes())
-    dev = _taps_cache.get(key)
+    dev = _DEVICE_TAPS.get(key)
     if dev is None:
-        if len(_taps_cache) > 256:
-            _taps_cache.clear()
-        dev = _taps_cache[key] = xp.asarray(host)
+        dev = _DEVICE_TAPS.put(key, xp.asarray(host))
     return dev
 
 

@@ -147,10 +147,7 @@ class BlurOperator:
         return py * px
 
     def _times_adjoint(self, R: Any) -> None:
-        """``R *= otf_adjoint`` in place, also when it is not stored."""
-        if self.otf_adjoint is not None:
-            R *= self.otf_adjoint
-            return
+        """``R *=`` A^T's transfer function in place when ``otf_adjoint`` is not stored."""
         xp = self.be.xp
         xp.conjugate(R, out=R)
         R *= self.otf
