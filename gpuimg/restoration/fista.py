@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from gpuimg._backend import get_backend
-from gpuimg._validate import check_choice, check_positive
+from gpuimg._validate import check_array, check_choice, check_positive, check_same_shape
 from gpuimg.restoration._common import (
     Monitor,
     accelerate,
@@ -22,6 +22,7 @@ from gpuimg.restoration._common import (
     sumsq,
 )
 from gpuimg.restoration.gradient import RESTARTS
+from gpuimg.restoration.linear import direct_wiener, wiener
 from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, fgp, tv_norm
 
@@ -31,6 +32,9 @@ __all__ = ["TV_WEIGHT_EXPONENT", "TV_WEIGHT_SCALE", "default_tv_weight", "fista_
 #: (:func:`default_tv_weight`)
 TV_WEIGHT_SCALE = 0.37
 TV_WEIGHT_EXPONENT = 1.3
+#: the TV solvers' ``x0="wiener"`` start uses the balance ``WARM_START_BALANCE * weight / g``
+WARM_START_BALANCE = 0.2
+X0_KINDS = ("auto", "wiener", "image")
 
 
 def image_scales(xp: Any, b: Any) -> tuple[Any, Any]:
@@ -92,9 +96,38 @@ def resolve_tv_weight(xp: Any, b: Any, weight: Any, scales: tuple[Any, Any] | No
     return float(xp.mean(_weight_from_scales(xp, sigma, g)))
 
 
+def start_image(be: Any, b: Any, psf: Any, x0: Any, boundary: str, weight: float, g: Any) -> Any:
+    """The frame-shaped start of a TV solver: the given array, ``b`` (``"image"``, and
+    ``"auto"`` where no fast transform solves the Wiener filter exactly), or :func:`wiener`
+    with the Laplacian regulariser and the balance ``WARM_START_BALANCE * weight / g``
+    (``g`` from :func:`image_scales`, per image): the quadratic
+    penalty ``λ |∇x|^2 / 2`` whose slope matches ``weight |∇x|`` at a fifth of the typical
+    difference."""
+    xp = be.xp
+    if not isinstance(x0, str):
+        return xp.asarray(x0, dtype=b.dtype)
+    if x0 == "image" or x0 == "auto" and not direct_wiener(xp, psf, boundary):
+        return b
+    lam = WARM_START_BALANCE * weight / xp.maximum(g, np.finfo(np.float64).tiny)
+    return wiener(b, psf, balance=lam, boundary="periodic" if boundary == "periodic" else "reflect")
+
+
+def check_x0(image: Any, x0: Any) -> None:
+    """``x0`` is one of :data:`X0_KINDS` or a finite real array shaped like ``image`` on its
+    backend."""
+    if isinstance(x0, str):
+        check_choice("x0", x0, X0_KINDS)
+        return
+    check_array("x0", x0)
+    xp = get_backend(image, x0, names=("image", "x0")).xp
+    check_same_shape("image", image, "x0", x0)
+    if not bool(xp.isfinite(x0).all()):
+        raise ValueError("x0 contains NaN or Inf values")
+
+
 def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic", bounds: Any = (0, 1),
              num_iter: int = 200, inner_iter: int = 10, monotone: bool = False, restart: str | None = None,
-             boundary: str = "reflect",
+             boundary: str = "reflect", x0: Any = "auto",
              tol: float = 0.0, callback: Callable[..., Any] | None = None, return_info: bool = False) -> Any:
     """Total-variation deconvolution by FISTA with an FGP prox (Beck & Teboulle 2009).
 
@@ -113,7 +146,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     Parameters
     ----------
     image : array, shape (..., H, W)
-        Blurred, noisy images ``b`` (start ``x_0 = P_C(b)``); leading axes are a batch.
+        Blurred, noisy images ``b``; leading axes are a batch.
     psf : array, shape (kh, kw)
         Point-spread function (normalised to unit sum; centre at ``(kh // 2, kw // 2)``).
     weight : float or None
@@ -124,9 +157,10 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     bounds : (lo, hi) or None
         Box constraint; default ``(0, 1)`` for images scaled to [0, 1].
     num_iter : int
-        Outer (FISTA) iterations. With the default weight FISTA is still improving at 100
-        iterations on low-noise images (benchmark scenes, mean ISNR 6.84 dB at 100, 7.64 at
-        200, 7.89 at 1000); :func:`admm_tv` reaches 7.92 in 100 iterations, in less time.
+        Outer (FISTA) iterations. With the default weight FISTA is still improving at 200
+        iterations on low-noise images (``benchmarks/quality_restoration.py``: mean ISNR
+        7.70 dB at 200, 7.89 at 1000); :func:`admm_tv` reaches 7.92 in 100 iterations, in
+        less time.
     inner_iter : int
         FGP iterations per prox.
     monotone : bool
@@ -136,6 +170,16 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
         :func:`gpuimg.restoration.nesterov`; ``info["restarts"]`` records it.
     boundary : {"reflect", "periodic", "free"}
         Boundary model of ``A``; ``"free"`` estimates a larger scene and crops it.
+    x0 : {"auto", "wiener", "image"} or array
+        Start. ``"image"``: :math:`P_C(b)`. ``"wiener"``: :math:`P_C` of the Wiener–Hunt
+        filter (:func:`wiener`, Laplacian regulariser, balance ``0.2 w / g`` with ``g`` as in
+        :func:`default_tv_weight`, the reflect model for ``"free"``, extended at the edges),
+        which gives the poorly conditioned frequencies, where FISTA moves slowly, a good
+        start. ``"auto"``: ``"wiener"`` where one pair of fast transforms solves it exactly
+        (``"periodic"``, or a PSF symmetric in each axis), else ``"image"`` (for other PSFs
+        the filter's conjugate-gradient solve costs about as much as the iterations it
+        saves, and a partial solve is a worse start than the image). An array: that start,
+        shaped like ``image``.
     tol, callback, return_info
         As in :func:`landweber`; ``info["objective"]`` holds :math:`F(x_k)` per iteration and
         image, ``info["weight"]`` the weight used.
@@ -170,10 +214,12 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     check_choice("tv", tv, TV_KINDS)
     check_positive("inner_iter", inner_iter, integer=True)
     check_choice("restart", restart, RESTARTS)
+    check_x0(image, x0)
     lo, hi = check_bounds(bounds)
     xp = be.xp
     batch = b.shape[:-2]
-    weight_value = resolve_tv_weight(xp, b, weight)
+    scales = image_scales(xp, b) if weight is None or isinstance(x0, str) and x0 != "image" else None
+    weight_value = resolve_tv_weight(xp, b, weight, scales)
     iso = tv == "isotropic"
     L = A.lipschitz()
     dt = b.dtype.type
@@ -185,7 +231,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     def objective(ax: Any, x: Any) -> Any:
         return 0.5 * sumsq(xp, ax - b) + weight_value * tv_norm(be, x, iso)
 
-    x = project(xp, A.embed(b), lo, hi)
+    x = project(xp, A.embed(start_image(be, b, psf, x0, boundary, weight_value, scales and scales[1])), lo, hi)
     ax = xp.ascontiguousarray(A.apply(x))
     y = x.copy()
     # the residual A y - b, placed in a grid buffer that the adjoint's FFT takes as it is

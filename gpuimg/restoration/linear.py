@@ -12,7 +12,7 @@ from gpuimg.restoration.noise import estimate_noise
 from gpuimg.restoration.operator import BlurOperator
 from gpuimg.restoration.tv import check_bounds
 
-__all__ = ["inverse_filter", "wiener"]
+__all__ = ["direct_wiener", "inverse_filter", "wiener"]
 
 _DIRECT_BOUNDARIES = ("periodic", "reflect")
 
@@ -160,6 +160,12 @@ def _prepare_direct(image: Any, psf: Any, boundary: str, reg: Any = None) -> tup
     return be, _ReflectCG(be, b, A)
 
 
+def direct_wiener(xp: Any, psf: Any, boundary: str) -> bool:
+    """Whether one pair of fast transforms solves :func:`wiener` exactly: the periodic model,
+    or the reflect model of a PSF symmetric in each axis (DCT-II)."""
+    return boundary == "periodic" or _axis_symmetric(xp, xp.asarray(psf))
+
+
 def inverse_filter(image: Any, psf: Any, *, eps: float = 1e-3, boundary: str = "reflect", bounds: Any = None) -> Any:
     """Naive deconvolution by division in the Fourier domain (truncated inverse filter).
 
@@ -232,9 +238,9 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
         Blurred images; leading axes are a batch.
     psf : array, shape (kh, kw)
         Point-spread function (normalised to unit sum; centre at ``(kh // 2, kw // 2)``).
-    balance : float or None
-        ``λ > 0``. ``None`` derives it per image from the noise: ``λ = 5 σ^2 / var(b)``
-        with ``σ`` from :func:`estimate_noise`.
+    balance : float, array of shape ``image.shape[:-2]``, or None
+        ``λ > 0``, for all images or one per image. ``None`` derives it per image from the
+        noise: ``λ = 5 σ^2 / var(b)`` with ``σ`` from :func:`estimate_noise`.
     reg : array, shape (rh, rw), optional
         Impulse response of the regularisation operator ``r`` (centre ``(rh//2, rw//2)``).
     boundary : {"reflect", "periodic"}
@@ -278,14 +284,24 @@ def wiener(image: Any, psf: Any, *, balance: Any = None, reg: Any = None, bounda
     deconvolution", J. Opt. Soc. Am. A 27(7), 2010.
     """
     lo, hi = check_bounds(bounds)
-    if balance is not None:
+    per_image = getattr(balance, "ndim", 0) > 0
+    if per_image:
+        check_array("balance", balance)
+        if tuple(balance.shape) != tuple(image.shape[:-2]):
+            raise ValueError(f"balance must be a float or have the batch shape {tuple(image.shape[:-2])}, "
+                             f"got shape {tuple(balance.shape)}")
+        if not bool((balance > 0).all()) or not np.isfinite(float(balance.sum())):
+            raise ValueError("balance must be finite and > 0 for every image")
+    elif balance is not None:
         lam = check_weight("balance", balance)
     if reg is not None:
         check_array("reg", reg, ndim=2)
     be, T = _prepare_direct(image, psf, boundary, reg)
     xp = be.xp
     dtype = T.b.dtype
-    if balance is None:
+    if per_image:
+        lam = xp.asarray(balance, dtype=dtype)[..., None, None]
+    elif balance is None:
         lam = default_balance(be, T.b).astype(dtype)[..., None, None]
     if reg is None:
         if min(T.limit) < 3:
