@@ -9,6 +9,7 @@ The memory test prints each solver's CuPy memory-pool peak as a multiple of the 
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from _gpu_memory import pool_peak
 
 from gpuimg import psf as P
 from gpuimg import restoration as R
@@ -90,22 +91,7 @@ def test_gpu_memory_peak(be, rng, name):
     b, k = _blurred(rng, (2048, 2048), np.float32)
     bb, kk = be.asarray(b), be.asarray(k)
     SOLVERS[name](bb, kk)  # plans and kernels
-    be.sync()
-    pool = be.xp.get_default_memory_pool()
-    pool.free_all_blocks()
-    base = pool.used_bytes()
-    peak = [0]
-
-    class Peak(be.xp.cuda.memory_hook.MemoryHook):
-        name = "gpuimg_peak"
-
-        def malloc_postprocess(self, **kw):
-            peak[0] = max(peak[0], pool.used_bytes() - base)
-
-    with Peak():
-        out = SOLVERS[name](bb, kk)
-        be.sync()
-    del out
-    ratio = peak[0] / bb.nbytes
+    peak, _ = pool_peak(be, lambda: SOLVERS[name](bb, kk))
+    ratio = peak / bb.nbytes
     print(f"{name}: GPU peak {ratio:.1f}x image bytes")
     assert ratio <= 10

@@ -54,11 +54,11 @@ $PY benchmarks/gpu_report.py --junit "$OUT/junit.xml" --bench "$OUT/bench.json" 
 # where the time goes (PROFILE=0 skips it): host vs device time of the hot steps, and per-kernel
 # duration, DRAM and SM throughput under ncu when the image has it
 if [ "${PROFILE:-1}" = "1" ] && [ "$DRY_RUN" != "1" ]; then
-    timeout ${PROFILE_TIMEOUT:-25} $PY benchmarks/gpu_experiments.py rl_steps kernels_only > "$OUT/exp.txt" 2>&1
+    timeout ${PROFILE_TIMEOUT:-25} $PY benchmarks/gpu_profile.py rl_steps kernels_only > "$OUT/exp.txt" 2>&1
     NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
     [ -n "$NCU" ] && timeout ${PROFILE_TIMEOUT:-25} "$NCU" --metrics \
         gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
         -k regex:"window_moments|correlate_tiled|warp_point|resample|error_sum|rl_|spectrum|margins" \
-        $PY benchmarks/gpu_experiments.py ncu-case > "$OUT/ncu.txt" 2>&1
+        $PY benchmarks/gpu_profile.py ncu-case > "$OUT/ncu.txt" 2>&1
 fi
 exit 0

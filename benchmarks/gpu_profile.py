@@ -1,14 +1,18 @@
-"""Where GPU time goes: host (Python) time vs device time per call, and host profiles.
+"""Where GPU time goes. Run on a GPU machine from the repository root::
 
-Run on a GPU machine from the repository root::
+    python benchmarks/gpu_profile.py [PART ...] [--quick] > profile.txt
 
-    python benchmarks/gpu_profile.py [--quick] > profile.txt
+Parts (default ``timings host memory``):
 
-For each case it prints ``cupyx.profiler.benchmark``'s mean CPU time (the host's share of a
-call, launches included) and GPU time (device work between the call's first and last event).
-A call whose CPU time is close to its GPU time is bound by the host, not by its kernels. Then it
-prints the functions with the most host time (cProfile, no synchronisation) for a few cases, and
-each deconvolution solver's memory-pool peak with its largest allocations.
+- ``timings``: for each case ``cupyx.profiler.benchmark``'s mean CPU time (the host's share of
+  a call, launches included) and GPU time (device work between the call's first and last
+  event). A call whose CPU time is close to its GPU time is bound by the host, not its kernels.
+- ``host``: the functions with the most host time (cProfile, no synchronisation) for a few cases.
+- ``memory``: each deconvolution solver's memory-pool peak with its largest allocations.
+- ``fft_sizes``: cuFFT ``rfft2`` + ``irfft2`` per grid size near 2048 plus a PSF's margins.
+- ``rl_steps``: one Richardson-Lucy iteration on 2048^2 float32 split into its steps.
+- ``kernels_only``: primitives called directly (no argument checks) next to the public calls.
+- ``ncu-case``: one call of each kernel family of interest, to run under ``ncu -k regex:...``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,20 @@ import sys
 import traceback
 
 import numpy as np
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _gpu_memory import pool_peak
+
+
+def _row(name, fn, n=20):
+    """Print the mean host and device milliseconds of ``fn`` (``n`` timed calls)."""
+    from cupyx.profiler import benchmark
+
+    try:
+        r = benchmark(fn, n_repeat=n, n_warmup=3)
+        print(f"{name:44s} cpu {r.cpu_times.mean() * 1e3:8.3f} ms  gpu {r.gpu_times.mean() * 1e3:8.3f} ms", flush=True)
+    except Exception:
+        print(f"{name:44s} FAILED {traceback.format_exc(limit=3)}", flush=True)
 
 
 def _cases(be, cp, ndi):
@@ -71,16 +89,14 @@ def _cases(be, cp, ndi):
     }
 
 
-def _timings(cases, quick):
-    from cupyx.profiler import benchmark
+def timings(cp, quick):
+    import cupyx.scipy.ndimage as ndi
 
-    print(f"{'case':34s} {'cpu ms':>9s} {'gpu ms':>9s}")
-    for name, fn in cases.items():
-        try:
-            r = benchmark(fn, n_repeat=5 if quick else 20, n_warmup=2)
-            print(f"{name:34s} {r.cpu_times.mean() * 1e3:9.3f} {r.gpu_times.mean() * 1e3:9.3f}", flush=True)
-        except Exception:
-            print(f"{name:34s} FAILED: {traceback.format_exc(limit=2)}", flush=True)
+    from gpuimg._backend import get_backend
+
+    print("== host (cpu) and device (gpu) time per call ==")
+    for name, fn in _cases(get_backend(backend="cupy"), cp, ndi).items():
+        _row(name, fn, 5 if quick else 20)
 
 
 def _host_profile(cases, names, cp, repeat=50):
@@ -100,10 +116,23 @@ def _host_profile(cases, names, cp, repeat=50):
         print("\n".join(s.getvalue().splitlines()[4:32]), flush=True)
 
 
-def _memory_peaks(be, cp):
+def host(cp, quick):
+    import cupyx.scipy.ndimage as ndi
+
+    from gpuimg._backend import get_backend
+
+    cases = _cases(get_backend(backend="cupy"), cp, ndi)
+    _host_profile(cases, ["convolve 2048 3x3", "psnr 2048", "undistort 4096 linear", "ssim 4096 gaussian full"], cp,
+                  repeat=10 if quick else 50)
+    _host_profile(cases, ["richardson_lucy 2048 11 it"], cp, repeat=3)
+
+
+def memory(cp, quick):
     from gpuimg import psf as P
     from gpuimg import restoration as R
+    from gpuimg._backend import get_backend
 
+    be = get_backend(backend="cupy")
     rng = np.random.default_rng(1)
     b = cp.asarray(rng.random((2048, 2048), dtype=np.float32))
     k = cp.asarray(P.gaussian((19, 19), 3.0).astype(np.float32))
@@ -115,56 +144,135 @@ def _memory_peaks(be, cp):
         "admm_tv": lambda: R.admm_tv(b, k, weight=1e-3, num_iter=5),
         "richardson_lucy": lambda: R.richardson_lucy(b, k, num_iter=5),
     }
-    pool = cp.get_default_memory_pool()
-    print("\n== memory-pool peak, 2048^2 float32, as multiples of the image's bytes ==")
+    print("== memory-pool peak, 2048^2 float32, as multiples of the image's bytes ==")
     for name, fn in solvers.items():
         fn()
-        cp.cuda.Device().synchronize()
-        pool.free_all_blocks()
-        base = pool.used_bytes()
-        peak = [0]
-        sizes = []
-
-        class Peak(cp.cuda.memory_hook.MemoryHook):
-            name = "peak"
-
-            def malloc_postprocess(self, **kw):
-                peak[0] = max(peak[0], pool.used_bytes() - base)
-                sizes.append(kw.get("mem_size", 0))
-
-        with Peak():
-            out = fn()
-            cp.cuda.Device().synchronize()
-        del out
+        peak, sizes = pool_peak(be, fn)
         big = sorted(sizes, reverse=True)[:12]
-        print(f"{name:16s} peak {peak[0] / b.nbytes:5.1f}x; largest allocations (x image): "
+        print(f"{name:16s} peak {peak / b.nbytes:5.1f}x; largest allocations (x image): "
               + " ".join(f"{s / b.nbytes:.2f}" for s in big), flush=True)
 
 
-def main() -> int:
-    quick = "--quick" in sys.argv
-    import cupy as cp
+def fft_sizes(cp, quick):
+    print("== rfft2 + irfft2, float32, one image ==")
+    for n in (2048, 2066, 2100, 2160, 2187, 2240, 2304, 2400, 2560, 3072, 4096):
+        x = cp.random.random((n, n), dtype=cp.float32)
+
+        def pair(x=x, n=n):
+            return cp.fft.irfft2(cp.fft.rfft2(x), s=(n, n))
+
+        _row(f"fft pair {n}", pair)
+    for n in (2100, 2304):
+        x = cp.random.random((8, 528 if n == 2304 else 525, 528 if n == 2304 else 525), dtype=cp.float32)
+        _row(f"fft pair batch 8x{x.shape[-1]}", lambda x=x: cp.fft.irfft2(cp.fft.rfft2(x), s=x.shape[-2:]))
+
+
+def rl_steps(cp, quick):
+    from gpuimg import psf as P
+    from gpuimg._backend import get_backend
+    from gpuimg.restoration.operator import BlurOperator
+
+    be = get_backend(backend="cupy")
+    b = cp.random.random((2048, 2048), dtype=cp.float32)
+    k = cp.asarray(P.gaussian((19, 19), 3.0).astype(np.float32))
+    A = BlurOperator(be, k, b.shape, np.float32, "reflect")
+    print(f"== RL steps, grid {A.grid} ==")
+    xe, x = A.lift(b)
+    ratio = cp.zeros(A.grid, dtype=cp.float32)
+    r_in = ratio[:2048, :2048]
+    ax = A.apply_lifted(xe)
+    _row("apply_lifted (rfft, *otf, irfft)", lambda: A.apply_lifted(xe))
+    _row("rl_ratio", lambda: be.rl_ratio(b, ax, 1e-30, out=r_in))
+    _row("adjoint_lifted (rfft, *otf', irfft, fold)", lambda: A.adjoint_lifted(ratio))
+    corr = A.adjoint_lifted(ratio)
+    y = x.copy()
+    _row("rl_update", lambda: be.rl_update(y, corr, None, 0.0, 0.0, out=y))
+    _row("refresh (reflect margins)", lambda: A.refresh(xe))
+    X = be.rfft_grid(xe, A.grid)
+    _row("rfft_grid", lambda: be.rfft_grid(xe, A.grid))
+    _row("X *= otf", lambda: X.__imul__(A.otf))
+    _row("irfft_grid (copy of X)", lambda: be.irfft_grid(X.copy(), A.grid))
+    _row("X.copy()", lambda: X.copy())
+
+
+def kernels_only(cp, quick):
     import cupyx.scipy.ndimage as ndi
 
-    from gpuimg._backend import get_backend, use_backend
+    from gpuimg import filters, metrics
+    from gpuimg._backend import get_backend
 
-    with use_backend("cupy"):
-        be = get_backend(backend="cupy")
+    be = get_backend(backend="cupy")
+    x = cp.random.random((2048, 2048), dtype=cp.float32)
+    w = cp.random.random((3, 3), dtype=cp.float32)
+    print("== convolve 2048^2 3x3 ==")
+    _row("correlate_direct primitive", lambda: be.correlate_direct(x, w, "reflect", 0.0, [1, 1]))
+    _row("filters.correlate", lambda: filters.correlate(x, w))
+    _row("filters.convolve", lambda: filters.convolve(x, w))
+    _row("cupyx correlate", lambda: ndi.correlate(x, w))
+    _row("cupyx convolve", lambda: ndi.convolve(x, w))
+    _row("x * 2 (elementwise, 2048^2)", lambda: x * 2)
+    a = cp.random.random((4096, 4096), dtype=cp.float32)
+    bb = cp.random.random((4096, 4096), dtype=cp.float32)
+    print("== ssim 4096^2 ==")
+    g = np.asarray(filters.gaussian_kernel1d(1.5, 0, 5) if hasattr(filters, "gaussian_kernel1d") else np.ones(11) / 11)
+    _row("window_moments primitive, map only", lambda: be.window_moments(a, bb, "ssim", [g, g], want_map=True))
+    _row("window_moments primitive, map + crop", lambda: be.window_moments(a, bb, "ssim", [g, g], crop=5))
+    _row("metrics.ssim gaussian full", lambda: metrics.ssim(a, bb, data_range=1.0, gaussian_weights=True, full=True))
+    _row("a + bb (3 x 64 MB)", lambda: a + bb)
+    _row("a.copy()", lambda: a.copy())
+    _row("psnr 4096", lambda: metrics.psnr(a, bb, data_range=1.0))
+    _row("cupy mse 4096", lambda: cp.mean((a - bb) ** 2))
+
+
+def ncu_case(cp, quick):
+    """One call of each kernel family of interest (for ``ncu -k regex:...``)."""
+    from gpuimg import filters, metrics, spline, transform
+    from gpuimg.registration import Distortion
+
+    a = cp.random.random((4096, 4096), dtype=cp.float32)
+    b = cp.random.random((4096, 4096), dtype=cp.float32)
+    x = cp.random.random((2048, 2048), dtype=cp.float32)
+    metrics.ssim(a, b, data_range=1.0, gaussian_weights=True, full=True)
+    filters.convolve(x, cp.random.random((3, 3), dtype=cp.float32))
+    c, s = np.cos(0.5) * 0.9, np.sin(0.5) * 0.9
+    transform.warp_affine(a, np.array([[c, -s, 300.0], [s, c, -200.0]]), interpolation="cubic", mode="nearest")
+    k = np.array([[3276.8, 0, 2048], [0, 3276.8, 2048], [0, 0, 1]])
+    Distortion(k, [-0.2, 0.05, 0.001, 0.0005, 0.0]).undistort(a, interpolation="linear")
+    spline.spline_filter(a, order=3)
+    from gpuimg import psf as P
+    from gpuimg import restoration as R
+
+    R.richardson_lucy(x, cp.asarray(P.gaussian((19, 19), 3.0).astype(np.float32)), num_iter=2)
+    transform.resize(cp.random.random((8192, 8192), dtype=cp.float32), (2048, 2048), interpolation="area")
+    metrics.psnr(a, b, data_range=1.0)
+    cp.cuda.Device().synchronize()
+
+
+PARTS = {"timings": timings, "host": host, "memory": memory, "fft_sizes": fft_sizes, "rl_steps": rl_steps,
+         "kernels_only": kernels_only, "ncu-case": ncu_case}
+
+
+def main(argv) -> int:
+    import cupy as cp
+
+    from gpuimg._backend import use_backend
+
+    names = [a for a in argv if not a.startswith("--")] or ["timings", "host", "memory"]
+    unknown = [n for n in names if n not in PARTS]
+    if unknown:
+        print(f"unknown part(s) {unknown}; parts: {list(PARTS)}", file=sys.stderr)
+        return 2
+    quick = "--quick" in argv
+    if names != ["ncu-case"]:
         print(cp.cuda.runtime.getDeviceProperties(0)["name"].decode())
-        cases = _cases(be, cp, ndi)
-        _timings(cases, quick)
-        try:
-            _host_profile(cases, ["convolve 2048 3x3", "psnr 2048", "undistort 4096 linear",
-                                  "ssim 4096 gaussian full"], cp)
-            _host_profile(cases, ["richardson_lucy 2048 11 it"], cp, repeat=3)
-        except Exception:
-            traceback.print_exc()
-        try:
-            _memory_peaks(be, cp)
-        except Exception:
-            traceback.print_exc()
+    with use_backend("cupy"):
+        for name in names:
+            try:
+                PARTS[name](cp, quick)
+            except Exception:
+                traceback.print_exc()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
