@@ -203,6 +203,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # deblur
 # --------------------------------------------------------------------------------------
 
+#: largest side of a ``--psf-gaussian`` / ``--psf-disk`` PSF, checked before it is built
+MAX_PSF_SIDE = 8193
 DEBLUR_METHODS = ("fista_tv", "admm_tv", "richardson_lucy", "wiener", "nesterov", "landweber")
 
 
@@ -226,7 +228,13 @@ def load_psf(args: argparse.Namespace) -> np.ndarray:
             raise CommandError(f"--psf {str(path)!r} must have a positive sum, got {total}")
         return img / total
     if args.psf_gaussian is not None:
-        n = 2 * math.ceil(4 * args.psf_gaussian) + 1
+        option, value, n = "--psf-gaussian", args.psf_gaussian, 2 * math.ceil(4 * args.psf_gaussian) + 1
+    else:
+        option, value, n = "--psf-disk", args.psf_disk, 2 * max(0, math.ceil(args.psf_disk - 0.5)) + 1
+    if n > MAX_PSF_SIDE:
+        raise CommandError(f"{option} {value:g} makes a {n} x {n} PSF; at most {MAX_PSF_SIDE} x {MAX_PSF_SIDE} "
+                           f"is supported (the PSF must also fit inside every image)")
+    if args.psf_gaussian is not None:
         return np.asarray(psf.gaussian((n, n), args.psf_gaussian))
     return np.asarray(psf.disk(args.psf_disk))
 

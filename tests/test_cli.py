@@ -172,6 +172,9 @@ def test_bad_arguments(tmp_path):
     assert gpuimg("deblur", tmp_path, "--out", tmp_path / "o").returncode == 2  # no PSF given
     proc = gpuimg("deblur", tmp_path / "x.png", "--out", tmp_path / "o", "--psf-disk", "-1")
     assert proc.returncode == 2 and "--psf-disk" in proc.stderr
+    # refused before a 2e6 x 2e6 PSF is built
+    proc = gpuimg("deblur", tmp_path / "x.png", "--out", tmp_path / "o", "--psf-disk", "1e6")
+    assert proc.returncode == 2 and "--psf-disk" in proc.stderr and "2000001 x 2000001" in proc.stderr
     proc = gpuimg("compare", tmp_path / "none.png", tmp_path / "t.png", "--metrics", "psnr,bogus")
     assert proc.returncode == 2 and "bogus" in proc.stderr
     proc = gpuimg("deblur", tmp_path, "--out", tmp_path / "o", "--psf-disk", 2, "--method", "landweber", "--weight", 1)
