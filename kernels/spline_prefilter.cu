@@ -11,19 +11,52 @@
 //   INIT 2  periodic with period n (grid-wrap)
 //
 // Parallel form (a two-level scan). A block of 256 threads owns `lt` lines, each cut into
-// `segs` segments of m = ceil(n / segs) samples (lt * segs = 256). Every thread runs both
-// recursions over its segment from a zero start and keeps the weighted sums the exact
-// initial values need; one thread per line then combines the segments in order. A first-order
-// recursion started from a wrong value differs from the true one by carry * z^k at the k-th
-// sample, so each segment is corrected by that term on its next sweep. Along the contiguous
-// axis (inner == 1) samples travel through a shared-memory tile in chunks of 128 bytes per
-// segment, so global loads and stores are coalesced; along other axes the threads of a warp
-// hold neighbouring lines, which are adjacent in memory. Arithmetic is carried out in T.
+// `segs` segments of m = ceil(n / segs) samples (lt * segs = 256; the launcher picks segs so
+// that lines * segs threads fill the GPU, and m < 2^31). Thread (sg, j) = sg * lt + j runs
+// both recursions over segment sg of line j from a zero start and keeps the weighted sums
+// the exact initial values need. A first-order recursion started from a wrong value differs
+// from the true one by carry * z^k at the k-th sample, and the carry into the next segment is
+// an affine function of the carry into this one, D' = z^len D + z u_end; the segments of a line
+// compose these maps (and add the sums) with a log2(segs)-step scan in shared memory, and
+// each segment applies its carry on its next sweep. Along the contiguous axis (inner == 1)
+// samples travel through a shared-memory tile in chunks of 128 bytes per segment (each warp
+// moves whole chunks, so global loads and stores are coalesced); along other axes the threads
+// of a warp hold neighbouring lines, which are adjacent in memory. Arithmetic is carried out
+// in T; segment-relative positions are 32-bit.
 
 #define GPUIMG_SPLINE_INIT_MIRROR 0
 #define GPUIMG_SPLINE_INIT_REFLECT 1
 #define GPUIMG_SPLINE_INIT_WRAP 2
 #define GPUIMG_SPLINE_THREADS 256
+
+namespace {
+
+// Inclusive scan over the segments of each line (thread tid = sg * lt + j): on return,
+// (a, b) is the composition of the affine maps d -> a d + b of segments 0..sg (forward) or
+// segs-1..sg (backward), the segment farthest from sg applied first, and s1, s2 are the sums
+// over the same segments. sh holds 4 * GPUIMG_SPLINE_THREADS values.
+template <typename T>
+__device__ __forceinline__ void scan_segments(T& a, T& b, T& s1, T& s2, T* sh, int tid, int sg, int segs,
+                                              int lt, bool backward) {
+    const int nt = GPUIMG_SPLINE_THREADS;
+    for (int off = 1; off < segs; off <<= 1) {
+        sh[tid] = a;
+        sh[nt + tid] = b;
+        sh[2 * nt + tid] = s1;
+        sh[3 * nt + tid] = s2;
+        __syncthreads();
+        if (backward ? sg + off < segs : sg >= off) {
+            const int t = backward ? tid + off * lt : tid - off * lt;
+            b = a * sh[nt + t] + b;
+            a = a * sh[t];
+            s1 += sh[2 * nt + t];
+            s2 += sh[3 * nt + t];
+        }
+        __syncthreads();
+    }
+}
+
+}  // namespace
 
 template <typename T, int INIT>
 __global__ void __launch_bounds__(GPUIMG_SPLINE_THREADS)
@@ -31,92 +64,122 @@ spline_prefilter(T* __restrict__ x, long long lines, long long n, long long inne
                  int npoles, double pole0, double pole1) {
     constexpr int CH = 128 / (int)sizeof(T);
     constexpr int NT = GPUIMG_SPLINE_THREADS;
+    constexpr int RS = NT / CH;  // tile rows one staging step covers
+    // the tile doubles as the scan's scratch (4 NT values) and the per-line totals (2 NT)
     __shared__ T tile[NT * (CH + 1)];
-    __shared__ T s_a[NT], s_b[NT], s_c[NT];  // per segment
-    __shared__ T s_l0[NT], s_l1[NT];         // per line
+    __shared__ T s_l0[NT], s_l1[NT];  // per line: first / last samples the exact starts need
+    __shared__ long long s_seg[NT];   // per tile row (thread): byte offset of its segment (staged)
+    __shared__ int s_len[NT];         // per tile row: samples of its segment in this tile
+    T* const s_t1 = tile + 4 * NT;
+    T* const s_t2 = tile + 5 * NT;
     if (n < 2) return;
     const int tid = threadIdx.x;
     const int lt = NT / segs;  // a power of two
     int lsh = 0;
     while ((1 << lsh) < lt) ++lsh;
-    const int j = tid % lt;
-    const int sg = tid / lt;
-    const long long m = (n + segs - 1) / segs;
-    const int nseg = (int)((n + m - 1) / m);
-    const int nch = (int)((m + CH - 1) / CH);
+    const int j = tid & (lt - 1);
+    const int sg = tid >> lsh;
+    const int m = (int)((n + segs - 1) / segs);
+    const int nch = (m + CH - 1) / CH;
     const bool staged = inner == 1;
-    const long long start = sg * m;
-    const long long e = (start + m < n ? start + m : n) - 1;  // last sample of the segment
-    const long long len = e - start + 1;                      // <= 0 for an unused segment
+    const long long start = (long long)sg * m;
+    const int len = start < n ? (int)(n - start < m ? n - start : m) : 0;  // 0: unused segment
+    const long long e = start + len - 1;                                   // last sample
+    // segment-relative positions of samples 0, n - 2 and n - 1 (-1 when not in this segment),
+    // of the samples the causal start sums, [r_in0, r_in1], and of the last sample <= n - 2
+    const int r_first = start == 0 ? 0 : -1;
+    const int r_last = e == n - 1 ? len - 1 : -1;
+    const int r_last2 = start <= n - 2 && n - 2 <= e ? (int)(n - 2 - start) : -1;
+    const int r_in0 = start == 0 ? 1 : 0;
+    const int r_to_n2 = e <= n - 2 ? len - 1 : (int)(n - 2 - start);
+    const int r_in1 = INIT == GPUIMG_SPLINE_INIT_WRAP ? len - 1 : r_to_n2;
     T gain = T(1);
     for (int p = 0; p < npoles; ++p) {
         const T z = (T)(p == 0 ? pole0 : pole1);
         gain *= (T(1) - z) * (T(1) - T(1) / z);
     }
+    // staging: this thread moves sample k of chunk ch of tile rows row0, row0 + RS, ...
+    const int k = tid & (CH - 1), row0 = tid / CH;
     const long long ntiles = (lines + lt - 1) / lt;
     for (long long tl = blockIdx.x; tl < ntiles; tl += gridDim.x) {
-        const long long line = tl * lt + j;
-        const bool active = line < lines && len > 0;
+        const long long line0 = tl * lt;
+        const bool has_line = j < lines - line0;
+        const bool active = has_line && len > 0;
+        const long long line = line0 + j;
         const long long o = line / inner;
-        T* const c = x + o * n * inner + (line - o * inner);  // valid when line < lines
+        // sample `start` of this thread's segment (valid when active)
+        T* const c = x + (o * n * inner + (line - o * inner)) + start * inner;
+        s_seg[tid] = (long long)sizeof(T) * (c - x);
+        s_len[tid] = active ? len : 0;
+        __syncthreads();
 
-        // Moves chunk ch of every segment of the tile between x and the shared tile.
+        // Moves chunk ch of every segment of the tile between x and the shared tile (a warp
+        // moves 128 contiguous bytes), loads in batches of 8 so that they are in flight together.
         auto stage = [&](int ch, bool in) {
-            for (int r = 0; r < CH; ++r) {
-                const int el = tid + NT * r;
-                const int row = el / CH, k = el % CH;
-                const long long ln = tl * lt + (row & (lt - 1));
-                const long long rel = (long long)ch * CH + k;
-                const long long pos = (row >> lsh) * m + rel;
-                if (ln < lines && rel < m && pos < n) {
-                    T* g = x + ln * n + pos;
-                    if (in) tile[row * (CH + 1) + k] = *g;
-                    else *g = tile[row * (CH + 1) + k];
+            const int rel = ch * CH + k;
+            if (rel >= m) return;
+            char* const xr = reinterpret_cast<char*>(x) + (long long)sizeof(T) * rel;
+#pragma unroll
+            for (int q0 = 0; q0 < CH; q0 += 8) {
+                T v[8];
+#pragma unroll
+                for (int q = 0; q < 8; ++q) {
+                    const int row = row0 + (q0 + q) * RS;
+                    T* const g = reinterpret_cast<T*>(xr + s_seg[row]);
+                    const bool ok = rel < s_len[row];
+                    if (in) {
+                        if (ok) v[q] = *g;
+                    } else {
+                        const T t = tile[row * (CH + 1) + k];
+                        if (ok) *g = t;
+                    }
+                }
+                if (in) {
+#pragma unroll
+                    for (int q = 0; q < 8; ++q) {
+                        const int row = row0 + (q0 + q) * RS;
+                        if (rel < s_len[row]) tile[row * (CH + 1) + k] = v[q];
+                    }
                 }
             }
         };
-        // Sample rel (segment-relative, inside chunk ch) of this thread's segment.
-        auto at = [&](int ch, long long rel) -> T& {
-            return staged ? tile[tid * (CH + 1) + (rel - (long long)ch * CH)] : c[(start + rel) * inner];
+        // Sample r (segment-relative, inside chunk ch) of this thread's segment.
+        auto at = [&](int ch, int r) -> T& {
+            return staged ? tile[tid * (CH + 1) + (r - ch * CH)] : c[(long long)r * inner];
         };
 
         T zprev = T(0), dprev = T(0);  // anti-causal carry of the previous pole, still to add
         for (int p = 0; p <= npoles; ++p) {
             const bool last = p == npoles;
             const T z = last ? T(0) : (T)(p == 0 ? pole0 : pole1);
-            const int hi = INIT == GPUIMG_SPLINE_INIT_WRAP ? (int)0 : 1;  // mask end: n-1 or n-2
             // Sweep 1 (forward): finish the previous pole, then the causal pass from zero.
             T u = T(0), a = T(0), b = T(0), zi = T(0);
             if (active && !last) zi = pow(z, (T)start);
             for (int ch = 0; ch < nch; ++ch) {
+                const int r0 = ch * CH;
+                const int r1 = (r0 + CH < len ? r0 + CH : len) - 1;
+                const bool fix = active && p > 0 && r0 <= r1;  // corrections of the previous pole
+                const T zk1 = fix ? pow(zprev, (T)(len - 1 - r1)) : T(0);
                 if (last) {  // the final sweep only adds corrections: skip chunks where all are 0
-                    int need = 0;
-                    if (active) {
-                        const long long r0 = (long long)ch * CH;
-                        const long long r1 = (r0 + CH < len ? r0 + CH : len) - 1;
-                        need = r0 <= r1 && pow(zprev, (T)(len - 1 - r1)) * dprev != T(0);
-                    }
+                    const int need = fix && zk1 * dprev != T(0);
                     if (staged ? !__syncthreads_or(need) : !need) continue;
                 }
                 if (staged) { stage(ch, true); __syncthreads(); }
                 if (active) {
-                    const long long r0 = (long long)ch * CH;
-                    const long long r1 = (r0 + CH < len ? r0 + CH : len) - 1;
-                    if (p > 0 && r0 <= r1) {
-                        T zk = pow(zprev, (T)(len - 1 - r1));
-                        for (long long r = r1; r >= r0; --r) {
+                    if (fix) {
+                        T zk = zk1;
+                        for (int r = r1; r >= r0; --r) {
                             at(ch, r) += zk * dprev;
                             zk *= zprev;
                         }
                     }
                     if (!last) {
-                        for (long long r = r0; r <= r1; ++r) {
-                            const long long i = start + r;
+                        for (int r = r0; r <= r1; ++r) {
                             T v = at(ch, r);
                             if (p == 0) v *= gain;
-                            if (i == 0) s_l0[j] = v;
-                            if (i == n - 1) s_l1[j] = v;
-                            const bool in = i >= 1 && i <= n - 1 - hi;
+                            if (r == r_first) s_l0[j] = v;
+                            if (r == r_last) s_l1[j] = v;
+                            const bool in = r >= r_in0 && r <= r_in1;
                             if (in) a += zi * v;
                             b = b * z + (in ? v : T(0));
                             zi *= z;
@@ -128,19 +191,28 @@ spline_prefilter(T* __restrict__ x, long long lines, long long n, long long inne
                 if (staged) { __syncthreads(); stage(ch, false); }
             }
             if (last) break;
-            s_a[tid] = a;
-            s_b[tid] = b;
-            s_c[tid] = u;
+            // Causal carries: D(0) = c0 - x0 and D(s + 1) = z^len D(s) + z u_end(s), with c0 from
+            // the sums of a and z^(n-1-e) b over the line.
+            T ma = T(1), mb = T(0), s1 = T(0), s2 = T(0);
+            if (active) {
+                ma = z * pow(z, (T)(len - 1));
+                mb = z * u;
+                s1 = a;
+                s2 = pow(z, (T)(n - 1 - e)) * b;
+            }
+            __syncthreads();  // the tile is free (staged) and s_l0 / s_l1 are written
+            scan_segments<T>(ma, mb, s1, s2, tile, tid, sg, segs, lt, false);
+            if (sg == segs - 1) {
+                s_t1[j] = s1;
+                s_t2[j] = s2;
+            }
+            tile[tid] = ma;
+            tile[NT + tid] = mb;
             __syncthreads();
-            if (sg == 0 && line < lines) {  // exact causal start, then the segment carries
-                const T x0 = s_l0[j], xl = s_l1[j];
+            T dc = T(0);
+            if (has_line) {
+                const T x0 = s_l0[j], xl = s_l1[j], sa = s_t1[j], sb = s_t2[j];
                 const T zn1 = pow(z, (T)(n - 1)), zn = zn1 * z;
-                T sa = T(0), sb = T(0);
-                for (int s = 0; s < nseg; ++s) {
-                    const long long es = ((s + 1) * m < n ? (s + 1) * m : n) - 1;
-                    sa += s_a[j + lt * s];
-                    sb += pow(z, (T)(n - 1 - es)) * s_b[j + lt * s];
-                }
                 T c0;
                 if (INIT == GPUIMG_SPLINE_INIT_MIRROR) {
                     c0 = (x0 + zn1 * xl + sa + zn1 * sb) / (T(1) - zn1 * zn1);
@@ -150,47 +222,51 @@ spline_prefilter(T* __restrict__ x, long long lines, long long n, long long inne
                 } else {
                     c0 = (x0 + z * sb) / (T(1) - pow(z, (T)n));
                 }
-                T d = c0 - x0;
-                for (int s = 0; s < nseg; ++s) {
-                    const long long es = ((s + 1) * m < n ? (s + 1) * m : n) - 1;
-                    const T yend = s_c[j + lt * s] + pow(z, (T)(es - s * m)) * d;
-                    s_a[j + lt * s] = d;
-                    d = z * yend;
-                }
+                dc = c0 - x0;
+                if (sg > 0) dc = tile[tid - lt] * dc + tile[NT + tid - lt];
             }
-            __syncthreads();
-            const T dc = s_a[tid];
             __syncthreads();
             // Sweep 2 (backward): finish the causal pass, then the anti-causal pass from zero.
             T w = T(0), g = T(0);
             for (int ch = nch - 1; ch >= 0; --ch) {
                 if (staged) { stage(ch, true); __syncthreads(); }
                 if (active) {
-                    const long long r0 = (long long)ch * CH;
-                    const long long r1 = (r0 + CH < len ? r0 + CH : len) - 1;
+                    const int r0 = ch * CH;
+                    const int r1 = (r0 + CH < len ? r0 + CH : len) - 1;
                     if (r0 <= r1) {
                         T zk = pow(z, (T)r0);
-                        for (long long r = r0; r <= r1; ++r) {
+                        for (int r = r0; r <= r1; ++r) {
                             at(ch, r) += zk * dc;
                             zk *= z;
                         }
                     }
-                    for (long long r = r1; r >= r0; --r) {
-                        const long long i = start + r;
+                    for (int r = r1; r >= r0; --r) {
                         const T y = at(ch, r);
-                        if (i == n - 1) s_l1[j] = y;
-                        if (i == n - 2) s_l0[j] = y;
-                        if (INIT == GPUIMG_SPLINE_INIT_WRAP) g = g * z + (i <= n - 2 ? y : T(0));
+                        if (r == r_last) s_l1[j] = y;
+                        if (r == r_last2) s_l0[j] = y;
+                        if (INIT == GPUIMG_SPLINE_INIT_WRAP) g = g * z + (r <= r_to_n2 ? y : T(0));
                         w = z * (w - y);
                         at(ch, r) = w;
                     }
                 }
                 if (staged) { __syncthreads(); stage(ch, false); }
             }
-            s_b[tid] = w;  // value at the segment start
-            s_c[tid] = g;
+            // Anti-causal carries, last segment first: E = cl - w(n-1) at the end of the line and
+            // E(s - 1) = z^len E(s) + z w_start(s); grid-wrap's cl also sums z^(start+1) g.
+            ma = T(1), mb = T(0), s1 = T(0), s2 = T(0);
+            if (active) {
+                ma = z * pow(z, (T)(len - 1));
+                mb = z * w;
+                if (INIT == GPUIMG_SPLINE_INIT_WRAP) s1 = pow(z, (T)(start + 1)) * g;
+            }
             __syncthreads();
-            if (sg == 0 && line < lines) {  // exact anti-causal start, then the carries
+            scan_segments<T>(ma, mb, s1, s2, tile, tid, sg, segs, lt, true);
+            if (sg == 0) s_t1[j] = s1;
+            tile[tid] = ma;
+            tile[NT + tid] = mb;
+            __syncthreads();
+            dprev = T(0);
+            if (has_line) {
                 const T y1 = s_l1[j], y2 = s_l0[j];
                 T cl;
                 if (INIT == GPUIMG_SPLINE_INIT_MIRROR) {
@@ -198,20 +274,11 @@ spline_prefilter(T* __restrict__ x, long long lines, long long n, long long inne
                 } else if (INIT == GPUIMG_SPLINE_INIT_REFLECT) {
                     cl = y1 * (z / (z - T(1)));
                 } else {
-                    T sg2 = T(0);
-                    for (int s = 0; s < nseg; ++s) sg2 += pow(z, (T)(s * m + 1)) * s_c[j + lt * s];
-                    cl = (y1 + sg2) * (z / (pow(z, (T)n) - T(1)));
+                    cl = (y1 + s_t1[j]) * (z / (pow(z, (T)n) - T(1)));
                 }
-                T d = cl - z * (T(0) - y1);
-                for (int s = nseg - 1; s >= 0; --s) {
-                    const long long es = ((s + 1) * m < n ? (s + 1) * m : n) - 1;
-                    const T vstart = s_b[j + lt * s] + pow(z, (T)(es - s * m)) * d;
-                    s_a[j + lt * s] = d;
-                    d = z * vstart;
-                }
+                dprev = cl - z * (T(0) - y1);
+                if (sg < segs - 1) dprev = tile[tid + lt] * dprev + tile[NT + tid + lt];
             }
-            __syncthreads();
-            dprev = s_a[tid];
             zprev = z;
             __syncthreads();
         }

@@ -1,54 +1,27 @@
 // Point sampler for warps and remaps: one thread per output pixel, every image of the batch.
+// Launched on a 2-D grid: x over output columns, y over output rows (grid-stride loops in both).
 // The source position of output pixel (i, j) is (map_x[i, j], map_y[i, j]) when use_maps (maps
 // of type M, float or double, read as they are stored and widened to double), else
-// the projective image of (j, i, 1) under the row-major 3x3 matrix mat (computed in double).
+// the projective image of (j, i, 1) under the row-major 3x3 matrix m0..m8 (computed in double).
 // INTERP: 0 nearest (floor(x + 1/2)), 1 linear, 2 Keys cubic a = -0.75, 3 Lanczos-4 (normalised);
-// cubic / lanczos offsets are rounded to 1/1024 pixel. Taps outside follow boundary.cuh;
+// cubic / lanczos positions are rounded to 1/1024 pixel (floor(1024 x + 1/2), split into the
+// integer tap origin and the offset). Taps outside follow boundary.cuh;
 // outside_cval (SciPy's "constant") returns cval for positions outside [0, n-1] by > 1e-6.
 // Non-finite positions return cval.
+//
+// I is the index type: int when every flat index of the batch fits in 32 bits and
+// max(h, w) < 2^29 (the launcher checks), long long otherwise. Far positions are first brought
+// near the image: the periodic modes reduce |x| > 2^30 exactly by their period (fmod); nearest
+// and constant clamp x to [-2^29, n + 2^29], beyond which every tap reads the edge or the fill
+// value anyway. Taps inside the image (most pixels) are read without
+// boundary arithmetic; the others fold their first index once (a division only when it lies
+// more than one period out) and step to the next taps by compare-and-select.
 #include "boundary.cuh"
 
 #define GPUIMG_FRACTION_STEPS 1024
+#define GPUIMG_FRACTION_BITS 10
 
 namespace {
-
-template <typename T>
-__device__ __forceinline__ T keys_cubic(T t) {
-    const T a = T(-0.75);
-    t = t < T(0) ? -t : t;
-    if (t < T(1)) return ((a + T(2)) * t - (a + T(3))) * t * t + T(1);
-    if (t < T(2)) return ((a * t - T(5) * a) * t + T(8) * a) * t - T(4) * a;
-    return T(0);
-}
-
-template <typename T>
-__device__ __forceinline__ T sinc_pi(T t) {
-    if (t == T(0)) return T(1);
-    const double p = 3.14159265358979323846 * (double)t;
-    return T(sin(p) / p);
-}
-
-// Weights of the taps floor(x) + FIRST .. floor(x) + FIRST + TAPS - 1 for offset f in [0, 1].
-template <typename T, int INTERP>
-__device__ __forceinline__ void tap_weights(double f, T* w) {
-    if (INTERP == 1) {
-        w[0] = T(1.0 - f);
-        w[1] = T(f);
-        return;
-    }
-    const T q = T(floor(f * GPUIMG_FRACTION_STEPS + 0.5) / GPUIMG_FRACTION_STEPS);
-    if (INTERP == 2) {
-        for (int k = 0; k < 4; ++k) w[k] = keys_cubic<T>(q + T(1 - k));
-        return;
-    }
-    T sum = T(0);
-    for (int k = 0; k < 8; ++k) {
-        const T t = q + T(3 - k);
-        w[k] = sinc_pi<T>(t) * sinc_pi<T>(t / T(4));
-        sum += w[k];
-    }
-    for (int k = 0; k < 8; ++k) w[k] /= sum;
-}
 
 template <int INTERP> struct Taps;
 template <> struct Taps<0> { static const int n = 1, first = 0; };
@@ -56,95 +29,248 @@ template <> struct Taps<1> { static const int n = 2, first = 0; };
 template <> struct Taps<2> { static const int n = 4, first = -1; };
 template <> struct Taps<3> { static const int n = 8, first = -3; };
 
+template <typename I> struct Unsigned;
+template <> struct Unsigned<int> { typedef unsigned type; };
+template <> struct Unsigned<long long> { typedef unsigned long long type; };
+
+// sin(pi x / 4) and cos(pi x / 4) for x in [0, 1]: Taylor series through a^11 (float) or a^19
+// (double) of a = pi x / 4 <= pi / 4, whose remainders lie below the type's rounding.
+template <typename T>
+__device__ __forceinline__ void sin_cos_quarter_pi(T x, T* s, T* c) {
+    const int n = sizeof(T) == 4 ? 6 : 10;  // terms
+    const T a = T(0.78539816339744830962) * x, a2 = a * a;
+    T ps = T(1), pc = T(1);
+#pragma unroll
+    for (int k = n - 1; k >= 1; --k) {
+        ps = T(1) - ps * a2 * T(1.0 / ((2 * k) * (2 * k + 1)));
+        pc = T(1) - pc * a2 * T(1.0 / ((2 * k - 1) * (2 * k)));
+    }
+    *s = a * ps;
+    *c = pc;
+}
+
+// Keys' cubic (a = -0.75) on |t| <= 1 and on 1 <= |t| <= 2.
+template <typename T>
+__device__ __forceinline__ T keys_near(T t) {
+    const T a = T(-0.75);
+    return ((a + T(2)) * t - (a + T(3))) * t * t + T(1);
+}
+template <typename T>
+__device__ __forceinline__ T keys_far(T t) {
+    const T a = T(-0.75);
+    return ((a * t - T(5) * a) * t + T(8) * a) * t - T(4) * a;
+}
+
+// Weights of the taps origin + FIRST .. origin + FIRST + TAPS - 1 for the offset q in [0, 1)
+// (a multiple of 1/1024 for cubic and lanczos).
+template <typename T, int INTERP>
+__device__ __forceinline__ void tap_weights(T q, T* w) {
+    if (INTERP == 1) {
+        w[0] = T(1) - q;
+        w[1] = q;
+    } else if (INTERP == 2) {
+        w[0] = keys_far<T>(T(1) + q);
+        w[1] = keys_near<T>(q);
+        w[2] = keys_near<T>(T(1) - q);
+        w[3] = keys_far<T>(T(2) - q);
+    } else if (INTERP == 3) {
+        // sinc(t) sinc(t / 4) at t = q + 3 - k is 16 sin(pi t) sin(pi t / 4) / (pi t)^2 with
+        // sin(pi t) = -/+ sin(pi q) and sin(pi t / 4) = s cos(pi (3 - k) / 4) + c sin(pi (3 - k) / 4)
+        // for (s, c) at pi q / 4. The factor 16 sin(pi q) / pi^2 cancels in the normalisation, and
+        // so does prod_k t_k^2, which turns the division by t^2 into the product of the others.
+        if (q == T(0)) {
+#pragma unroll
+            for (int k = 0; k < 8; ++k) w[k] = k == 3 ? T(1) : T(0);
+            return;
+        }
+        const T r = T(0.70710678118654752440);  // sqrt(1/2)
+        const T sin8[8] = {T(0), r, T(1), r, T(0), -r, T(-1), -r};  // sin(pi m / 4)
+        T s, c;
+        sin_cos_quarter_pi(q, &s, &c);
+        T t2[8], before = T(1);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const T t = q + T(3 - k);
+            const T v = s * sin8[(5 - k) & 7] + c * sin8[(3 - k) & 7];  // cos(a) = sin(a + pi / 2)
+            t2[k] = t * t;
+            w[k] = ((k & 1) ? v : -v) * before;
+            before *= t2[k];
+        }
+        T after = T(1), sum = T(0);
+#pragma unroll
+        for (int k = 7; k >= 0; --k) {
+            w[k] *= after;
+            after *= t2[k];
+            sum += w[k];
+        }
+        const T inv = T(1) / sum;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) w[k] *= inv;
+    }
+}
+
+// Index of the taps i0, i0 + 1, ..., i0 + NT - 1 under MODE (-1: the fill value), n >= 1.
+template <int MODE, int NT, typename I>
+__device__ __forceinline__ void fold_taps(I i0, I n, I* c) {
+    if (MODE == GPUIMG_MODE_NEAREST) {
+#pragma unroll
+        for (int k = 0; k < NT; ++k) {
+            const I i = i0 + k;
+            c[k] = i < 0 ? I(0) : (i < n ? i : n - 1);
+        }
+    } else if (MODE == GPUIMG_MODE_CONSTANT || MODE == GPUIMG_MODE_GRID_CONSTANT) {
+#pragma unroll
+        for (int k = 0; k < NT; ++k) {
+            const I i = i0 + k;
+            c[k] = (i >= 0 && i < n) ? i : I(-1);
+        }
+    } else {
+        const bool wrap = MODE == GPUIMG_MODE_WRAP || MODE == GPUIMG_MODE_GRID_WRAP;
+        I period = wrap ? n : (MODE == GPUIMG_MODE_REFLECT ? 2 * n : 2 * n - 2);
+        if (period == 0) period = 1;  // mirror, n == 1: every index is 0
+        I r = i0 < 0 ? i0 + period : i0;
+        if (r < 0 || r >= period) {
+            r = i0 % period;
+            if (r < 0) r += period;
+        }
+#pragma unroll
+        for (int k = 0; k < NT; ++k) {
+            c[k] = (wrap || r < n) ? r : (MODE == GPUIMG_MODE_REFLECT ? period - 1 - r : period - r);
+            r = r + 1 == period ? I(0) : r + 1;
+        }
+    }
+}
+
+template <int MODE>
+__device__ __forceinline__ bool clamping_mode() {
+    return MODE == GPUIMG_MODE_NEAREST || MODE == GPUIMG_MODE_CONSTANT || MODE == GPUIMG_MODE_GRID_CONSTANT;
+}
+
+// Positions in [near_lo, near_hi(n)] are used as they are; far_position brings the others near.
+template <int MODE>
+__device__ __forceinline__ double near_lo() {
+    return clamping_mode<MODE>() ? -536870912.0 : -1073741824.0;  // -2^29, -2^30
+}
+template <int MODE, typename I>
+__device__ __forceinline__ double near_hi(I n) {
+    return clamping_mode<MODE>() ? (double)n + 536870912.0 : 1073741824.0;
+}
+template <int MODE, typename I>
+__device__ __forceinline__ double far_position(double c, I n) {
+    const double lo = near_lo<MODE>(), hi = near_hi<MODE, I>(n);
+    if (c >= lo && c <= hi) return c;
+    if (clamping_mode<MODE>()) return c < lo ? lo : hi;
+    const bool wrap = MODE == GPUIMG_MODE_WRAP || MODE == GPUIMG_MODE_GRID_WRAP;
+    double period = wrap ? (double)n : (MODE == GPUIMG_MODE_REFLECT ? 2.0 * n : 2.0 * n - 2.0);
+    if (period == 0.0) period = 1.0;
+    return fmod(c, period);  // exact; |c| < period, which the index type holds
+}
+
+// Tap origin (first tap index) and weights of position c.
+template <typename T, int INTERP, typename I>
+__device__ __forceinline__ I taps_at(double c, T* w) {
+    if (INTERP == 1) {
+        const double f = floor(c);
+        tap_weights<T, 1>(T(c - f), w);
+        return (I)f;
+    }
+    // floor(c * 1024 + 1/2) split into origin and 1/1024 steps (c * 1024 is exact, |c| < 2^42)
+    const long long s = (long long)floor(c * GPUIMG_FRACTION_STEPS + 0.5);
+    const int q = (int)s & (GPUIMG_FRACTION_STEPS - 1);
+    tap_weights<T, INTERP>(T(q) * T(1.0 / GPUIMG_FRACTION_STEPS), w);
+    return (I)(s >> GPUIMG_FRACTION_BITS) + Taps<INTERP>::first;
+}
+
 }  // namespace
 
-template <typename T, int INTERP, int MODE, typename M>
-__global__ void warp_point(const T* __restrict__ src, T* __restrict__ dst,
-                           const double* __restrict__ mat, const M* __restrict__ map_x,
-                           const M* __restrict__ map_y, int use_maps, long long nimg,
-                           long long h, long long w, long long ho, long long wo, T cval,
-                           int outside_cval) {
+template <typename T, int INTERP, int MODE, typename M, typename I>
+__global__ void __launch_bounds__(256)
+warp_point(const T* __restrict__ src, T* __restrict__ dst, double m0, double m1, double m2,
+           double m3, double m4, double m5, double m6, double m7, double m8,
+           const M* __restrict__ map_x, const M* __restrict__ map_y, int use_maps, I nimg, I h,
+           I w, I ho, I wo, T cval, int outside_cval) {
+    typedef typename Unsigned<I>::type U;
     const int NT = Taps<INTERP>::n;
-    const int FIRST = Taps<INTERP>::first;
-    const long long total = ho * wo;
-    const long long plane_in = h * w;
-    for (long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x; p < total;
-         p += (long long)gridDim.x * blockDim.x) {
-        double px, py;
-        if (use_maps) {
-            px = (double)map_x[p];
-            py = (double)map_y[p];
-        } else {
-            long long pi, pj;
-            gpuimg::divmod(p, wo, pi, pj);
-            const double j = (double)pj, i = (double)pi;
-            px = mat[0] * j + mat[1] * i + mat[2];
-            py = mat[3] * j + mat[4] * i + mat[5];
-            const double ww = mat[6] * j + mat[7] * i + mat[8];
-            if (!(mat[6] == 0.0 && mat[7] == 0.0 && mat[8] == 1.0)) {
-                px /= ww;
-                py /= ww;
+    const I total = ho * wo;
+    const I plane_in = h * w;
+    const bool projective = !(m6 == 0.0 && m7 == 0.0 && m8 == 1.0);
+    // positions inside [xlo, xhi] x [ylo, yhi] (most) need neither a fill nor far_position
+    const double edge = 1e-6;
+    const double xlo = outside_cval ? -edge : near_lo<MODE>(), ylo = xlo;
+    const double xhi = outside_cval ? (double)(w - 1) + edge : near_hi<MODE, I>(w);
+    const double yhi = outside_cval ? (double)(h - 1) + edge : near_hi<MODE, I>(h);
+    for (U ui = blockIdx.y; ui < (U)ho; ui += gridDim.y) {
+        for (U uj = blockIdx.x * blockDim.x + threadIdx.x; uj < (U)wo; uj += gridDim.x * blockDim.x) {
+            const I i = (I)ui, j = (I)uj;
+            const I p = i * wo + j;
+            double px, py;
+            if (use_maps) {
+                px = (double)map_x[p];
+                py = (double)map_y[p];
+            } else {
+                const double dj = (double)j, di = (double)i;
+                px = m0 * dj + m1 * di + m2;
+                py = m3 * dj + m4 * di + m5;
+                if (projective) {
+                    const double ww = m6 * dj + m7 * di + m8;
+                    px /= ww;
+                    py /= ww;
+                }
             }
-        }
-        bool fill = !(isfinite(px) && isfinite(py));
-        const double edge = 1e-6;
-        if (outside_cval)
-            fill = fill || px < -edge || py < -edge || px > (double)(w - 1) + edge ||
-                   py > (double)(h - 1) + edge;
-        if (fill) {
-            for (long long b = 0; b < nimg; ++b) dst[b * total + p] = cval;
-            continue;
-        }
-        // keep far-away positions in a range where the integer taps cannot overflow
-        const double lim = 4.0e15;
-        px = fmin(fmax(px, -lim), lim);
-        py = fmin(fmax(py, -lim), lim);
-        if (INTERP == 0) {
-            const long long ix = gpuimg::boundary_index<MODE, long long>((long long)floor(px + 0.5), w);
-            const long long iy = gpuimg::boundary_index<MODE, long long>((long long)floor(py + 0.5), h);
-            for (long long b = 0; b < nimg; ++b)
-                dst[b * total + p] = (ix < 0 || iy < 0) ? cval : src[b * plane_in + iy * w + ix];
-            continue;
-        }
-        const double fx0 = floor(px), fy0 = floor(py);
-        T wx[NT], wy[NT];
-        tap_weights<T, INTERP>(px - fx0, wx);
-        tap_weights<T, INTERP>(py - fy0, wy);
-        const long long ix0 = (long long)fx0 + FIRST, iy0 = (long long)fy0 + FIRST;
-        if (ix0 >= 0 && ix0 + NT <= w && iy0 >= 0 && iy0 + NT <= h) {
-            // every tap inside the image (most pixels): no boundary rule to apply
-            for (long long b = 0; b < nimg; ++b) {
-                const T* img = src + b * plane_in + iy0 * w + ix0;
+            if (!(px >= xlo && px <= xhi && py >= ylo && py <= yhi)) {  // also NaN
+                if (outside_cval || !(isfinite(px) && isfinite(py))) {
+                    for (I b = 0; b < nimg; ++b) dst[b * total + p] = cval;
+                    continue;
+                }
+                px = far_position<MODE, I>(px, w);
+                py = far_position<MODE, I>(py, h);
+            }
+            if (INTERP == 0) {
+                I ix, iy;
+                fold_taps<MODE, 1, I>((I)floor(px + 0.5), w, &ix);
+                fold_taps<MODE, 1, I>((I)floor(py + 0.5), h, &iy);
+                const bool out = ix < 0 || iy < 0;
+                const T* img = src + (out ? I(0) : iy * w + ix);
+                for (I b = 0; b < nimg; ++b) dst[b * total + p] = out ? cval : img[b * plane_in];
+                continue;
+            }
+            T wx[NT], wy[NT];
+            const I ix0 = taps_at<T, INTERP, I>(px, wx);
+            const I iy0 = taps_at<T, INTERP, I>(py, wy);
+            if (ix0 >= 0 && ix0 <= w - NT && iy0 >= 0 && iy0 <= h - NT) {
+                // every tap inside the image (most pixels): no boundary rule to apply
+                I off = iy0 * w + ix0;
+                for (I b = 0; b < nimg; ++b, off += plane_in) {
+                    T acc = T(0);
+#pragma unroll
+                    for (int r = 0; r < NT; ++r) {
+                        const T* row_px = src + (off + r * w);
+                        T row = T(0);
+#pragma unroll
+                        for (int c = 0; c < NT; ++c) row += wx[c] * __ldg(row_px + c);
+                        acc += wy[r] * row;
+                    }
+                    dst[b * total + p] = acc;
+                }
+                continue;
+            }
+            I cx[NT], cy[NT];
+            fold_taps<MODE, NT, I>(ix0, w, cx);
+            fold_taps<MODE, NT, I>(iy0, h, cy);
+            const bool fills = MODE == GPUIMG_MODE_CONSTANT || MODE == GPUIMG_MODE_GRID_CONSTANT;
+            for (I b = 0; b < nimg; ++b) {
                 T acc = T(0);
 #pragma unroll
                 for (int r = 0; r < NT; ++r) {
-                    const T* row_px = img + r * w;
+                    const I row_off = b * plane_in + cy[r] * w;
                     T row = T(0);
 #pragma unroll
-                    for (int c = 0; c < NT; ++c) row += wx[c] * __ldg(row_px + c);
+                    for (int c = 0; c < NT; ++c)
+                        row += wx[c] * ((fills && (cx[c] < 0 || cy[r] < 0)) ? cval : src[row_off + cx[c]]);
                     acc += wy[r] * row;
                 }
                 dst[b * total + p] = acc;
             }
-            continue;
-        }
-        long long cx[NT], cy[NT];
-        for (int k = 0; k < NT; ++k) {
-            cx[k] = gpuimg::boundary_index<MODE, long long>(ix0 + k, w);
-            cy[k] = gpuimg::boundary_index<MODE, long long>(iy0 + k, h);
-        }
-        for (long long b = 0; b < nimg; ++b) {
-            const T* img = src + b * plane_in;
-            T acc = T(0);
-            for (int r = 0; r < NT; ++r) {
-                T row = T(0);
-                for (int c = 0; c < NT; ++c) {
-                    const T v = (cx[c] < 0 || cy[r] < 0) ? cval : img[cy[r] * w + cx[c]];
-                    row += wx[c] * v;
-                }
-                acc += wy[r] * row;
-            }
-            dst[b * total + p] = acc;
         }
     }
 }

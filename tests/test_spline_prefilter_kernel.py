@@ -5,7 +5,8 @@ CUDA thread, std::barrier for ``__syncthreads``/``__syncthreads_or``, function-s
 and launched through the real CuPy-twin wrapper, whose kernel arguments are checked for the
 exact types a CUDA launch needs. Results are compared with scipy.ndimage.spline_filter1d for
 every mode and orders 2-5, along the contiguous axis (shared-memory tiles) and along other
-axes, with lines cut into many short segments as well as into a few long ones.
+axes, with lines cut into many short segments as well as into a few long ones, and with every
+segment count a block holds (1 to 256, so the carries' scan runs 0 to 8 steps).
 """
 
 import ctypes
@@ -32,6 +33,7 @@ struct gpuimg_dim3 { unsigned x, y, z; };
 #define __global__
 #define __launch_bounds__(...)
 #define __device__
+#define __forceinline__ inline
 #define __shared__ static
 #define __restrict__
 thread_local gpuimg_dim3 threadIdx, blockIdx;
@@ -134,14 +136,14 @@ def test_kernel_prefilter_matches_scipy(cuda_prefilter, monkeypatch, rng, mode, 
 def test_kernel_prefilter_many_lines_and_segments(cuda_prefilter, emulated, monkeypatch, rng):
     x = rng.standard_normal((300, 150))
     y = np.ascontiguousarray(x.T)
-    assert spl._prefilter_segments(300) == 4
+    assert spl._prefilter_segments(300, 150, 150, 8) == spl._prefilter_segments(300, 150, 1, 8) == 4
     np.testing.assert_allclose(cuda_prefilter(x, 0, 4, "mirror"),
                                ndi.spline_filter1d(x, 4, axis=0, mode="mirror"), rtol=0, atol=1e-9)
     np.testing.assert_allclose(cuda_prefilter(y, 1, 5, "reflect"),
                                ndi.spline_filter1d(y, 5, axis=1, mode="reflect"), rtol=0, atol=1e-9)
     # float32 with long segments: the final sweep skips chunks whose corrections underflow to 0
     monkeypatch.setattr(spl, "_MIN_SEGMENT", 140)  # two segments of 150
-    assert spl._prefilter_segments(300) == 2
+    assert spl._prefilter_segments(300, 150, 1, 4) == 2
     for arr, axis in ((x, 0), (y, 1)):
         got = cuda_prefilter(arr.astype(np.float32), axis, 2, "nearest")
         np.testing.assert_allclose(got, ndi.spline_filter1d(arr, 2, axis=axis, mode="nearest"), rtol=0, atol=2e-5)
@@ -150,3 +152,36 @@ def test_kernel_prefilter_many_lines_and_segments(cuda_prefilter, emulated, monk
     fn = _EmulatedKernel(emulated, "spline_prefilter<double, 2>").fn
     fn(got.ctypes.data_as(ctypes.c_void_p), 150, 300, 1, 4, 1, spl.POLES[3][0], 0.0, 2, spl._PREFILTER_THREADS)
     np.testing.assert_allclose(got, ndi.spline_filter1d(y, 3, axis=1, mode="grid-wrap"), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("segs", [1, 2, 8, 64, 256])
+@pytest.mark.parametrize("mode", ["mirror", "reflect", "grid-wrap"])
+def test_kernel_prefilter_any_segment_count(cuda_prefilter, monkeypatch, rng, segs, mode):
+    # one exact start per mode family (mirror / reflect / grid-wrap), one and two poles, with
+    # every segment count a block holds: whole lines per thread, segments ending at n - 2 or
+    # holding a single sample, more segments than samples (unused ones), and tiles that only
+    # partly hold lines, along the contiguous axis and across lines
+    monkeypatch.setattr(spl, "_prefilter_segments", lambda *args: segs)
+    for n in (2, 3, 9, 130):
+        x = rng.standard_normal((5, n))
+        for order in (2, 5):
+            for arr, axis in ((x, 1), (np.ascontiguousarray(x.T), 0)):
+                ref = ndi.spline_filter1d(arr, order, axis=axis, mode=mode)
+                got = cuda_prefilter(arr, axis, order, mode)
+                np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9,
+                                           err_msg=f"segs {segs} n {n} order {order} axis {axis}")
+    got = cuda_prefilter(x.astype(np.float32), 1, 3, mode)
+    np.testing.assert_allclose(got, ndi.spline_filter1d(x, 3, axis=1, mode=mode), rtol=0, atol=2e-5)
+
+
+def test_segment_counts_fill_the_gpu():
+    # 4096 x 4096: 4096 lines x 64 segments of 64 samples = 2^18 threads (1024 blocks) along the
+    # contiguous axis; across lines float32 keeps 8 neighbouring lines per warp row (32 segments)
+    assert spl._prefilter_segments(4096, 4096, 1, 4) == 64
+    assert spl._prefilter_segments(4096, 4096, 4096, 4) == 32
+    assert spl._prefilter_segments(4096, 4096, 4096, 8) == 64
+    # many lines: one thread per line is already enough; short lines keep 64-sample segments
+    assert spl._prefilter_segments(512, 1 << 18, 1, 4) == 1
+    assert spl._prefilter_segments(1024, 1024, 1, 4) == 16
+    # a line too long for 32-bit segment offsets is cut regardless
+    assert spl._prefilter_segments(3 << 30, 1 << 20, 1, 4) == 4

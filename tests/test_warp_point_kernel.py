@@ -1,10 +1,12 @@
 """The CUDA twin of ``sample_points`` (``kernels/warp_point.cu``) executed on the CPU.
 
 The kernel source is compiled as C++20 with a small shim (one host thread walks the kernel's
-grid-stride loop) and launched through the real CuPy-twin wrapper, whose kernel arguments are
-checked for the exact types a CUDA launch needs. Results are compared with ``cv2.remap`` (every
-interpolation and border) and with ``scipy.ndimage`` (linear and nearest, maps stored as
-float32 and as float64, and the affine-matrix path).
+grid-stride loops) and launched through the real CuPy-twin wrapper, whose kernel arguments are
+checked for the exact types a CUDA launch needs. Every case runs on the 32-bit and on the 64-bit
+index specialisation. Results are compared with ``cv2.remap`` (every interpolation and border),
+with ``scipy.ndimage`` (linear and nearest, maps stored as float32 and as float64, the affine and
+perspective matrix paths, taps one and many periods outside and positions beyond 2^30 pixels)
+and with the defining Keys and Lanczos kernels summed over interior taps.
 """
 
 import ctypes
@@ -23,15 +25,18 @@ ndi = pytest.importorskip("scipy.ndimage")
 
 
 _TYPES = ("float", "double")
-_COMBOS = [(t, i, m, mt) for t in _TYPES for i in wp.INTERPOLATIONS.values() for m in sorted(set(wp.TAP_MODE.values()))
-           for mt in _TYPES]
+_INDEX = {"int": ctypes.c_int, "long long": ctypes.c_longlong}
+_COMBOS = [(t, i, m, mt, it) for t in _TYPES for i in wp.INTERPOLATIONS.values()
+           for m in sorted(set(wp.TAP_MODE.values())) for mt in _TYPES for it in _INDEX]
 
 
-def _entry(t, i, m, mt):
-    return (f'extern "C" void wp_{t}_{i}_{m}_{mt}(const {t}* src, {t}* dst, const double* mat, const {mt}* mx, '
-            f"const {mt}* my, int use_maps, long long nimg, long long h, long long w, long long ho, long long wo, "
-            f"{t} cval, int outside) {{ warp_point<{t}, {i}, {m}, {mt}>(src, dst, mat, mx, my, use_maps, nimg, h, w, "
-            f"ho, wo, cval, outside); }}\n")
+def _entry(t, i, m, mt, it):
+    sizes = ", ".join(f"{it} {n}" for n in ("nimg", "h", "w", "ho", "wo"))
+    return (f'extern "C" void wp_{t}_{i}_{m}_{mt}_{it.replace(" ", "")}(const {t}* src, {t}* dst, '
+            + "".join(f"double m{k}, " for k in range(9))
+            + f"const {mt}* mx, const {mt}* my, int use_maps, {sizes}, {t} cval, int outside) {{ "
+            f"warp_point<{t}, {i}, {m}, {mt}, {it}>(src, dst, " + "".join(f"m{k}, " for k in range(9))
+            + "mx, my, use_maps, nimg, h, w, ho, wo, cval, outside); }\n")
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +46,32 @@ def emulated(tmp_path_factory):
 
 
 def _kernel(lib, name):
-    t, i, m, mt = re.fullmatch(r"warp_point<(float|double), (\d), (\d), (float|double)>", name).groups()
+    t, i, m, mt, it = re.fullmatch(r"warp_point<(float|double), (\d), (\d), (float|double), (int|long long)>",
+                                   name).groups()
     T = np.dtype(np.float32 if t == "float" else np.float64)
     M = np.dtype(np.float32 if mt == "float" else np.float64)
-    return EmulatedKernel(getattr(lib, f"wp_{t}_{i}_{m}_{mt}"),
-                          [T, T, np.dtype(np.float64), M, M, ctypes.c_int] + [ctypes.c_longlong] * 5
+    return EmulatedKernel(getattr(lib, f"wp_{t}_{i}_{m}_{mt}_{it.replace(' ', '')}"),
+                          [T, T] + [ctypes.c_double] * 9 + [M, M, ctypes.c_int] + [_INDEX[it]] * 5
                           + [real(T), ctypes.c_int], name=name)
 
 
+@pytest.fixture(params=["int", "long long"])
+def index(request, monkeypatch):
+    """Index type the launcher is made to choose (64-bit by lowering the 32-bit limits)."""
+    if request.param == "long long":
+        monkeypatch.setattr(wp, "_INT32_MAX", 0)
+    return request.param
+
+
 @pytest.fixture
-def sample(emulated, monkeypatch):
-    """``sample_points``' CUDA twin on NumPy arrays, through the emulated kernel."""
-    monkeypatch.setattr(wp._POINT, "get", lambda name: _kernel(emulated, name))
+def sample(emulated, monkeypatch, index):
+    """``sample_points``' CUDA twin on NumPy arrays, through the emulated kernel; checks that
+    the launcher asked for the ``index`` specialisation."""
+    def get(name):
+        assert name.endswith(f", {index}>"), name
+        return _kernel(emulated, name)
+
+    monkeypatch.setattr(wp._POINT, "get", get)
     host_be = types.SimpleNamespace(xp=np)
     return lambda x, shape, matrix=None, mx=None, my=None, **kw: wp._sample_points_cupy(
         host_be, x, shape, matrix, mx, my, **kw)
@@ -128,3 +147,77 @@ def test_kernel_non_finite_positions_give_cval(sample):
     for interpolation in FLAGS:
         got = sample(img[None], (2, 2), None, mx, my, interpolation=interpolation, mode="nearest", cval=-7.0)[0]
         assert got[0, 1] == got[1, 0] == got[1, 1] == -7.0 and np.isfinite(got[0, 0])
+
+
+def test_launcher_picks_32_bit_indices_where_every_index_fits():
+    assert wp._point_index_type(3, 1000, 1000, 2000, 1000) == "int"
+    assert wp._point_index_type(1, 2**15, 2**16 - 1, 2**15, 2**16 - 1) == "int"
+    assert wp._point_index_type(2, 2**15, 2**15, 2**15, 2**15) == "long long"  # 2^31 input samples
+    assert wp._point_index_type(1, 10, 10, 2**16, 2**15) == "long long"  # 2^31 output samples
+    assert wp._point_index_type(1, 1, 2**29, 1, 1) == "long long"  # a side of 2^29
+
+
+def _lanczos4(t):
+    return np.sinc(t) * np.sinc(t / 4.0)
+
+
+def _keys(t, a=-0.75):
+    t = np.abs(t)
+    return np.where(t < 1, ((a + 2) * t - (a + 3)) * t * t + 1,
+                    np.where(t < 2, ((a * t - 5 * a) * t + 8 * a) * t - 4 * a, 0.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("interpolation", ["cubic", "lanczos4"])
+def test_kernel_interior_taps_match_the_kernel_formulas(sample, rng, interpolation, dtype):
+    # positions on the 1/1024 grid (no rounding) with every tap inside: the sum of the
+    # defining kernel (Keys a = -0.75; normalised sinc(t) sinc(t / 4)) over the taps
+    img = rng.random((30, 41))
+    n = 400
+    px = rng.integers(4 * 1024, 36 * 1024, n) / 1024.0
+    py = rng.integers(4 * 1024, 25 * 1024, n) / 1024.0
+    px[:4] = [4.0, 10.5, 20 + 1 / 1024, 30 - 1 / 1024]  # exact taps, half, smallest offsets
+    taps, first, fn = (4, -1, _keys) if interpolation == "cubic" else (8, -3, _lanczos4)
+    ref = np.zeros(n)
+    x0, y0 = np.floor(px).astype(int) + first, np.floor(py).astype(int) + first
+    wx = fn(px[:, None] - (x0[:, None] + np.arange(taps)))
+    wy = fn(py[:, None] - (y0[:, None] + np.arange(taps)))
+    wx /= wx.sum(axis=1, keepdims=True)
+    wy /= wy.sum(axis=1, keepdims=True)
+    for a in range(taps):
+        for b in range(taps):
+            ref += wy[:, a] * wx[:, b] * img[y0 + a, x0 + b]
+    got = sample(img.astype(dtype)[None], (1, n), None, px[None], py[None], interpolation=interpolation,
+                 mode="reflect")
+    np.testing.assert_allclose(got[0, 0], ref, rtol=0, atol=1e-12 if dtype == np.float64 else 2e-6)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "mirror", "wrap", "nearest", "grid-constant", "constant"])
+@pytest.mark.parametrize("interpolation", ["nearest", "linear"])
+def test_kernel_far_positions_match_scipy(sample, rng, mode, interpolation):
+    # edge taps one and several periods out (folded without a division, then with one), and
+    # positions beyond 2^30 pixels (reduced by the period, or clamped), on both axes
+    h, w = 23, 31
+    img = rng.random((h, w))
+    periods = {"reflect": (2 * h, 2 * w), "mirror": (2 * h - 2, 2 * w - 2), "wrap": (h, w)}.get(mode, (1000, 1000))
+    shifts = np.array([0, 1, -1, 3, -7, 2**21, -(2**22) - 1, 3 * 2**28 + 5, -(5 * 2**29)])
+    base_x = (rng.integers(-4 * 128, (w + 4) * 128, (len(shifts), 40)) + 0.5) / 128  # no ties at 1/2
+    base_y = (rng.integers(-4 * 128, (h + 4) * 128, (len(shifts), 40)) + 0.5) / 128
+    mx = base_x + shifts[:, None] * float(periods[1])
+    my = base_y + shifts[::-1, None] * float(periods[0])
+    assert np.abs(mx).max() > 2**30 and np.abs(my).max() > 2**30
+    ref = ndi.map_coordinates(img, [my, mx], order=["nearest", "linear"].index(interpolation),
+                              mode="grid-wrap" if mode == "wrap" else mode, cval=0.3)
+    got = sample(img[None], mx.shape, None, mx, my, interpolation=interpolation, mode=mode, cval=0.3)
+    np.testing.assert_allclose(got[0], ref, rtol=0, atol=1e-12)
+
+
+def test_kernel_perspective_matches_scipy_at_the_projected_positions(sample, rng):
+    img = rng.random((40, 57))
+    hm = np.array([[0.95, 0.2, 3.1], [-0.1, 1.05, -2.3], [4e-4, -6e-4, 1.0]])
+    jj, ii = np.meshgrid(np.arange(50.0), np.arange(45.0))
+    u, v, s = (hm[k, 0] * jj + hm[k, 1] * ii + hm[k, 2] for k in range(3))
+    for mode in ("reflect", "grid-constant"):
+        ref = ndi.map_coordinates(img, [v / s, u / s], order=1, mode=mode, cval=0.3)
+        got = sample(img[None], (45, 50), hm, interpolation="linear", mode=mode, cval=0.3)
+        np.testing.assert_allclose(got[0], ref, rtol=0, atol=1e-12)

@@ -147,13 +147,21 @@ def _prefilter_numpy(be, x, axis, order, mode):
 _PREFILTER_THREADS = 256
 #: Fewest samples per segment of a line in the parallel prefilter.
 _MIN_SEGMENT = 64
+#: Threads (lines x segments) that fill a large GPU: 132 SMs x 2048 resident threads on an
+#: H100 / H200 is about 2^18.
+_FILL_THREADS = 1 << 18
 
 
-def _prefilter_segments(n):
-    """Segments per line: a power of two leaving at least ``_MIN_SEGMENT`` samples each, at most
-    16 (more segments measured slower on 4096 x 4096 float32 along either axis)."""
+def _prefilter_segments(n, lines, inner, itemsize):
+    """Segments per line: the smallest power of two with ``lines * segs >= _FILL_THREADS``, as
+    long as every segment keeps at least ``_MIN_SEGMENT`` samples and a block's 256 threads
+    hold whole lines; along a strided axis (``inner > 1``) at most ``256 * itemsize / 32``, so
+    that a warp spans 32 bytes of neighbouring lines per load. Segments stay below 2^30 samples.
+    """
+    cap = _PREFILTER_THREADS if inner == 1 else max(1, _PREFILTER_THREADS * itemsize // 32)
     segs = 1
-    while segs < 16 and n // (2 * segs) >= _MIN_SEGMENT:
+    while segs < _PREFILTER_THREADS and (-(-n // segs) >= 1 << 30 or (
+            2 * segs <= cap and lines * segs < _FILL_THREADS and n // (2 * segs) >= _MIN_SEGMENT)):
         segs *= 2
     return segs
 
@@ -168,7 +176,7 @@ def _prefilter_cupy(be, x, axis, order, mode):
         return out
     inner = int(np.prod(out.shape[axis + 1:], dtype=np.int64))
     lines = out.size // n
-    segs = _prefilter_segments(n)
+    segs = _prefilter_segments(n, lines, inner, out.dtype.itemsize)
     tiles = -(-lines // (_PREFILTER_THREADS // segs))
     poles = POLES[order] + (0.0,)
     kern = _PREFILTER.get(f"spline_prefilter<{type_name(out.dtype)}, {PREFILTER_INIT[mode]}>")

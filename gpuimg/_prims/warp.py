@@ -40,7 +40,7 @@ import numpy as np
 
 from gpuimg import _boundary
 from gpuimg._backend import primitive
-from gpuimg._kernels import KernelFamily, launch_1d, type_name
+from gpuimg._kernels import KernelFamily, launch_1d, launch_rows, type_name
 from gpuimg._parallel import run_chunks, workers
 
 INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos4": 3}
@@ -61,10 +61,16 @@ _FRACTION_BITS = FRACTION_STEPS.bit_length() - 1  # FRACTION_STEPS is a power of
 _TYPES = ("float", "double")
 _MODES = sorted(set(TAP_MODE.values()))
 
+#: Index types of the point sampler: 32-bit where `_point_index_type` allows, else 64-bit.
+_INDEX_TYPES = ("int", "long long")
+#: Largest flat index of a batch, and the exclusive bound of an image side, for 32-bit indexing.
+_INT32_MAX = 2**31 - 1
+_INT32_SIDE = 2**29
+
 _POINT = KernelFamily(
     "warp_point.cu",
-    [f"warp_point<{t}, {i}, {m}, {mt}>" for t in _TYPES for i in INTERPOLATIONS.values() for m in _MODES
-     for mt in _TYPES],
+    [f"warp_point<{t}, {i}, {m}, {mt}, {it}>" for t in _TYPES for i in INTERPOLATIONS.values() for m in _MODES
+     for mt in _TYPES for it in _INDEX_TYPES],
 )
 _FOOTPRINT = KernelFamily(
     "warp_footprint.cu",
@@ -316,6 +322,15 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     return out
 
 
+def _point_index_type(nimg, h, w, ho, wo):
+    """Index type of the point sampler for a batch: ``"int"`` when every flat index of the
+    input and output batches fits in 32 bits and both input sides are below ``_INT32_SIDE``
+    (so that tap indices, reflect periods and the clamped far positions do too), else
+    ``"long long"``."""
+    fits = nimg * h * w <= _INT32_MAX and nimg * ho * wo <= _INT32_MAX and max(h, w) < _INT32_SIDE
+    return "int" if fits else "long long"
+
+
 @primitive("sample_points", "cupy")
 def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *,
                         interpolation="linear", mode="constant", cval=0.0):
@@ -325,22 +340,24 @@ def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *
     ho, wo = out_shape
     dt = x.dtype
     if matrix is None:
-        mat = xp.zeros(9, dtype=xp.float64)
+        mat = np.zeros(9)
         # float32 maps are read as stored (half the traffic of float64, no conversion pass)
         mdt = xp.float32 if map_x.dtype == np.float32 and map_y.dtype == np.float32 else xp.float64
         mx = xp.ascontiguousarray(xp.asarray(map_x, dtype=mdt))
         my = xp.ascontiguousarray(xp.asarray(map_y, dtype=mdt))
         use_maps = 1
     else:
-        mat = xp.asarray(np.asarray(matrix, dtype=np.float64).ravel())
+        mat = np.asarray(matrix, dtype=np.float64).ravel()  # kernel arguments: no copy to the device
         mx = my = xp.zeros(1, dtype=xp.float64)
         use_maps = 0
     out = xp.empty((nimg, ho, wo), dtype=dt)
+    index = _point_index_type(nimg, h, w, ho, wo)
+    it = np.int32 if index == "int" else np.int64
     kern = _POINT.get(f"warp_point<{type_name(dt)}, {INTERPOLATIONS[interpolation]}, {TAP_MODE[mode]}, "
-                      f"{type_name(mx.dtype)}>")
-    launch_1d(kern, ho * wo, (
-        x, out, mat, mx, my, np.int32(use_maps), np.int64(nimg), np.int64(h), np.int64(w),
-        np.int64(ho), np.int64(wo), dt.type(cval), np.int32(mode == "constant"),
+                      f"{type_name(mx.dtype)}, {index}>")
+    launch_rows(kern, 1, ho, wo, (
+        x, out, *(np.float64(v) for v in mat), mx, my, np.int32(use_maps), it(nimg), it(h), it(w),
+        it(ho), it(wo), dt.type(cval), np.int32(mode == "constant"),
     ))
     return out
 
