@@ -27,6 +27,7 @@ import mmap
 import multiprocessing.util  # noqa: F401  (imported before _shutdown_pools is registered: it runs first at exit)
 import os
 import pickle
+import select
 import selectors
 import signal
 import socket
@@ -243,8 +244,9 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
 
 
-class _RemoteError(Exception):
-    """A read or a sink that failed in a worker process; ``reason`` is its :func:`_reason`."""
+class _FileError(Exception):
+    """A read or a sink that failed (on an I/O thread or in a worker process); ``reason`` is
+    its :func:`_reason`. Other exceptions of the I/O machinery stop the run."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -268,7 +270,10 @@ class _ThreadIO:
         return self.pool.submit(self.read_fn, item.path)
 
     def get(self, handle: cf.Future) -> np.ndarray:
-        return handle.result()
+        try:
+            return handle.result()
+        except Exception as exc:
+            raise _FileError(_reason(exc)) from exc
 
     def release(self, handles: Iterable[Any]) -> None:
         pass
@@ -315,12 +320,17 @@ class _ThreadIO:
 # decoder crash) the file it was handling is known exactly.
 
 _READ, _WRITE = 0, 1
+_PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # pipe writes up to this size are never cut
 
 # Most bytes of one shared-memory block (address space: only the pages that images touch
 # become memory), and the least bytes of a slot (a block is made again, with bigger slots,
 # when an image does not fit).
 _SHARED_BYTES = 1 << 32
 _SLOT_BYTES = 8 << 20
+
+#: Shared memory as anonymous memory files whose descriptors go to the workers (Linux);
+#: otherwise, or where ``memfd_create`` fails, temporary files the workers open by name.
+_MEMFD = hasattr(os, "memfd_create") and hasattr(socket, "CMSG_SPACE")
 
 
 def _round_pages(n: int) -> int:
@@ -331,17 +341,18 @@ class _Arena:
     """A block of shared memory cut into equal slots, mapped by the engine and its workers.
 
     On Linux it is an anonymous memory file (``memfd``) whose descriptor goes to each worker
-    over its socket; elsewhere a temporary file that workers open by name, removed when the
-    block is closed.
+    over its socket; elsewhere (see ``_MEMFD``) a temporary file that workers open by name,
+    removed when the block is closed.
     """
 
     def __init__(self, gen: int, slot_bytes: int, nslots: int) -> None:
         self.gen, self.slot_bytes, self.nslots = gen, slot_bytes, nslots
         size = slot_bytes * nslots
-        self.path: str | None = None
-        if hasattr(os, "memfd_create") and hasattr(socket, "CMSG_SPACE"):
-            self.fd = os.memfd_create(f"gpuimg-io-{gen}", getattr(os, "MFD_CLOEXEC", 0))
-        else:
+        self.fd, self.path = -1, None
+        if _MEMFD:
+            with contextlib.suppress(OSError):  # (a kernel or a sandbox without it)
+                self.fd = os.memfd_create(f"gpuimg-io-{gen}", getattr(os, "MFD_CLOEXEC", 0))
+        if self.fd < 0:
             self.fd, self.path = tempfile.mkstemp(prefix="gpuimg-io-")
         try:
             os.ftruncate(self.fd, size)
@@ -398,58 +409,72 @@ def _io_worker(index: int, tasks: Any, take: Any, conn: Any, status: Any) -> Non
     sink: Any = None
     stop = len(status) - 1  # set by the engine when it is interrupted: skip what is queued
     dumps, loads = pickle.dumps, pickle.loads
-    while True:
-        with take:
-            data = tasks.recv_bytes()
-        task = loads(data)
-        if task is None:
-            return
-        if status[stop]:
-            continue
-        # control messages the engine sent before this task (it sends them before the tasks
-        # that need them, so they are here already)
-        while conn.poll():
-            msg = conn.recv()
-            if msg[0] == "arena":
-                _, gen, size, path = msg
-                fd = reduction.recv_handle(conn) if path is None else os.open(path, os.O_RDWR)
-                try:
-                    maps[gen] = mmap.mmap(fd, size)
-                finally:
-                    os.close(fd)
-            elif msg[0] == "drop":
-                with contextlib.suppress(BufferError):
-                    maps.pop(msg[1]).close()
-            elif msg[0] == "run":
-                read, sink = msg[1], msg[2]
-        tid, op, arg, slot = task
-        status[index] = tid
-        try:
-            if op == _READ:
-                arr = np.asarray(read(arg))
-                if slot is not None and arr.nbytes <= slot[2] and not arr.dtype.hasobject:
-                    gen, offset, _ = slot
-                    np.ndarray(arr.shape, arr.dtype, buffer=maps[gen], offset=offset)[...] = arr
-                    reply = (tid, 0, (arr.shape, arr.dtype.str))
-                else:  # no slot, or it does not fit: the pixels go through the socket
-                    reply = (tid, 0, arr)
-                del arr
-            else:
-                gen, offset, meta = slot
-                if gen is None:  # no shared memory for it: the result came with the task
-                    result = meta
-                elif meta[0] == "a":
-                    result = np.ndarray(meta[1], meta[2], buffer=maps[gen], offset=offset)
-                    result.flags.writeable = False
+    try:
+        while True:
+            with take:
+                data = tasks.recv_bytes()
+            task = loads(data)
+            if task is None:
+                return
+            if status[stop]:
+                continue
+            # control messages the engine sent before this task (it sends them before the tasks
+            # that need them, so they are here already)
+            while conn.poll():
+                msg = conn.recv()
+                if msg[0] == "arena":
+                    _, gen, size, path = msg
+                    if path is None:
+                        fd = reduction.recv_handle(conn)
+                    else:
+                        try:
+                            fd = os.open(path, os.O_RDWR)
+                        except FileNotFoundError:  # dropped since: no task of this worker uses it
+                            continue
+                    try:
+                        maps[gen] = mmap.mmap(fd, size)
+                    finally:
+                        os.close(fd)
+                elif msg[0] == "drop":
+                    block = maps.pop(msg[1], None)
+                    if block is not None:
+                        with contextlib.suppress(BufferError):
+                            block.close()
+                elif msg[0] == "run":
+                    read, sink, cwd = msg[1:]
+                    if cwd is not None:  # relative paths are the engine's
+                        with contextlib.suppress(OSError):
+                            os.chdir(cwd)
+            tid, op, arg, slot = task
+            status[index] = tid
+            try:
+                if op == _READ:
+                    arr = np.asarray(read(arg))
+                    if slot is not None and arr.nbytes <= slot[2] and not arr.dtype.hasobject:
+                        gen, offset, _ = slot
+                        np.ndarray(arr.shape, arr.dtype, buffer=maps[gen], offset=offset)[...] = arr
+                        reply = (tid, 0, (arr.shape, arr.dtype.str))
+                    else:  # no slot, or it does not fit: the pixels go through the socket
+                        reply = (tid, 0, arr)
+                    del arr
                 else:
-                    result = loads(maps[gen][offset:offset + meta[1]])
-                sink(arg, result)
-                del result
-                reply = (tid, 0, None)
-        except Exception as exc:
-            reply = (tid, 1, _reason(exc))
-        conn.send_bytes(dumps(reply, pickle.HIGHEST_PROTOCOL))
-        status[index] = 0
+                    gen, offset, meta = slot
+                    if gen is None:  # no shared memory for it: the result came with the task
+                        result = meta
+                    elif meta[0] == "a":
+                        result = np.ndarray(meta[1], meta[2], buffer=maps[gen], offset=offset)
+                        result.flags.writeable = False
+                    else:
+                        result = loads(maps[gen][offset:offset + meta[1]])
+                    sink(arg, result)
+                    del result
+                    reply = (tid, 0, None)
+            except Exception as exc:
+                reply = (tid, 1, _reason(exc))
+            conn.send_bytes(dumps(reply, pickle.HIGHEST_PROTOCOL))
+            status[index] = 0
+    except (EOFError, BrokenPipeError, ConnectionResetError):  # the engine is gone (killed)
+        return
 
 
 def _mp_context() -> Any:
@@ -476,7 +501,8 @@ class _Pool:
         self.current: dict[int, _Arena | None] = {_READ: None, _WRITE: None}
         self.want = {_READ: 1, _WRITE: 1}  # slots each block should have
         self.failed = {_READ: sys.maxsize, _WRITE: sys.maxsize}  # slot sizes no block could be made for
-        self.config: tuple[Any, Any] | None = None
+        self.read_bytes = 0  # the largest image read so far: the size of the next read slots
+        self.config: tuple[Any, ...] | None = None
         self.busy = False
         self.procs: list[Any] = []
         self.conns: list[Any] = []
@@ -495,8 +521,8 @@ class _Pool:
             import fcntl
 
             fcntl.fcntl(self.task_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
-        # workers take tasks one at a time under this lock; kept for the pool's life (a
-        # worker opens it by name when it starts)
+        # workers take tasks one at a time under this lock (a worker opens it by name when it
+        # starts); a new one with each set of workers, as one that died may hold the old one
         self.take = take = ctx.Lock()
         self.status = ctx.RawArray("q", self.size + 1)  # each worker's task, then the stop flag
         self.procs, self.conns = [], []
@@ -535,13 +561,20 @@ class _Pool:
         With ``wait`` > 0 each worker finishes the task in its hands (a write completes), skips
         the queued ones and exits; those still running after ``wait`` seconds, or all of them
         without it, get SIGTERM (each removes its own partial files)."""
+        left: list[tuple] = []
         if wait > 0 and self.procs and not self.torn:  # (after half a message the pipe cannot carry more)
             self.status[self.size] = 1
-            with contextlib.suppress(OSError):
-                self.send(memoryview(_frame(pickle.dumps(None)) * len(self.procs)))
             deadline = time.monotonic() + wait
-            for p in self.procs:
-                p.join(timeout=max(0.0, deadline - time.monotonic()))
+            ends = memoryview(_frame(pickle.dumps(None)) * len(self.procs))
+            while any(p.is_alive() for p in self.procs) and time.monotonic() < deadline:
+                # the end markers go in as the workers skip the queued tasks and make room, and
+                # answers are taken in, so that no worker waits to hand over a large one
+                with contextlib.suppress(OSError):
+                    ends = self.send(ends)
+                answers, dead = self.poll(0.01)
+                left += answers
+                for i in dead:  # (its socket and sentinel stay ready: stop watching them)
+                    self._forget(i)
         for p in self.procs:
             if p.is_alive():
                 p.terminate()
@@ -550,7 +583,6 @@ class _Pool:
             if p.is_alive():
                 p.kill()
                 p.join()
-        left: list[tuple] = []
         for i in range(len(self.conns)):
             with contextlib.suppress(EOFError, OSError):
                 self._receive(i, left, drain=True)
@@ -564,6 +596,11 @@ class _Pool:
         with contextlib.suppress(Exception):
             self.writer.close()
         return left
+
+    def _forget(self, i: int) -> None:
+        for obj in (self.conns[i], self.procs[i].sentinel):
+            if self.waitables.pop(obj, None) is not None and self.selector is not None:
+                self.selector.unregister(obj)
 
     def restart(self) -> list[tuple]:
         """Replace all workers (after one died); returns the answers the old ones left."""
@@ -580,23 +617,31 @@ class _Pool:
 
     def _broadcast(self, msg: tuple) -> None:
         for c in self.conns:
-            c.send(msg)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # (a dead worker: see poll)
+                c.send(msg)
 
     def _share(self, arena: _Arena) -> None:
         from multiprocessing import reduction
 
         for p, c in zip(self.procs, self.conns):
-            c.send(("arena", arena.gen, arena.slot_bytes * arena.nslots, arena.path))
-            if arena.path is None:
-                reduction.send_handle(c, arena.fd, p.pid)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # (a dead worker: see poll)
+                c.send(("arena", arena.gen, arena.slot_bytes * arena.nslots, arena.path))
+                if arena.path is None:
+                    reduction.send_handle(c, arena.fd, p.pid)
 
     def send(self, data: memoryview) -> memoryview:
         """Put framed tasks on the task pipe (this thread is its only writer); returns what did
-        not fit (the pipe is full until workers take tasks)."""
+        not fit (the pipe is full until workers take tasks, or has no reader left until the
+        dead workers are replaced)."""
         while data:
+            # an interrupt can land right after the write, before its count is known: then the
+            # pipe may end inside a message, unless the write was whole or nothing (PIPE_BUF)
+            torn = self.torn
+            self.torn = torn or len(data) > _PIPE_BUF
             try:
                 n = os.write(self.task_fd, data)
-            except BlockingIOError:
+            except (BlockingIOError, BrokenPipeError):
+                self.torn = torn
                 break
             data = data[n:]
             self.torn = bool(data)  # the pipe ends inside a message until the rest is written
@@ -635,12 +680,11 @@ class _Pool:
             if not (drain and conn.poll()):
                 return
 
-    def poll(self, block: bool, writable: bool = False) -> tuple[list[tuple], list[int]]:
-        """Answers that arrived and the workers that died; ``block`` waits for one of them, or
-        with ``writable`` for room in the task pipe."""
+    def poll(self, timeout: float | None, writable: bool = False) -> tuple[list[tuple], list[int]]:
+        """Answers that arrived and the workers that died; waits up to ``timeout`` seconds
+        (None: no limit) for one of them, or with ``writable`` for room in the task pipe."""
         answers: list[tuple] = []
         dead: list[int] = []
-        timeout = None if block else 0
         if self.selector is not None:
             if writable:
                 self.selector.register(self.task_fd, selectors.EVENT_WRITE, None)
@@ -667,11 +711,17 @@ class _Pool:
     # -- runs and shared memory --------------------------------------------------------
 
     def begin(self, read: Any, sink: Any, read_slots: int, write_slots: int) -> None:
+        if not all(p.is_alive() for p in self.procs):  # one died since the last run
+            self.restart()
         try:
-            self._broadcast(("run", read, sink))
+            cwd: str | None = os.getcwd()  # the workers resolve the run's relative paths there
+        except OSError:
+            cwd = None
+        try:
+            self._broadcast(("run", read, sink, cwd))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise TypeError(f"io='processes' needs a picklable read and sink (module-level callables): {exc}") from exc
-        self.config = (read, sink)
+        self.config = (read, sink, cwd)
         self.want = {_READ: read_slots, _WRITE: write_slots}
         for op in (_READ, _WRITE):
             a = self.current[op]
@@ -801,7 +851,6 @@ class _ProcessIO:
         self.out: list[bytes] = []  # framed tasks not sent yet (see flush)
         self.unsent = memoryview(b"")  # the part of a flush the task pipe had no room for
         self.writes = 0
-        self.read_bytes = 0  # the largest image read so far
         self.tries: Counter[tuple[int, Path]] = Counter()
         pool.begin(read, sink, read_slots, write_slots)
 
@@ -837,7 +886,7 @@ class _ProcessIO:
     def read(self, item: Item) -> _Task:
         task = _Task(_READ, item)
         with contextlib.suppress(OSError):  # without a slot the pixels come through the socket
-            task.arena, task.slot = self.pool.slot(_READ, self.read_bytes)
+            task.arena, task.slot = self.pool.slot(_READ, self.pool.read_bytes)
         self._put(task)
         return task
 
@@ -845,26 +894,28 @@ class _ProcessIO:
         while not task.done:
             self._wait()
         if task.error is not None:
-            raise _RemoteError(task.error)
+            raise _FileError(task.error)
         return task.value
 
     def release(self, tasks: Iterable[_Task]) -> None:
         for task in tasks:
             task.value = None
-            if task.arena is not None:
-                self.pool.free(task.arena, task.slot)
-                task.arena = None
+            self._free(task)
 
     def write(self, item: Item, result: Any) -> None:
-        result = asnumpy(result)  # host arrays (a device array would open a GPU context there)
         payload = None
-        if isinstance(result, np.ndarray) and not result.dtype.hasobject:
-            nbytes = result.nbytes
-            meta: Any = ("a", result.shape, result.dtype.str)
-        else:
-            payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-            nbytes = len(payload)
-            meta = ("p", nbytes)
+        try:
+            result = asnumpy(result)  # host arrays (a device array would open a GPU context there)
+            if isinstance(result, np.ndarray) and not result.dtype.hasobject:
+                nbytes = result.nbytes
+                meta: Any = ("a", result.shape, result.dtype.str)
+            else:
+                payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                nbytes = len(payload)
+                meta = ("p", nbytes)
+        except Exception as exc:  # a result that cannot go to a worker (it does not pickle)
+            self.stored(item, exc)
+            return
         task = _Task(_WRITE, item)
         try:
             while True:
@@ -912,7 +963,7 @@ class _ProcessIO:
         self._pump(True)
 
     def _pump(self, block: bool, writable: bool = False) -> None:
-        answers, dead = self.pool.poll(block, writable)
+        answers, dead = self.pool.poll(None if block else 0, writable)
         for answer in answers:
             self._answer(*answer)
         if dead:
@@ -927,7 +978,7 @@ class _ProcessIO:
             if failed:
                 task.error = payload
             elif isinstance(payload, np.ndarray):  # it came through the socket
-                self.read_bytes = max(self.read_bytes, payload.nbytes)
+                self.pool.read_bytes = max(self.pool.read_bytes, payload.nbytes)
                 task.value = payload
                 self._free(task)
             else:
@@ -935,7 +986,7 @@ class _ProcessIO:
             return
         self._free(task)
         self.writes -= 1
-        self.stored(task.item, _RemoteError(payload) if failed else None)
+        self.stored(task.item, _FileError(payload) if failed else None)
 
     def _free(self, task: _Task) -> None:
         if task.arena is not None:
@@ -965,7 +1016,7 @@ class _ProcessIO:
                         task.done, task.error = True, "the reading process died"
                     else:
                         self.writes -= 1
-                        self.stored(task.item, _RemoteError("the writing process died"))
+                        self.stored(task.item, _FileError("the writing process died"))
                     continue
             self._put(task)
 
@@ -1063,7 +1114,7 @@ def run_batch(
     max_pending_writes = max(2 * batch_size, 4 * workers)
 
     def fail(path: Path | str, stage: str, exc: BaseException | str) -> None:
-        reason = exc if isinstance(exc, str) else exc.reason if isinstance(exc, _RemoteError) else _reason(exc)
+        reason = exc if isinstance(exc, str) else exc.reason if isinstance(exc, _FileError) else _reason(exc)
         with lock:
             report.failures.append(Failure(str(path), stage, reason))
             if bar is not None:
@@ -1161,7 +1212,7 @@ def _engine(iox: _ThreadIO | _ProcessIO, todo: list[Item], compute: Callable[[np
         t0 = clock()
         try:
             arr = iox.get(h)
-        except Exception as exc:
+        except _FileError as exc:
             report.io_wait_s += clock() - t0
             iox.release((h,))
             fail(it.path, "read", exc)
