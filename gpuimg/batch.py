@@ -489,6 +489,16 @@ def _mp_context() -> Any:
     return ctx
 
 
+def process_io_unavailable() -> str | None:
+    """Why ``io="processes"`` cannot run here (``None`` when it can): its workers share a
+    lock, a POSIX semaphore, which needs ``/dev/shm``."""
+    try:
+        _mp_context().Lock()
+    except (OSError, ImportError) as exc:
+        return f"no POSIX semaphores ({exc})"
+    return None
+
+
 class _Pool:
     """``workers`` I/O processes, the pipe they take tasks from and the shared memory they
     read and write. Only the engine's computing thread uses it, one run at a time."""

@@ -24,7 +24,27 @@ from gpuimg import demo
 from gpuimg._boundary import MODE_CODES
 
 _EXAMPLE_FORMAT = argparse.RawDescriptionHelpFormatter
-_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+
+
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity mask, lowered to a container's CPU quota
+    (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), rounded up."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = (cgroup / quota_file).read_text().split()
+            if period_file is not None:
+                fields.append((cgroup / period_file).read_text().strip())
+            quota, period = fields[0], float(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if quota not in ("max", "-1") and period > 0:
+            return max(1, min(n, math.ceil(float(quota) / period)))
+        return n
+    return n
+
+
+_CPUS = usable_cpus()
 # I/O threads: decoding and encoding release the GIL, so threads scale with cores, but each
 # one also takes the GIL from the device thread; more than 8 rarely helps
 _DEFAULT_WORKERS = max(2, min(8, _CPUS))
@@ -730,10 +750,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if getattr(args, "io", None) == "processes":
-        from gpuimg.batch import start_io_processes
+        from gpuimg.batch import process_io_unavailable, start_io_processes
 
-        # their start-up overlaps the command's own (imports, PSF, CuPy and its CUDA context)
-        start_io_processes(_io_workers(args))
+        reason = process_io_unavailable()
+        if reason is None:
+            # their start-up overlaps the command's own (imports, PSF, CuPy and its CUDA context)
+            start_io_processes(_io_workers(args))
+        else:
+            print(f"gpuimg {args.command}: I/O worker processes cannot run here, {reason}; using I/O threads",
+                  file=sys.stderr)
+            args.io = "threads"
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:

@@ -311,3 +311,52 @@ def test_interrupt_leaves_no_partial_file(tmp_path, rng, sig, io):
     assert all(not n.startswith(".") for n in names), names
     for n in names:
         np.testing.assert_array_equal(gio.read_image(out / n), imgs[n][::-1])
+
+
+def test_usable_cpus_follows_the_container_quota(tmp_path):
+    from gpuimg.cli import usable_cpus
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    assert usable_cpus(tmp_path) == n  # no cgroup files
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert usable_cpus(tmp_path) == n
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one worker
+    assert usable_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text(f"{100000 * n + 1} 100000\n")  # more than the affinity allows
+    assert usable_cpus(tmp_path) == n
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cpus(tmp_path) == n
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    assert usable_cpus(tmp_path) == 1
+
+
+def test_command_falls_back_to_threads_without_semaphores(tmp_path, rng, monkeypatch, capsys, fresh_pools):
+    # no /dev/shm: the workers' lock cannot be made, so the command uses I/O threads and says so
+    import errno
+
+    from gpuimg import cli
+
+    class NoSemaphores:
+        def __init__(self, ctx):
+            self._ctx = ctx
+
+        def __getattr__(self, name):
+            return getattr(self._ctx, name)
+
+        def Lock(self):
+            raise OSError(errno.ENOSYS, "Function not implemented")
+
+    imgs = _make_folder(tmp_path / "in", rng, n=3)
+    real = gb._mp_context
+    monkeypatch.setattr(gb, "_mp_context", lambda: NoSemaphores(real()))
+    assert cli.main(["resize", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--scale", "0.5", "-q"]) == 0
+    assert "using I/O threads" in capsys.readouterr().err
+    import cv2
+
+    for name, img in imgs.items():
+        ref = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        got = gio.read_image(tmp_path / "out" / name)
+        assert got.dtype == img.dtype and np.abs(got.astype(int) - ref).max() <= 1
