@@ -54,3 +54,19 @@ def assert_close(actual, desired, *, dtype=None, tol=None, scale=None):
         finite = d[np.isfinite(d)]
         scale = max(float(np.ptp(finite)) if finite.size else 1.0, float(np.abs(finite).max()) if finite.size else 1.0, 1e-30)
     np.testing.assert_allclose(a, d, rtol=0, atol=tol * scale)
+
+
+class NoSemaphores:
+    """A multiprocessing context on a system without POSIX semaphores (no /dev/shm): its
+    ``Lock()`` fails as ``sem_open`` does there."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    def Lock(self):
+        import errno
+
+        raise OSError(errno.ENOSYS, "Function not implemented")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import NoSemaphores
 
 from gpuimg import batch as gb
 from gpuimg import io as gio
@@ -37,6 +38,19 @@ def fresh_pools():
     yield
     gb._shutdown_pools()
 
+
+
+def _run_script(tmp_path, text, batches):
+    """Start ``text`` as a script on ``tmp_path / "in"`` -> ``tmp_path / "out"`` and wait for
+    it to print ``batch`` ``batches`` times."""
+    script = tmp_path / "run.py"
+    script.write_text(text)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "in"), str(tmp_path / "out")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    for _ in range(batches):
+        assert proc.stdout.readline().strip() == "batch"
+    return proc
 
 def _images(folder: Path, rng, n: int, shape=(12, 16), dtype=np.uint16) -> dict[str, np.ndarray]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -398,13 +412,7 @@ def test_stop_is_prompt_while_workers_wait_to_hand_over_pixels(tmp_path, rng):
     (tmp_path / "in").mkdir()
     for i in range(12):
         np.save(tmp_path / "in" / f"b{i:02d}.npy", (rng.random((300, 300, 3)) * 65535).astype(np.uint16))
-    script = tmp_path / "run.py"
-    script.write_text(_STOPPED_RUN)
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "in"), str(tmp_path / "out")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    for _ in range(3):
-        assert proc.stdout.readline().strip() == "batch"
+    proc = _run_script(tmp_path, _STOPPED_RUN, batches=3)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     try:
@@ -421,19 +429,6 @@ def test_stop_is_prompt_while_workers_wait_to_hand_over_pixels(tmp_path, rng):
 # start-up failures and a killed engine
 # --------------------------------------------------------------------------------------
 
-class _NoSemaphores:
-    """A multiprocessing context on a system without POSIX semaphores (no /dev/shm)."""
-
-    def __init__(self, ctx):
-        self._ctx = ctx
-
-    def __getattr__(self, name):
-        return getattr(self._ctx, name)
-
-    def Lock(self):
-        raise OSError(errno.ENOSYS, "Function not implemented")
-
-
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 def test_without_posix_semaphores_the_run_fails_cleanly(tmp_path, rng, monkeypatch, fresh_pools):
     # no /dev/shm: the workers' lock cannot be made; the run says so before touching a file
@@ -441,7 +436,7 @@ def test_without_posix_semaphores_the_run_fails_cleanly(tmp_path, rng, monkeypat
     _images(tmp_path / "in", rng, 2)
     items, _ = expand_inputs([tmp_path / "in"])
     real = gb._mp_context
-    monkeypatch.setattr(gb, "_mp_context", lambda: _NoSemaphores(real()))
+    monkeypatch.setattr(gb, "_mp_context", lambda: NoSemaphores(real()))
     before = _open_fds()
     for _ in range(3):
         with pytest.raises(OSError, match="not implemented"):
@@ -471,13 +466,7 @@ _KILLED_RUN = textwrap.dedent(
 
 def test_workers_leave_quietly_when_the_engine_is_killed(tmp_path, rng):
     _images(tmp_path / "in", rng, 60, shape=(64, 64))
-    script = tmp_path / "run.py"
-    script.write_text(_KILLED_RUN)
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "in"), str(tmp_path / "out")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    for _ in range(5):
-        assert proc.stdout.readline().strip() == "batch"
+    proc = _run_script(tmp_path, _KILLED_RUN, batches=5)
     proc.kill()
     _, err = proc.communicate(timeout=30)  # returns once every worker has let go of stderr
     assert "Traceback" not in err, err

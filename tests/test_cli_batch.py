@@ -335,19 +335,9 @@ def test_usable_cpus_follows_the_container_quota(tmp_path):
 
 def test_command_falls_back_to_threads_without_semaphores(tmp_path, rng, monkeypatch, capsys, fresh_pools):
     # no /dev/shm: the workers' lock cannot be made, so the command uses I/O threads and says so
-    import errno
+    from conftest import NoSemaphores
 
     from gpuimg import cli
-
-    class NoSemaphores:
-        def __init__(self, ctx):
-            self._ctx = ctx
-
-        def __getattr__(self, name):
-            return getattr(self._ctx, name)
-
-        def Lock(self):
-            raise OSError(errno.ENOSYS, "Function not implemented")
 
     imgs = _make_folder(tmp_path / "in", rng, n=3)
     real = gb._mp_context
