@@ -2,9 +2,11 @@
 //
 // The image stack is (slices = batch * nz, ny, nx); the window is separable with taps
 // wz (2rz+1), wy (2ry+1), wx (2rx+1), read as one array [wz | wy | wx] (rz = 0 and ry = 0
-// for 2-D and 1-D images). A block of 32 x 8 threads owns an output tile of 32 columns by
-// tile_h rows (8, 16 or 32) of one slice; thread (tx, ty) owns column tx and the tile_h / 8
-// consecutive rows from ty * tile_h / 8.
+// for 2-D and 1-D images). Two kernels share this file:
+//
+// window_moments<T, MODE>: any window (tap counts are run-time arguments). A block of 32 x 8
+// threads owns an output tile of 32 columns by tile_h rows (8, 16 or 32) of one slice; thread
+// (tx, ty) owns column tx and the tile_h / 8 consecutive rows from ty * tile_h / 8.
 //   for each slice z + dz of the window (boundary mode in z):
 //     1. load a and b over the tile plus its halo into shared memory (boundary mode in y, x),
 //     2. correlate the needed products along x into shared memory (nq planes); a thread makes
@@ -12,10 +14,32 @@
 //        sample and tap is read once per 4 outputs,
 //     3. correlate along y the same way (rolling window over the thread's rows) and add
 //        wz[dz] times the result into registers.
+//
+// window_moments_fixed<T, W, BOX>: W taps along y and x fixed at compile time (any rz; the
+// boundary mode is an argument; rows and columns below 2^30, so positions are 32-bit). Every
+// tap loop is unrolled, so the sliding windows live in registers with no copies. A block of
+// 32 x 8 threads walks `tiles` tiles of 32 columns by TH rows (TH = 64 for float, 32 for
+// double) down one column strip of one slice:
+//   for each slice z + dz of the window:
+//     1. load (a, b) pairs over the tile plus its halo into shared memory (all loads of a
+//        thread issued before its stores),
+//     2. x pass: a thread makes 8 neighbouring outputs of one row, computing each sample's
+//        products once; the moments of a pixel are stored together (one 16-byte access for
+//        four of them), and in 3-D wz[dz] times them is added to what earlier slices left,
+//   3. y pass: thread (tx, ty) makes the TH / 8 rows from ty * TH / 8 of column tx.
+//   The last W - 1 x-filtered rows of a tile are the first ones of the tile below: they are
+//   copied up, and the next tile loads and filters only its TH new rows.
+// With BOX (all taps of x and y equal) both passes form plain window sums, shared between a
+// thread's neighbouring outputs: a window [j, j + W) of the thread's outputs j = 0 .. n-1 is
+// split at n - 1 into a suffix sum of [j, n - 1) and a prefix sum of [n - 1, j + W), about
+// three additions per output whatever W is; the sums are scaled by wx * wy at the end. Only
+// samples inside a window are ever added (no running sum that subtracts), so NaN and Inf
+// reach exactly the windows that contain them, as in the direct correlation.
+//
 // Then the formula (kind) runs on the moments, the map is written (write_map) and the part of
 // the map inside the crop box is summed in double, reduced over the block and stored as one
-// partial sum per (slice, tile) (write_partial); the caller sums the partials per image.
-// Shared rows have odd strides (tile: 32 + 2 rx + 1, moments: 33) so that threads walking
+// partial sum per (slice, block) (write_partial); the caller sums the partials per image.
+// Shared rows have odd strides (in units of the element accessed) so that threads walking
 // down rows hit distinct banks.
 //
 // kind 0 SSIM, 1 contrast-structure term, 2 windowed mean of (a-b)^2, 3 zero-mean NCC.
@@ -31,6 +55,31 @@
 
 namespace gpuimg {
 
+// The sum of every thread's `local` over the block, stored by thread 0 at *dst: warp shuffles,
+// then one partial per warp in red (nthreads / 32 doubles). Every thread of the block calls it.
+__device__ __forceinline__ void block_sum(double local, double* red, int tid, int nthreads, double* dst) {
+    for (int off = 16; off > 0; off >>= 1) local += __shfl_down_sync(0xffffffffu, local, off);
+    if ((tid & 31) == 0) red[tid >> 5] = local;
+    __syncthreads();
+    if (tid == 0) {
+        double t = 0.0;
+        for (int w = 0; w < nthreads / 32; ++w) t += red[w];
+        *dst = t;
+    }
+    __syncthreads();
+}
+
+// SSIM and CS from their four moments: ((ka mxy + kb) A2) / ((ga mm + gb) B2), with
+// (ka, kb, ga, gb) = (2, c1, 1, c1) for SSIM and (0, 1, 0, 1) for CS (exactly A2 / B2)
+template <typename T>
+__device__ __forceinline__ T wm_ssim_cs(T m0, T m1, T m2, T m3, T cn, T c2, T ka, T kb, T ga, T gb) {
+    const T mxy = m0 * m1;
+    const T a2 = T(2) * cn * (m3 - mxy) + c2;
+    const T mm = m0 * m0 + m1 * m1;
+    const T b2 = cn * (m2 - mm) + c2;
+    return ((ka * mxy + kb) * a2) / ((ga * mm + gb) * b2);
+}
+
 // m0..m4: the kind's windowed means in the order listed above (unused ones are 0)
 template <typename T>
 __device__ __forceinline__ T window_formula(int kind, T m0, T m1, T m2, T m3, T m4, T cn, T c1,
@@ -43,12 +92,8 @@ __device__ __forceinline__ T window_formula(int kind, T m0, T m1, T m2, T m3, T 
         const T r = (m4 - m0 * m1) / sqrt(va * vb);
         return r > T(1) ? T(1) : (r < T(-1) ? T(-1) : r);
     }
-    const T mxy = m0 * m1;
-    const T a2 = T(2) * cn * (m3 - mxy) + c2;
-    const T mm = m0 * m0 + m1 * m1;
-    const T b2 = cn * (m2 - mm) + c2;
-    if (kind == 1) return a2 / b2;
-    return ((T(2) * mxy + c1) * a2) / ((mm + c1) * b2);
+    if (kind == 1) return wm_ssim_cs<T>(m0, m1, m2, m3, cn, c2, T(0), T(1), T(0), T(1));
+    return wm_ssim_cs<T>(m0, m1, m2, m3, cn, c2, T(2), c1, T(1), c1);
 }
 
 // x pass for GPUIMG_WM_CW neighbouring outputs of one tile row. ra/rb point at the tile
@@ -260,16 +305,411 @@ __global__ void __launch_bounds__(256, sizeof(T) == 4 ? 3 : 1) window_moments(co
                     local += static_cast<double>(val);
             }
         }
-        if (write_partial) {
-            for (int off = 16; off > 0; off >>= 1) local += __shfl_down_sync(0xffffffffu, local, off);
-            if ((tid & 31) == 0) red[tid >> 5] = local;
-            __syncthreads();
-            if (tid == 0) {
-                double t = 0.0;
-                for (int w = 0; w < nthreads / 32; ++w) t += red[w];
-                partial[(s * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x] = t;
+        if (write_partial)
+            gpuimg::block_sum(local, red, tid, nthreads,
+                              partial + (s * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// window_moments_fixed<T, W, BOX>
+// ---------------------------------------------------------------------------------------------
+
+#define GPUIMG_WM_XOUT 8  // x-pass outputs per work item
+
+namespace gpuimg {
+
+// one (a, b) sample pair and the first four moments of one pixel, aligned for vector access
+template <typename T>
+struct alignas(2 * sizeof(T)) wm_pair {
+    T a, b;
+};
+template <typename T>
+struct alignas(16) wm_quad {
+    T v[4];
+};
+
+template <int KIND>
+struct wm_kind {
+    static constexpr int nq = KIND == 2 ? 1 : (KIND == 3 ? 5 : 4);
+};
+
+// output tile height of the fixed kernels: 64 rows for float, 32 for double
+template <typename T>
+struct wm_fixed_tile {
+    static constexpr int h = sizeof(T) == 4 ? 64 : 32;
+};
+
+template <int KIND, typename T>
+__device__ __forceinline__ void wm_products(T a, T b, T (&p)[wm_kind<KIND>::nq]) {
+    if constexpr (KIND == 2) {
+        const T d = a - b;
+        p[0] = d * d;
+    } else if constexpr (KIND == 3) {
+        p[0] = a;
+        p[1] = b;
+        p[2] = a * a;
+        p[3] = b * b;
+        p[4] = a * b;
+    } else {
+        p[0] = a;
+        p[1] = b;
+        p[2] = a * a + b * b;
+        p[3] = a * b;
+    }
+}
+
+// s[q][j] = sum_{k < W} w[k] x_{j+k}[q] for the N outputs j of one line, where get(i, x) writes
+// sample i (i < N + W - 1) and is called once per sample. BOX: plain sums (w unused) from the
+// suffix/prefix split at N - 1 described at the top of the file.
+template <typename T, int NQ, int N, int W, bool BOX, typename Get>
+__device__ __forceinline__ void wm_correlate(Get get, const T (&w)[W], T (&s)[NQ][N]) {
+    if constexpr (!BOX) {
+#pragma unroll
+        for (int i = 0; i < N + W - 1; ++i) {
+            T x[NQ];
+            get(i, x);
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+                const int k = i - j;
+                if (k >= 0 && k < W) {
+#pragma unroll
+                    for (int q = 0; q < NQ; ++q) s[q][j] = k == 0 ? w[0] * x[q] : s[q][j] + w[k] * x[q];
+                }
+            }
+        }
+    } else {
+        constexpr int B = N - 1;
+        static_assert(B <= W, "the split needs every window to reach sample N - 1");
+        // suffix sums of [j, B), from the last sample down: each sample is added as it arrives
+#pragma unroll
+        for (int j = B - 1; j >= 0; --j) {
+            T x[NQ];
+            get(j, x);
+#pragma unroll
+            for (int q = 0; q < NQ; ++q) s[q][j] = j == B - 1 ? x[q] : x[q] + s[q][j + 1];
+        }
+        T run[NQ];
+#pragma unroll
+        for (int i = B; i < N + W - 1; ++i) {
+            T y[NQ];
+            get(i, y);
+#pragma unroll
+            for (int q = 0; q < NQ; ++q) run[q] = i == B ? y[q] : run[q] + y[q];
+            const int j = i - (W - 1);  // the output whose window ends at sample i
+            if (j >= 0) {
+#pragma unroll
+                for (int q = 0; q < NQ; ++q) s[q][j] = j < B ? s[q][j] + run[q] : run[q];
+            }
+        }
+    }
+}
+
+template <typename T, int NQ>
+__device__ __forceinline__ void wm_load_moments(const wm_quad<T>* p4, const T* p1, int idx, T (&m)[NQ]) {
+    if constexpr (NQ >= 4) {
+        const wm_quad<T> v = p4[idx];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) m[q] = v.v[q];
+    }
+    if constexpr (NQ != 4) m[NQ - 1] = p1[idx];
+}
+
+template <typename T, int NQ>
+__device__ __forceinline__ void wm_store_moments(wm_quad<T>* p4, T* p1, int idx, const T (&m)[NQ]) {
+    if constexpr (NQ >= 4) {
+        wm_quad<T> v;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) v.v[q] = m[q];
+        p4[idx] = v;
+    }
+    if constexpr (NQ != 4) p1[idx] = m[NQ - 1];
+}
+
+// ROWS x COLS (a, b) pairs of a tile whose halo lies inside the image; ap and bp point at its
+// first sample. Rows by warps, columns by lanes; the loads of GPUIMG_WM_LOAD_ROUNDS rows are
+// issued before their stores.
+#define GPUIMG_WM_LOAD_ROUNDS 4
+template <typename T, int ROWS, int COLS, int TS>
+__device__ __forceinline__ void wm_load_inner(const T* __restrict__ ap, const T* __restrict__ bp, long long nx,
+                                              wm_pair<T>* tile, int tx, int ty) {
+    constexpr int BX = GPUIMG_WM_BX, BY = GPUIMG_WM_BY, KB = GPUIMG_WM_LOAD_ROUNDS;
+    constexpr int KR = (ROWS + BY - 1) / BY, KC = (COLS + BX - 1) / BX;
+    const long long step = BY * nx;
+    const T* pa = ap + ty * nx + tx;
+    const T* pb = bp + ty * nx + tx;
+#pragma unroll
+    for (int k0 = 0; k0 < KR; k0 += KB) {
+        // rounds k < ROWS / BY and cc < COLS / BX are inside the tile for every thread
+        T va[KB][KC], vb[KB][KC];
+#pragma unroll
+        for (int k = k0; k < k0 + KB && k < KR; ++k) {
+#pragma unroll
+            for (int cc = 0; cc < KC; ++cc) {
+                const bool in = (k < ROWS / BY || ty + BY * k < ROWS) && (cc < COLS / BX || tx + BX * cc < COLS);
+                va[k - k0][cc] = in ? pa[BX * cc] : T(0);
+                vb[k - k0][cc] = in ? pb[BX * cc] : T(0);
+            }
+            if (k + 1 < KR) {
+                pa += step;
+                pb += step;
+            }
+        }
+#pragma unroll
+        for (int k = k0; k < k0 + KB && k < KR; ++k) {
+#pragma unroll
+            for (int cc = 0; cc < KC; ++cc) {
+                if ((k < ROWS / BY || ty + BY * k < ROWS) && (cc < COLS / BX || tx + BX * cc < COLS)) {
+                    wm_pair<T> v;
+                    v.a = va[k - k0][cc];
+                    v.b = vb[k - k0][cc];
+                    tile[(ty + BY * k) * TS + tx + BX * cc] = v;
+                }
+            }
+        }
+    }
+}
+
+template <typename I>
+__device__ __forceinline__ I wm_boundary_index(int mode, I i, I n) {
+    if (i >= 0 && i < n) return i;
+    switch (mode) {
+        case GPUIMG_MODE_MIRROR: return boundary_index<GPUIMG_MODE_MIRROR, I>(i, n);
+        case GPUIMG_MODE_NEAREST: return boundary_index<GPUIMG_MODE_NEAREST, I>(i, n);
+        case GPUIMG_MODE_CONSTANT: return boundary_index<GPUIMG_MODE_CONSTANT, I>(i, n);
+        case GPUIMG_MODE_WRAP: return boundary_index<GPUIMG_MODE_WRAP, I>(i, n);
+        default: return boundary_index<GPUIMG_MODE_REFLECT, I>(i, n);
+    }
+}
+
+// the same for a tile whose halo leaves the image: rows yb.., columns xb.. through boundary mode
+template <typename T, int ROWS, int COLS, int TS>
+__device__ void wm_load_edge(const T* __restrict__ ap, const T* __restrict__ bp, int yb, int xb, int ny, int nx,
+                             int mode, wm_pair<T>* tile, int tx, int ty) {
+    constexpr int BX = GPUIMG_WM_BX, BY = GPUIMG_WM_BY, KC = (COLS + BX - 1) / BX;
+    int xi[KC];
+#pragma unroll
+    for (int cc = 0; cc < KC; ++cc)
+        xi[cc] = tx + BX * cc < COLS ? wm_boundary_index(mode, xb + tx + BX * cc, nx) : -1;
+    for (int r = ty; r < ROWS; r += BY) {
+        const int yi = wm_boundary_index(mode, yb + r, ny);
+        const long long row = static_cast<long long>(yi) * nx;
+#pragma unroll
+        for (int cc = 0; cc < KC; ++cc) {
+            const int c = tx + BX * cc;
+            if (c < COLS) {
+                const bool inside = yi >= 0 && xi[cc] >= 0;
+                wm_pair<T> v;
+                v.a = inside ? ap[row + xi[cc]] : T(0);
+                v.b = inside ? bp[row + xi[cc]] : T(0);
+                tile[r * TS + c] = v;
+            }
+        }
+    }
+}
+
+// bits [0, min(max(n, 0), r)) set: the first n of r < 32 rows
+__device__ __forceinline__ unsigned wm_rows_below(int n, int r) {
+    const int k = n <= 0 ? 0 : (n >= r ? r : n);
+    return (1u << k) - 1u;
+}
+
+template <int V>
+struct wm_int {
+    static constexpr int value = V;
+};
+
+// KIND selects the moments (0: those of SSIM and CS, 2: MSE, 3: NCC); kind is the formula.
+// The block owns `tiles` tiles of 32 x TH outputs stacked in y; after the first, a tile reuses
+// the W - 1 x-filtered halo rows of the one above and loads and filters only TH new rows.
+template <typename T, int W, bool BOX, int KIND>
+__device__ __forceinline__ void wm_fixed(double* smem, const T* __restrict__ a, const T* __restrict__ b,
+                                         T* __restrict__ out, double* __restrict__ partial,
+                                         const double* __restrict__ taps, long long slices, long long nz,
+                                         long long ny, long long nx, int rz, int tiles, int mode, int kind,
+                                         int write_map, int write_partial, T cov_norm, T c1, T c2, T eps,
+                                         long long cz, long long cy, long long cx) {
+    constexpr int NQ = wm_kind<KIND>::nq;
+    constexpr int BX = GPUIMG_WM_BX, BY = GPUIMG_WM_BY, NT = BX * BY, CW = GPUIMG_WM_XOUT;
+    constexpr int TH = wm_fixed_tile<T>::h;
+    constexpr int R = TH / BY;          // output rows per thread
+    constexpr int H = W / 2;
+    constexpr int ROWS = TH + W - 1;    // tile rows with halo
+    constexpr int COLS = BX + W - 1;    // tile columns with halo
+    constexpr int TS = COLS + 1;        // odd strides (in elements): no bank conflicts down a column
+    constexpr int PS = BX + 1;
+    constexpr int P4 = NQ >= 4 ? ROWS * PS : 0;
+    constexpr int P1 = NQ != 4 ? ROWS * PS + (ROWS * PS) % 2 : 0;
+    static_assert(BX % CW == 0 && TH % BY == 0 && TH >= W - 1 && R < 32, "tile shape");
+
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * BX + tx;
+    double* red = smem;  // one partial per warp
+    wm_quad<T>* p4 = reinterpret_cast<wm_quad<T>*>(red + NT / 32);
+    T* p1 = reinterpret_cast<T*>(p4 + P4);
+    wm_pair<T>* tile = reinterpret_cast<wm_pair<T>*>(p1 + P1);
+    T* wts = reinterpret_cast<T*>(tile + ROWS * TS);
+
+    const int nwz = 2 * rz + 1;
+    for (int i = tid; i < nwz + 2 * W; i += NT) wts[i] = static_cast<T>(taps[i]);
+    __syncthreads();
+    const T* wyp = wts + nwz;
+    const T* wxp = wyp + W;
+
+    // rows and columns fit in int (the caller guarantees ny, nx <= 2^30); offsets are 64-bit
+    const int nyi = static_cast<int>(ny), nxi = static_cast<int>(nx);
+    const int cyi = static_cast<int>(cy), cxi = static_cast<int>(cx);
+    const int x0 = blockIdx.x * BX;
+    const int x = x0 + tx;
+    const long long img = nz * ny * nx;
+    const bool cols_inner = x0 - H >= 0 && x0 - H + COLS <= nxi;
+    const bool col_in = x < nxi;
+    const bool col_crop = col_in && x >= cxi && x < nxi - cxi;
+
+    // tile rows [R0, R0 + NR) of slice ap/bp through the x pass into the moment planes: a warp
+    // walks down rows, a work item makes CW neighbouring outputs of one row
+    // (the image rows from yb; inner: they and the halo columns lie inside the image)
+    auto fill = [&](auto r0c, auto nrc, const T* ap, const T* bp, int yb, bool inner, int zmode, T w_z) {
+        constexpr int R0 = decltype(r0c)::value, NR = decltype(nrc)::value;
+        __syncthreads();  // the tile and these plane rows are free
+        if (inner) {
+            const long long off = static_cast<long long>(yb) * nx + (x0 - H);
+            wm_load_inner<T, NR, COLS, TS>(ap + off, bp + off, nx, tile + R0 * TS, tx, ty);
+        } else {
+            wm_load_edge<T, NR, COLS, TS>(ap, bp, yb, x0 - H, nyi, nxi, mode, tile + R0 * TS, tx, ty);
+        }
+        __syncthreads();
+        T wx[W];
+#pragma unroll
+        for (int k = 0; k < W; ++k) wx[k] = BOX ? T(0) : wxp[k];
+        for (int i = tid; i < NR * (BX / CW); i += NT) {
+            const int r = R0 + i % NR, c = (i / NR) * CW;
+            const wm_pair<T>* src = tile + r * TS + c;
+            T m[NQ][CW];
+            wm_correlate<T, NQ, CW, W, BOX>(
+                [&](int k, T (&p)[NQ]) {
+                    const wm_pair<T> v = src[k];
+                    wm_products<KIND>(v.a, v.b, p);
+                },
+                wx, m);
+            const int o = r * PS + c;
+#pragma unroll
+            for (int j = 0; j < CW; ++j) {
+                T v[NQ];
+#pragma unroll
+                for (int q = 0; q < NQ; ++q) v[q] = m[q][j];
+                if (zmode != 0) {  // 3-D: wz times this slice, added to the earlier slices
+                    T u[NQ];
+                    if (zmode == 2) wm_load_moments<T, NQ>(p4, p1, o + j, u);
+#pragma unroll
+                    for (int q = 0; q < NQ; ++q) v[q] = zmode == 2 ? u[q] + w_z * v[q] : w_z * v[q];
+                }
+                wm_store_moments<T, NQ>(p4, p1, o + j, v);
+            }
+        }
+    };
+
+    for (long long s = blockIdx.z; s < slices; s += gridDim.z) {
+        long long n = s, z = 0;
+        if (nz > 1) divmod(s, nz, n, z);
+        const bool slice_crop = col_crop && z >= cz && z < nz - cz;
+        const T* as = a + n * img;
+        const T* bs = b + n * img;
+        double local = 0.0;
+        for (int t = 0; t < tiles; ++t) {
+            const int y0 = (blockIdx.y * tiles + t) * TH;
+            if (y0 >= nyi) break;  // block-uniform
+            // image rows [yb, yb + nr) are loaded and filtered: the whole tile, or below the carry
+            const int yb = y0 - H + (t > 0 ? W - 1 : 0);
+            const bool inner = cols_inner && yb >= 0 && yb + (t > 0 ? TH : ROWS) <= nyi;
+            if (t > 0) {
+                // the last W - 1 plane rows of the tile above are the first of this one
+                __syncthreads();
+                for (int i = tid; i < (W - 1) * BX; i += NT) {
+                    const int r = i / BX, c = i % BX;
+                    T v[NQ];
+                    wm_load_moments<T, NQ>(p4, p1, (TH + r) * PS + c, v);
+                    wm_store_moments<T, NQ>(p4, p1, r * PS + c, v);
+                }
+            }
+            bool first = true;
+            for (int dz = -rz; dz <= rz; ++dz) {
+                const long long zd = z + dz;
+                const long long zi = wm_boundary_index(mode, zd, nz);
+                if (zi < 0) continue;  // constant mode: a zero slice adds nothing (block-uniform)
+                const T* ap = as + zi * ny * nx;
+                const T* bp = bs + zi * ny * nx;
+                const int zmode = rz == 0 ? 0 : (first ? 1 : 2);  // store, store wz *, add wz *
+                if (t > 0)
+                    fill(wm_int<W - 1>{}, wm_int<TH>{}, ap, bp, yb, inner, zmode, wts[dz + rz]);
+                else
+                    fill(wm_int<0>{}, wm_int<ROWS>{}, ap, bp, yb, inner, zmode, wts[dz + rz]);
+                first = false;
             }
             __syncthreads();
+
+            // y pass down this thread's column, then the formula
+            T wy[W];
+#pragma unroll
+            for (int k = 0; k < W; ++k) wy[k] = BOX ? T(0) : wyp[k];
+            T m[NQ][R];
+            wm_correlate<T, NQ, R, W, BOX>(
+                [&](int k, T (&p)[NQ]) { wm_load_moments<T, NQ>(p4, p1, (ty * R + k) * PS + tx, p); }, wy, m);
+            // bit j of store / crop: this thread's row j is written / inside the crop box
+            const int ybase = y0 + ty * R;
+            const unsigned store = write_map && col_in ? wm_rows_below(nyi - ybase, R) : 0u;
+            const unsigned crop =
+                slice_crop ? wm_rows_below(nyi - cyi - ybase, R) & ~wm_rows_below(cyi - ybase, R) : 0u;
+            const T scale = BOX ? wyp[0] * wxp[0] : T(1);  // BOX: window sums times the uniform taps
+            const bool cs = kind == 1;  // the coefficients of wm_ssim_cs
+            const T ka = cs ? T(0) : T(2), kb = cs ? T(1) : c1, ga = cs ? T(0) : T(1), gb = kb;
+            // without a map the pointer stays on the placeholder
+            T* op = out + (write_map ? (s * ny + ybase) * nx + x : 0LL);
+            const long long step = write_map ? nx : 0;
+            double part = 0.0;
+#pragma unroll
+            for (int j = 0; j < R; ++j) {
+                T v[5];
+#pragma unroll
+                for (int q = 0; q < 5; ++q) v[q] = q < NQ ? (BOX ? m[q < NQ ? q : 0][j] * scale : m[q < NQ ? q : 0][j]) : T(0);
+                const T val = KIND == 0 ? wm_ssim_cs<T>(v[0], v[1], v[2], v[3], cov_norm, c2, ka, kb, ga, gb)
+                                        : window_formula<T>(KIND, v[0], v[1], v[2], v[3], v[4], cov_norm, c1, c2, eps);
+                if (store >> j & 1u) *op = val;
+                part += static_cast<double>(crop >> j & 1u ? val : T(0));
+                op += step;
+            }
+            local += part;
         }
+        if (write_partial)
+            block_sum(local, red, tid, NT, partial + (s * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x);
+    }
+}
+
+}  // namespace gpuimg
+
+// Fixed window of W taps along y and x (see the top of the file); any rz and boundary mode.
+// Kinds 0 to 3 with BOX; without BOX (weighted taps) kinds 0 to 2 only: NCC's five moments
+// with W weights do not fit the register budget, and the caller sends it to window_moments.
+template <typename T, int W, bool BOX>
+__global__ void __launch_bounds__(256, sizeof(T) == 4 ? 3 : 1)
+    window_moments_fixed(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
+                         double* __restrict__ partial, const double* __restrict__ taps, long long slices,
+                         long long nz, long long ny, long long nx, int rz, int tiles, int mode, int kind,
+                         int write_map, int write_partial, T cov_norm, T c1, T c2, T eps, long long cz,
+                         long long cy, long long cx) {
+    extern __shared__ double gpuimg_wm_smem[];
+    if (kind == 2) {
+        gpuimg::wm_fixed<T, W, BOX, 2>(gpuimg_wm_smem, a, b, out, partial, taps, slices, nz, ny, nx, rz, tiles, mode, kind,
+                                       write_map, write_partial, cov_norm, c1, c2, eps, cz, cy, cx);
+    } else if constexpr (BOX) {
+        if (kind == 3)
+            gpuimg::wm_fixed<T, W, BOX, 3>(gpuimg_wm_smem, a, b, out, partial, taps, slices, nz, ny, nx, rz, tiles, mode,
+                                           kind, write_map, write_partial, cov_norm, c1, c2, eps, cz, cy, cx);
+        else
+            gpuimg::wm_fixed<T, W, BOX, 0>(gpuimg_wm_smem, a, b, out, partial, taps, slices, nz, ny, nx, rz, tiles, mode,
+                                           kind, write_map, write_partial, cov_norm, c1, c2, eps, cz, cy, cx);
+    } else {
+        gpuimg::wm_fixed<T, W, BOX, 0>(gpuimg_wm_smem, a, b, out, partial, taps, slices, nz, ny, nx, rz, tiles, mode, kind,
+                                       write_map, write_partial, cov_norm, c1, c2, eps, cz, cy, cx);
     }
 }

@@ -27,7 +27,11 @@ The CUDA twin does everything in one kernel launch: each block loads a shared-me
 ``a`` and ``b`` with its halo, filters the products along x into shared memory, then along y
 (and z, looping over the window's slices) into registers, applies the formula, writes the map
 and adds its cropped part into a per-block float64 partial sum; a small second reduction sums
-the partials per image.
+the partials per image. The common windows (7x7 and 11x11 means, the 11-tap Gaussian of SSIM
+and MS-SSIM) have kernels with the tap count fixed at compile time (``window_moments_fixed``):
+fully unrolled passes, 8 outputs per thread along each axis, window sums shared between
+neighbouring outputs for uniform taps, and blocks that walk down a column of tiles reusing
+the x-filtered halo rows of the tile above.
 
 Both twins filter the fewest products a kind needs: SSIM and CS use only ``s_a + s_b``, so
 four windowed means (``a``, ``b``, ``a^2 + b^2``, ``ab``) suffice; MSE needs one. The NumPy
@@ -52,9 +56,17 @@ _NQ = {"ssim": 4, "cs": 4, "mse": 1, "ncc": 5}
 # kernel mode codes: grid-wrap/grid-constant read like wrap/constant at integer positions
 _KMODE = {"reflect": 0, "mirror": 1, "nearest": 2, "constant": 3, "wrap": 4, "grid-wrap": 4, "grid-constant": 3}
 
+# Windows that window_moments_fixed<T, W, BOX> serves: W taps along y and x (any along z),
+# uniform (BOX: the 7x7 and 11x11 means, every kind) or weighted with 11 taps (the Gaussian of
+# SSIM and MS-SSIM; SSIM, CS and MSE). Other windows, and 1-D signals, go to the generic
+# window_moments<T, MODE>.
+_FIXED = ((7, True), (11, True), (11, False))
+_FIXED_TH = {4: 64, 8: 32}  # output tile height of the fixed kernels per itemsize
+
 _FAMILY = KernelFamily(
     "window_moments.cu",
-    [f"window_moments<{t}, {m}>" for t in ("float", "double") for m in sorted(set(_KMODE.values()))],
+    [f"window_moments<{t}, {m}>" for t in ("float", "double") for m in sorted(set(_KMODE.values()))]
+    + [f"window_moments_fixed<{t}, {w}, {'true' if box else 'false'}>" for t in ("float", "double") for w, box in _FIXED],
 )
 
 _BX, _BY = 32, 8
@@ -308,6 +320,47 @@ def _smem_bytes(th, nq, rx, ry, itemsize, ntaps):
     return taps + tiles + hsum + red
 
 
+def _fixed_window(taps, kind):
+    """``(W, box)`` of the fixed-window kernel for ``(wz, wy, wx)``, or ``None``."""
+    _, wy, wx = taps
+    w = wx.size
+    if wy.size != w:
+        return None
+    box = _is_uniform(wx) and _is_uniform(wy)
+    if (w, box) not in _FIXED or (kind == "ncc" and not box):
+        return None
+    return w, box
+
+
+def _fixed_smem_bytes(w, nq, itemsize, ntaps):
+    """Shared memory of ``window_moments_fixed`` (the layout of ``gpuimg::wm_fixed``)."""
+    rows = _FIXED_TH[itemsize] + w - 1
+    plane = rows * (_BX + 1)
+    red = (_BX * _BY // 32) * 8
+    p4 = plane * 4 * itemsize if nq >= 4 else 0
+    p1 = (plane + plane % 2) * itemsize if nq != 4 else 0
+    tile = rows * (_BX + w) * 2 * itemsize
+    return red + p4 + p1 + tile + ntaps * itemsize
+
+
+def _fixed_tiles_per_block(n_tiles):
+    """Tiles a block of the fixed kernel walks down (of ``n_tiles`` in the launch): up to 4,
+    while the grid keeps at least 1024 blocks (several waves on the largest GPUs)."""
+    return max(1, min(4, n_tiles // 1024))
+
+
+def _opt_in(xp, kern, smem, what):
+    """Allow ``smem`` bytes of dynamic shared memory for ``kern`` (above the 48 KiB default)."""
+    if smem > _SMEM_DEFAULT:
+        optin = int(xp.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"])
+        if smem > optin:
+            raise ValueError(
+                f"win_size: a window of {what} needs {smem} bytes of shared memory per block, "
+                f"more than this device's {optin}"
+            )
+        kern.max_dynamic_shared_size_bytes = smem
+
+
 _DEVICE_TAPS = LRU(256)
 
 
@@ -338,37 +391,39 @@ def _window_moments_cupy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, 
     taps_dev = _device_taps(xp, np.concatenate(full))
 
     nq = _NQ[kind]
-    kern = _FAMILY.get(f"window_moments<{type_name(dt)}, {_KMODE[mode]}>")
-    th, smem = _tile_height(nq, rx, ry, dt.itemsize, int(taps_dev.size), _SMEM_DEFAULT, ny)
-    if smem > _SMEM_DEFAULT:
-        optin = int(xp.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"])
-        if smem > optin:
-            raise ValueError(
-                f"win_size: a window of {2 * ry + 1}x{2 * rx + 1} needs {smem} bytes of shared memory "
-                f"per block, more than this device's {optin}"
-            )
-        kern.max_dynamic_shared_size_bytes = smem
-
-    gx = (nx + _BX - 1) // _BX
-    gy = (ny + th - 1) // th
     slices = nbatch * nz
     gz = min(slices, 65535)
-    # unused outputs get a one-element placeholder; the flags tell the kernel to skip them
-    out = xp.empty(a.shape if want_map else (1,), dtype=dt)
-    partial = xp.empty(slices * gy * gx if crop is not None else 1, dtype=xp.float64)
+    gx = (nx + _BX - 1) // _BX
     c = int(crop or 0)
     crops = (c if nsp == 3 else 0, c if nsp >= 2 else 0, c)
+    params = (dt.type(cov_norm), dt.type(c1), dt.type(c2), dt.type(eps),
+              np.int64(crops[0]), np.int64(crops[1]), np.int64(crops[2]))
+    flags = (np.int32(KINDS[kind]), np.int32(bool(want_map)), np.int32(crop is not None))
+    # unused outputs get a one-element placeholder; the flags tell the kernel to skip them
+    out = xp.empty(a.shape if want_map else (1,), dtype=dt)
+
+    # the fixed kernels index rows and columns with 32-bit integers
+    fixed = _fixed_window(full, kind) if nsp >= 2 and max(ny, nx) <= 1 << 30 else None
+    if fixed is not None:
+        w, box = fixed
+        kern = _FAMILY.get(f"window_moments_fixed<{type_name(dt)}, {w}, {'true' if box else 'false'}>")
+        smem = _fixed_smem_bytes(w, nq, dt.itemsize, int(taps_dev.size))
+        _opt_in(xp, kern, smem, f"{w}x{w}")
+        row_tiles = -(-ny // _FIXED_TH[dt.itemsize])
+        tiles = min(row_tiles, _fixed_tiles_per_block(gx * row_tiles * slices))
+        gy = -(-row_tiles // tiles)
+        head = (np.int32(rz), np.int32(tiles), np.int32(_KMODE[mode]))
+    else:
+        kern = _FAMILY.get(f"window_moments<{type_name(dt)}, {_KMODE[mode]}>")
+        th, smem = _tile_height(nq, rx, ry, dt.itemsize, int(taps_dev.size), _SMEM_DEFAULT, ny)
+        _opt_in(xp, kern, smem, f"{2 * ry + 1}x{2 * rx + 1}")
+        gy = (ny + th - 1) // th
+        head = (np.int32(rz), np.int32(ry), np.int32(rx), np.int32(th))
+    partial = xp.empty(slices * gy * gx if crop is not None else 1, dtype=xp.float64)
     kern(
         (gx, gy, gz),
         (_BX, _BY, 1),
-        (
-            a, b, out, partial, taps_dev,
-            np.int64(slices), np.int64(nz), np.int64(ny), np.int64(nx),
-            np.int32(rz), np.int32(ry), np.int32(rx), np.int32(th), np.int32(KINDS[kind]),
-            np.int32(bool(want_map)), np.int32(crop is not None),
-            dt.type(cov_norm), dt.type(c1), dt.type(c2), dt.type(eps),
-            np.int64(crops[0]), np.int64(crops[1]), np.int64(crops[2]),
-        ),
+        (a, b, out, partial, taps_dev, np.int64(slices), np.int64(nz), np.int64(ny), np.int64(nx), *head, *flags, *params),
         shared_mem=smem,
     )
     means = None
