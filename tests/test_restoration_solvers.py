@@ -13,6 +13,30 @@ from gpuimg._backend import get_backend
 from gpuimg import restoration as R
 
 
+@pytest.fixture(params=["fft", "direct"])
+def blur_method(request, monkeypatch):
+    """The solvers' blur operators take the FFT or, for separable PSFs, the direct passes on
+    either backend; returns ``(method, used)``, ``used`` collecting each operator's method."""
+    import gpuimg.restoration._common as common
+    import gpuimg.restoration.operator as op
+
+    monkeypatch.setattr(op, "_DIRECT_OVERRIDE", request.param == "direct")
+    used = []
+
+    class Recorded(op.BlurOperator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            used.append(self.method)
+
+    monkeypatch.setattr(common, "BlurOperator", Recorded)
+    return request.param, used
+
+
+def _check_method(blur_method, separable=True):
+    method, used = blur_method
+    assert used and set(used) == {method if separable else "fft"}
+
+
 def _scene(n=48):
     return data.camera()[::512 // n, ::512 // n][:n, :n] / 255.0
 
@@ -25,7 +49,7 @@ def _otf(k, shape):
 
 
 @pytest.mark.parametrize("balance", [1e-3, 0.1])
-def test_wiener_matches_skimage_periodic(be, rng, balance):
+def test_wiener_matches_skimage_periodic(be, rng, balance, blur_method):
     x = _scene()
     k = psfs.gaussian((7, 7), 1.5)
     b = ndi.convolve(x, k, mode="wrap") + rng.normal(0, 0.01, x.shape)
@@ -36,6 +60,7 @@ def test_wiener_matches_skimage_periodic(be, rng, balance):
     ref = sk_wiener(b, k, balance, reg=reg, clip=False)
     got = to_np(R.wiener(be.asarray(b), be.asarray(k), balance=balance, reg=be.asarray(reg), boundary="periodic"))
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10)
+    _check_method(blur_method)
 
 
 def test_wiener_default_balance_and_reflect(be, rng):
@@ -91,7 +116,7 @@ def test_wiener_reflect_asymmetric_psf_is_tikhonov_minimiser(be, rng, psf):
 
 
 @pytest.mark.parametrize("num_iter", [1, 7, 40])
-def test_landweber_closed_form(be, rng, num_iter):
+def test_landweber_closed_form(be, rng, num_iter, blur_method):
     x = _scene()
     k = psfs.gaussian((9, 9), 2.0)
     b = ndi.convolve(x, k, mode="wrap") + rng.normal(0, 0.01, x.shape)
@@ -105,6 +130,7 @@ def test_landweber_closed_form(be, rng, num_iter):
     np.testing.assert_allclose(to_np(got), ref, rtol=0, atol=1e-10)
     assert info["objective"].shape == (num_iter,)
     np.testing.assert_allclose(info["objective"][-1], 0.5 * np.sum((ndi.convolve(ref, k, mode="wrap") - b) ** 2), rtol=1e-9)
+    _check_method(blur_method)
 
 
 def _dense(k, shape, mode):
@@ -226,7 +252,7 @@ def test_fista_tv_auto_start_converges_faster(be, rng):
 
 @pytest.mark.parametrize("solver", ["fista_tv", "admm_tv"])
 @pytest.mark.parametrize("boundary", ["reflect", "free", "periodic"])
-def test_tv_solvers_restore_and_respect_bounds(be, rng, boundary, solver):
+def test_tv_solvers_restore_and_respect_bounds(be, rng, boundary, solver, blur_method):
     x = _scene(64)
     k = psfs.gaussian((11, 11), 2.0)
     mode = "wrap" if boundary == "periodic" else "reflect"
@@ -236,6 +262,7 @@ def test_tv_solvers_restore_and_respect_bounds(be, rng, boundary, solver):
     assert got.min() >= 0 and got.max() <= 1
     isnr = 10 * np.log10(np.sum((b - x) ** 2) / np.sum((got - x) ** 2))
     assert isnr > 1.0
+    _check_method(blur_method)
 
 
 def test_batch_equals_loop(be, rng):
@@ -251,7 +278,7 @@ def test_batch_equals_loop(be, rng):
 
 
 @pytest.mark.parametrize("boundary", ["free", "reflect"])
-def test_richardson_lucy_batch_groups_match_skimage(be, rng, monkeypatch, boundary):
+def test_richardson_lucy_batch_groups_match_skimage(be, rng, monkeypatch, boundary, blur_method):
     # one image per group: the NumPy twin then runs the groups on the thread pool
     import gpuimg._prims.restoration as prims
 
@@ -269,6 +296,7 @@ def test_richardson_lucy_batch_groups_match_skimage(be, rng, monkeypatch, bounda
 
     for i in range(3):
         assert np.sum((whole[i] - x[i]) ** 2) < np.sum((sk_rl(b[i], k, num_iter=15) - x[i]) ** 2)
+    _check_method(blur_method)
 
 
 def _rl_reference(b, k, num_iter):
@@ -279,19 +307,21 @@ def _rl_reference(b, k, num_iter):
     return x
 
 
-def test_richardson_lucy_periodic_preserves_flux(be, rng):
+@pytest.mark.parametrize("kernel", ["motion", "gaussian"])
+def test_richardson_lucy_periodic_preserves_flux(be, rng, kernel, blur_method):
     x = rng.random((40, 44)) ** 2
-    k = psfs.motion(7, 45.0)
+    k = psfs.motion(7, 45.0) if kernel == "motion" else psfs.gaussian((7, 9), (1.2, 2.0))
     b = ndi.convolve(x, k, mode="wrap") + rng.random(x.shape) * 0.01
     sums = []
     got = R.richardson_lucy(be.asarray(b), be.asarray(k), num_iter=25, boundary="periodic", clip=False,
                             callback=lambda i, xi: sums.append(float(xi.sum())))
     np.testing.assert_allclose(sums, b.sum(), rtol=1e-12)
     np.testing.assert_allclose(to_np(got), _rl_reference(b, k, 25), rtol=1e-9, atol=1e-12)
+    _check_method(blur_method, separable=kernel == "gaussian")
 
 
 @pytest.mark.parametrize("kernel", ["gaussian", "motion"])
-def test_richardson_lucy_reflect_equals_dense_textbook(be, rng, kernel):
+def test_richardson_lucy_reflect_equals_dense_textbook(be, rng, kernel, blur_method):
     # x <- x * A^T(b / A x) / A^T 1 with A built column by column from scipy.ndimage.convolve;
     # A^T 1 is 1 for the symmetric Gaussian (the division is skipped) and not for motion blur
     from test_restoration_admm import _blur_matrix
@@ -307,9 +337,10 @@ def test_richardson_lucy_reflect_equals_dense_textbook(be, rng, kernel):
         x = x * (A.T @ (b / (A @ x))) / col
     got = R.richardson_lucy(be.asarray(b.reshape(shape)), be.asarray(k), num_iter=20, clip=False)
     np.testing.assert_allclose(to_np(got).ravel(), x, rtol=1e-9)
+    _check_method(blur_method, separable=kernel == "gaussian")
 
 
-def test_richardson_lucy_negative_noise_stays_nonnegative(be, rng):
+def test_richardson_lucy_negative_noise_stays_nonnegative(be, rng, blur_method):
     x = np.zeros((40, 40))
     x[10:30, 15:25] = 1.0
     k = psfs.gaussian((9, 9), 2.0)
@@ -318,9 +349,10 @@ def test_richardson_lucy_negative_noise_stays_nonnegative(be, rng):
     got = to_np(R.richardson_lucy(be.asarray(b), be.asarray(k), num_iter=50, clip=False))
     assert np.isfinite(got).all() and got.min() >= 0
     assert np.sum((got - x) ** 2) < np.sum((b - x) ** 2)
+    _check_method(blur_method)
 
 
-def test_richardson_lucy_tv_and_info(be, rng):
+def test_richardson_lucy_tv_and_info(be, rng, blur_method):
     x = _scene(48)
     k = psfs.gaussian((9, 9), 1.5)
     b = np.clip(ndi.convolve(x, k, mode="reflect") + rng.normal(0, 0.02, x.shape), 0, None)
@@ -337,6 +369,7 @@ def test_richardson_lucy_tv_and_info(be, rng):
     for weight in (0.0, 0.01):
         zero = to_np(R.richardson_lucy(be.asarray(np.zeros((2, 16, 16))), be.asarray(k), num_iter=5, tv_weight=weight))
         np.testing.assert_array_equal(zero, 0.0)
+    _check_method(blur_method)
 
 
 def test_tol_stops_early(be, rng):

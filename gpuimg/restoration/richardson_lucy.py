@@ -34,7 +34,9 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
     ``sum(x_k) = sum(b)``). ``λ = tv_weight`` adds Dey et al.'s total-variation term
     (0 gives plain RL). Unlike :func:`skimage.restoration.richardson_lucy`, which zero-pads,
     the default ``"reflect"`` model does not darken or ring at the borders. The start is the
-    per-image mean of ``b``. Every PSF transform is computed once.
+    per-image mean of ``b``. Every PSF transform is computed once; on the GPU a separable
+    PSF (a Gaussian) is applied as two 1-D passes instead of FFTs
+    (:mod:`gpuimg.restoration.operator`, Methods).
 
     Parameters
     ----------
@@ -67,17 +69,21 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
     -------------
     The iterate lives inside one grid-sized work buffer (frame plus reflected margins), so
     no iteration makes a padding copy, and the update is in place. Memory on the GPU
-    (CuPy pool, 2048 x 2048 float32, 19 x 19 PSF, FFT grid 2100 x 2100, i.e. g = 1.05 image
-    sizes): OTF and adjoint OTF (2 g), ``1 / A^T 1`` (1), work buffer and ratio buffer (2 g),
-    one FFT's spectrum and output (2 g) and one kernel output (1), not all at once (see
-    Memory; plus 1 when ``image`` has negative values, which are clipped in a copy).
+    with the FFT operator (CuPy pool, 2048 x 2048 float32, 19 x 19 PSF, FFT grid 2100 x
+    2100, i.e. g = 1.05 image sizes): OTF and adjoint OTF (2 g), ``1 / A^T 1`` (1), work
+    buffer and ratio buffer (2 g), one FFT's spectrum and output (2 g) and one kernel
+    output (1), not all at once (see Memory; plus 1 when ``image`` has negative values,
+    which are clipped in a copy). With the 1-D passes (separable PSF) there are no OTFs, the
+    grid is 2066 x 2066 (g = 1.02), and an application holds two pass outputs (2 g) in
+    place of a spectrum and an FFT output.
     On the CPU a batch runs in cache-sized groups of images on the shared thread pool
     (``callback=None`` and ``return_info=False``; otherwise as one stack).
 
     Memory
     ------
     GPU peak 7.4x the image's bytes, measured on an H200 with CuPy's memory pool (2048 x 2048
-    float32, 19 x 19 Gaussian PSF, ``boundary="reflect"``; ``test_gpu_memory_peak``).
+    float32, 19 x 19 Gaussian PSF, ``boundary="reflect"``; ``test_gpu_memory_peak``) with the
+    FFT operator, before the separable passes (which drop the two OTFs).
 
     References
     ----------
