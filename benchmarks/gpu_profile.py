@@ -167,32 +167,46 @@ def fft_sizes(cp, quick):
         _row(f"fft pair batch 8x{x.shape[-1]}", lambda x=x: cp.fft.irfft2(cp.fft.rfft2(x), s=x.shape[-2:]))
 
 
+#: image side of ``rl_steps``
+RL_SIZE = 2048
+
+
 def rl_steps(cp, quick):
     from gpuimg import psf as P
     from gpuimg._backend import get_backend
     from gpuimg.restoration.operator import BlurOperator
 
     be = get_backend(backend="cupy")
-    b = cp.random.random((2048, 2048), dtype=cp.float32)
+    n = RL_SIZE
+    b = cp.random.random((n, n), dtype=cp.float32)
     k = cp.asarray(P.gaussian((19, 19), 3.0).astype(np.float32))
-    A = BlurOperator(be, k, b.shape, np.float32, "reflect")
-    print(f"== RL steps, grid {A.grid} ==")
-    xe, x = A.lift(b)
-    ratio = cp.zeros(A.grid, dtype=cp.float32)
-    r_in = ratio[:2048, :2048]
-    ax = A.apply_lifted(xe)
-    _row("apply_lifted (rfft, *otf, irfft)", lambda: A.apply_lifted(xe))
-    _row("rl_ratio", lambda: be.rl_ratio(b, ax, 1e-30, out=r_in))
-    _row("adjoint_lifted (rfft, *otf', irfft, fold)", lambda: A.adjoint_lifted(ratio))
-    corr = A.adjoint_lifted(ratio)
-    y = x.copy()
-    _row("rl_update", lambda: be.rl_update(y, corr, None, 0.0, 0.0, out=y))
-    _row("refresh (reflect margins)", lambda: A.refresh(xe))
-    X = be.rfft_grid(xe, A.grid)
-    _row("rfft_grid", lambda: be.rfft_grid(xe, A.grid))
-    _row("X *= otf", lambda: X.__imul__(A.otf))
-    _row("irfft_grid (copy of X)", lambda: be.irfft_grid(X.copy(), A.grid))
-    _row("X.copy()", lambda: X.copy())
+    for method in ("fft", "direct"):
+        A = BlurOperator(be, k, b.shape, np.float32, "reflect", method=method)
+        print(f"== RL steps, {method}, grid {A.grid} ==")
+        xe, x = A.lift(b)
+        ratio = cp.zeros(A.grid, dtype=cp.float32)
+        r_in = ratio[:n, :n]
+        ax = A.apply_lifted(xe)
+        _row(f"{method} apply_lifted", lambda A=A, xe=xe: A.apply_lifted(xe))
+        _row("rl_ratio", lambda ax=ax, r_in=r_in: be.rl_ratio(b, ax, 1e-30, out=r_in))
+        _row(f"{method} adjoint_lifted (with the fold)", lambda A=A, ratio=ratio: A.adjoint_lifted(ratio))
+        corr = A.adjoint_lifted(ratio)
+        y = x.copy()
+        _row("rl_update", lambda y=y, corr=corr: be.rl_update(y, corr, None, 0.0, 0.0, out=y))
+        _row("refresh (reflect margins)", lambda A=A, xe=xe: A.refresh(xe))
+        if method == "fft":
+            X = be.rfft_grid(xe, A.grid)
+            _row("rfft_grid", lambda xe=xe, A=A: be.rfft_grid(xe, A.grid))
+            _row("X *= otf", lambda X=X, A=A: X.__imul__(A.otf))
+            _row("irfft_grid (copy of X)", lambda X=X, A=A: be.irfft_grid(X.copy(), A.grid))
+        else:
+            (col, row), (cy, cx) = A._forward
+            _row("correlate1d rows (19 taps)", lambda xe=xe, row=row, cx=cx: be.correlate1d(xe, row, -1, "constant", 0.0, cx))
+            _row("correlate1d columns (19 taps)",
+                 lambda xe=xe, col=col, cy=cy: be.correlate1d(xe, col, -2, "constant", 0.0, cy))
+    from gpuimg import restoration as R
+
+    _row(f"richardson_lucy {n} 10 it (auto: direct)", lambda: R.richardson_lucy(b, k, num_iter=10), n=5)
 
 
 def kernels_only(cp, quick):
