@@ -5,6 +5,7 @@ disk radius 5, 15 px motion at 30 deg} x noise sigma {1e-3, 1e-2}; blur with the
 boundary (``scipy.ndimage.convolve``). ISNR = 10 log10(||x - b||^2 / ||x - x_hat||^2) dB.
 
     python benchmarks/quality_restoration.py          # prints the Markdown table, checks targets
+    python benchmarks/quality_restoration.py --weights  # converged TV at 0.25x..4x the default weight
     python -m pytest benchmarks/quality_restoration.py -q   # the same as a test
 
 Targets: fista_tv (default, noise-derived weight, 200 iterations) beats scikit-image's
@@ -141,7 +142,43 @@ def test_quality_targets():
     assert not failed, failed
 
 
+#: multiples of the default TV weight that ``--weights`` tries
+WEIGHT_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def weight_grid() -> None:
+    """Margin of converged TV (``admm_tv``, 150 iterations) over the best-balance Wiener
+    filter on the benchmark's cases, at multiples of the default weight, and with the best
+    multiple chosen per case after the fact (an upper bound on what any weight rule gives)."""
+    from gpuimg.restoration.fista import resolve_tv_weight
+
+    rng = np.random.default_rng(2024)  # the same noise as run_all
+    margins = []
+    for name in SCENES:
+        x = scene(name)
+        for pname, k in psfs().items():
+            for sigma in NOISE:
+                b = ndi.convolve(x, k, mode="reflect") + rng.normal(0, sigma, x.shape)
+
+                def isnr(e: np.ndarray, x: np.ndarray = x, b: np.ndarray = b) -> float:
+                    return float(10 * np.log10(np.sum((x - b) ** 2) / np.sum((x - e) ** 2)))
+
+                best_wiener = max(isnr(R.wiener(b, k, balance=float(lam))) for lam in WIENER_BALANCES)
+                w = resolve_tv_weight(np, b, None)
+                tv = [isnr(R.admm_tv(b, k, weight=f * w, num_iter=150)) for f in WEIGHT_FACTORS]
+                margins.append([t - best_wiener for t in tv])
+                print(f"  {name} {pname} {sigma:g}: " + " ".join(f"{m:+.2f}" for m in margins[-1]),
+                      file=sys.stderr, flush=True)
+    m = np.array(margins)
+    for f, v in zip(WEIGHT_FACTORS, m.mean(axis=0)):
+        print(f"converged TV at {f:g} x the default weight: {v:+.2f} dB over the best Wiener (mean)")
+    print(f"best of those weights per case: {m.max(axis=1).mean():+.2f} dB (mean)")
+
+
 def main() -> int:
+    if "--weights" in sys.argv[1:]:
+        weight_grid()
+        return 0
     rows = run_all()
     print(table(rows))
     print()
