@@ -199,6 +199,8 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     one FFT's spectrum and output (2 g) or FGP's dual momentum (2): peak about 9.2x the
     image's bytes on CuPy. ``monotone=True`` and
     ``restart="gradient"`` keep ``y`` apart from the prox argument and take about 4 more.
+    The Wiener start runs before the iteration's buffers exist (the filter's own peak, about
+    5x, is below the iteration's).
 
     Memory
     ------
