@@ -53,7 +53,7 @@ while ``kh + kw`` is within the backend's measured separable crossover
 otherwise. On an NVIDIA H200 one ``rfft2`` + ``irfft2`` pair on Richardson–Lucy's 2100 x
 2100 grid (2048 x 2048 float32, 19 x 19 PSF) costs 0.19 ms, so the FFT method's four
 transforms per iteration alone exceed 0.35 ms, while a 19-tap pass streams the grid once
-(memory-bound, tens of microseconds). On the CPU it is the other way round:
+(tens of microseconds, estimated from its SASS). On the CPU it is the other way round:
 :func:`scipy.ndimage.correlate1d` with 19 taps on 540 x 540 float32 takes 1.5–1.9 ms per
 pass against 1.65–1.8 ms for a whole one-thread ``rfft2`` + ``irfft2`` pair, so two passes
 cost about twice one FFT pair, and the CPU keeps the FFT.
