@@ -106,10 +106,15 @@ def start_image(be: Any, b: Any, psf: Any, x0: Any, boundary: str, weight: float
     xp = be.xp
     if not isinstance(x0, str):
         return xp.asarray(x0, dtype=b.dtype)
-    if x0 == "image" or x0 == "auto" and not direct_wiener(xp, psf, boundary):
+    if not wiener_start(xp, psf, x0, boundary):
         return b
     lam = WARM_START_BALANCE * weight / xp.maximum(g, np.finfo(np.float64).tiny)
     return wiener(b, psf, balance=lam, boundary="periodic" if boundary == "periodic" else "reflect")
+
+
+def wiener_start(xp: Any, psf: Any, x0: Any, boundary: str) -> bool:
+    """Whether :func:`start_image` starts from the Wiener filter for ``x0``."""
+    return x0 == "wiener" or x0 == "auto" and direct_wiener(xp, psf, boundary)
 
 
 def check_x0(image: Any, x0: Any) -> None:
@@ -220,7 +225,8 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     lo, hi = check_bounds(bounds)
     xp = be.xp
     batch = b.shape[:-2]
-    scales = image_scales(xp, b) if weight is None or isinstance(x0, str) and x0 != "image" else None
+    from_wiener = isinstance(x0, str) and wiener_start(xp, psf, x0, boundary)
+    scales = image_scales(xp, b) if weight is None or from_wiener else None
     weight_value = resolve_tv_weight(xp, b, weight, scales)
     iso = tv == "isotropic"
     L = A.lipschitz()
@@ -233,7 +239,7 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     def objective(ax: Any, x: Any) -> Any:
         return 0.5 * sumsq(xp, ax - b) + weight_value * tv_norm(be, x, iso)
 
-    x = project(xp, A.embed(start_image(be, b, psf, x0, boundary, weight_value, scales and scales[1])), lo, hi)
+    x = project(xp, A.embed(start_image(be, b, psf, x0, boundary, weight_value, scales[1] if from_wiener else None)), lo, hi)
     ax = xp.ascontiguousarray(A.apply(x))
     y = x.copy()
     # the residual A y - b, placed in a grid buffer that the adjoint's FFT takes as it is
