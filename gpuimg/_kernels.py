@@ -24,6 +24,9 @@ from gpuimg import _backend
 __all__ = ["KernelFamily", "compile_all", "families", "kernel_dir", "launch_1d", "launch_rows", "source"]
 
 DEFAULT_OPTIONS: tuple[str, ...] = ("-std=c++17",)
+# what CuPy's RawModule adds to every NVRTC compile; compile_all adds them too, so the CI check
+# builds exactly what runs (NVRTC 13.0 refuses a generic lambda in a kernel without the first)
+CUPY_NVRTC_OPTIONS: tuple[str, ...] = ("--device-as-default-execution-space", "-ftz=true")
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
 
 _FAMILIES: list["KernelFamily"] = []
@@ -135,7 +138,7 @@ def compile_all(arch: str = "compute_80", families_: Iterable[KernelFamily] | No
             for ne in fam.specialisations:
                 nvrtc.addNameExpression(prog, ne)
             try:
-                nvrtc.compileProgram(prog, [f"-arch={arch}", *fam.options])
+                nvrtc.compileProgram(prog, [f"-arch={arch}", *fam.options, *CUPY_NVRTC_OPTIONS])
             except Exception as exc:
                 log = nvrtc.getProgramLog(prog)
                 raise RuntimeError(f"NVRTC failed on {fam.filename}: {exc}\n{log}") from exc
