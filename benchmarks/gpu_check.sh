@@ -58,7 +58,7 @@ if [ "${PROFILE:-1}" = "1" ] && [ "$DRY_RUN" != "1" ]; then
     NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
     [ -n "$NCU" ] && timeout ${PROFILE_TIMEOUT:-25} "$NCU" --metrics \
         gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
-        -k regex:"window_moments|correlate_tiled|warp_point|resample|error_sum|rl_|spectrum|margins" \
+        -k regex:"window_moments|correlate_tiled|correlate1d|warp_point|resample|error_sum|rl_|spectrum|margins" \
         $PY benchmarks/gpu_profile.py ncu-case > "$OUT/ncu.txt" 2>&1
 fi
 exit 0

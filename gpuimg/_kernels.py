@@ -160,16 +160,18 @@ def launch_1d(kernel: Any, n: int, args: tuple[Any, ...], *, block: int = 256, s
 
 
 def launch_rows(kernel: Any, planes: int, rows: int, cols: int, args: tuple[Any, ...], *,
-                shared_mem: int = 0) -> None:
-    """Launch a row-wise kernel: x over ``cols`` (one thread per column), y over ``rows`` and
-    z over ``planes``, each capped at the grid's limits (the kernel loops with grid strides).
+                shared_mem: int = 0, cols_per_thread: int = 1) -> None:
+    """Launch a row-wise kernel: x over ``cols`` (``cols_per_thread`` columns a thread, a block
+    stride apart), y over ``rows`` and z over ``planes``, each capped at the grid's limits (the
+    kernel loops with grid strides).
 
-    Such kernels index rows and planes from ``blockIdx`` and never divide a flat index.
+    Such kernels index rows and planes from ``blockIdx`` and never divide a flat index. Several
+    columns a thread spread the per-row set-up (row pointers, loop bounds) of a light kernel.
     """
     if planes <= 0 or rows <= 0 or cols <= 0:
         return
     block = min(256, -(-cols // 32) * 32)
-    grid = (min(-(-cols // block), 1 << 20), min(rows, 65535), min(planes, 65535))
+    grid = (min(-(-cols // (block * cols_per_thread)), 1 << 20), min(rows, 65535), min(planes, 65535))
     kernel(grid, (block,), args, shared_mem=shared_mem)
 
 

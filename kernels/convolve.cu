@@ -2,6 +2,9 @@
 //
 // correlate1d_axis: one 1-D pass along the middle axis of a contiguous (outer, n, inner) array
 //   out[o, i, k] = sum_j w[j] * x_ext[o, i + j - center, k]
+//   one thread per output; the fallback for the tiled passes below
+// correlate1d_rows (inner == 1) / correlate1d_cols (inner >= 32): the same pass through a
+//   shared-memory tile with its halo, the taps in shared memory, several outputs a thread
 // correlate_tiled: 2-D (kd == 1) or 3-D correlation over the trailing axes of a contiguous
 //   (planes_per_item * items, H, W) array, read through a shared-memory tile with halo
 //   out[b, z, y, x] = sum_{dz,dy,dx} w[dz, dy, dx] * x_ext[b, z + dz - cz, y + dy - cy, x + dx - cx]
@@ -87,6 +90,112 @@ __global__ void correlate1d_axis(const T* __restrict__ x, const T* __restrict__ 
         }
         out[t] = acc;
     }
+}
+
+namespace gpuimg {
+
+constexpr int C1_ROWS_SEG = 32 * 4;  // correlate1d_rows: outputs along a line per block (4 a thread)
+constexpr int C1_COLS_SEG = 8 * 8;   // correlate1d_cols: outputs along the axis per block (8 a thread)
+
+// taps to shared memory (after a tile of tile_len values); every thread of the block calls it
+template <typename T>
+__device__ __forceinline__ T* c1_load_taps(T* smem, int tile_len, const T* __restrict__ w, int taps) {
+    T* ws = smem + tile_len;
+    for (int j = threadIdx.y * blockDim.x + threadIdx.x; j < taps; j += blockDim.x * blockDim.y) ws[j] = w[j];
+    return ws;
+}
+
+}  // namespace gpuimg
+
+// Block (32, 8): warp ty holds line o0 + ty; its lane tx makes outputs i0 + tx + 32 r (r < 4),
+// reading tile[ty][tx + 32 r + j], so a warp's shared loads are consecutive words.
+template <typename T, int MODE>
+__global__ void __launch_bounds__(256)
+    correlate1d_rows(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out,
+                     long long lines, long long n, int taps, int center, T cval) {
+    using namespace gpuimg;
+    constexpr int R = C1_ROWS_SEG / 32;
+    extern __shared__ __align__(16) unsigned char conv1r_smem[];
+    T* tile = reinterpret_cast<T*>(conv1r_smem);
+    const int len = C1_ROWS_SEG + taps - 1;  // one line's tile with its halo
+    const T* ws = c1_load_taps<T>(tile, 8 * len, w, taps);
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    T* row = tile + ty * len;
+    for (long long o0 = blockIdx.y * 8LL; o0 < lines; o0 += gridDim.y * 8LL) {
+        const long long o = o0 + ty;
+        const T* line = x + (o < lines ? o : 0) * n;
+        for (long long i0 = blockIdx.x * (long long)C1_ROWS_SEG; i0 < n; i0 += gridDim.x * (long long)C1_ROWS_SEG) {
+            const long long first = i0 - center;
+            __syncthreads();  // the previous tile is read (and the taps are stored)
+            if (first >= 0 && first + len <= n) {
+                for (int l = tx; l < len; l += 32) row[l] = line[first + l];
+            } else {
+                for (int l = tx; l < len; l += 32)
+                    row[l] = boundary_read<MODE, T, long long>(line, first + l, n, 1LL, cval);
+            }
+            __syncthreads();
+            T acc[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) acc[r] = T(0);
+            for (int j = 0; j < taps; ++j) {
+                const T wj = ws[j];
+#pragma unroll
+                for (int r = 0; r < R; ++r) acc[r] += wj * row[tx + 32 * r + j];
+            }
+            if (o < lines) {
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    const long long i = i0 + tx + 32 * r;
+                    if (i < n) out[o * n + i] = acc[r];
+                }
+            }
+        }
+    }
+}
+
+// Block (32, 8) over 32 neighbouring columns k: thread (tx, ty) makes outputs i0 + ty + 8 r
+// (r < 8) of column k0 + tx, reading tile[ty + 8 r + j][tx] (a warp: consecutive words).
+template <typename T, int MODE>
+__global__ void __launch_bounds__(256)
+    correlate1d_cols(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out,
+                     long long outer, long long n, long long inner, int taps, int center, T cval) {
+    using namespace gpuimg;
+    constexpr int R = C1_COLS_SEG / 8;
+    extern __shared__ __align__(16) unsigned char conv1c_smem[];
+    T* tile = reinterpret_cast<T*>(conv1c_smem);
+    const int len = C1_COLS_SEG + taps - 1;  // tile rows along the axis, with the halo
+    const T* ws = c1_load_taps<T>(tile, 32 * len, w, taps);
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    for (long long o = blockIdx.z; o < outer; o += gridDim.z)
+        for (long long i0 = blockIdx.y * (long long)C1_COLS_SEG; i0 < n; i0 += gridDim.y * (long long)C1_COLS_SEG)
+            for (long long k0 = blockIdx.x * 32LL; k0 < inner; k0 += gridDim.x * 32LL) {
+                const long long k = k0 + tx;
+                const T* line = x + o * n * inner + (k < inner ? k : 0);
+                const long long first = i0 - center;
+                __syncthreads();
+                if (first >= 0 && first + len <= n) {
+                    for (int l = ty; l < len; l += 8) tile[l * 32 + tx] = line[(first + l) * inner];
+                } else {
+                    for (int l = ty; l < len; l += 8)
+                        tile[l * 32 + tx] = boundary_read<MODE, T, long long>(line, first + l, n, inner, cval);
+                }
+                __syncthreads();
+                T acc[R];
+#pragma unroll
+                for (int r = 0; r < R; ++r) acc[r] = T(0);
+                for (int j = 0; j < taps; ++j) {
+                    const T wj = ws[j];
+#pragma unroll
+                    for (int r = 0; r < R; ++r) acc[r] += wj * tile[(ty + 8 * r + j) * 32 + tx];
+                }
+                if (k < inner) {
+#pragma unroll
+                    for (int r = 0; r < R; ++r) {
+                        const long long i = i0 + ty + 8 * r;
+                        if (i < n) out[(o * n + i) * inner + k] = acc[r];
+                    }
+                }
+            }
 }
 
 template <typename T, int MODE>

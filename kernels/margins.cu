@@ -6,27 +6,50 @@
 //   fold_margins: every frame pixel near an edge adds the margin pixels that mirror onto it
 //     (corners included), in place: the frame becomes E^T y.
 // Each thread writes one pixel and reads only pixels no thread writes, so both run in place.
-// Launched by rows (launch_rows over planes x grid rows, or x frame rows for the fold); a
-// row's threads visit only the columns that change, without dividing a flat index.
+// Only the pixels that change are visited, one thread each: rows whose every column changes
+// (the margin rows, or the frame rows a margin row mirrors onto) and, between them, rows where
+// only the edge columns change. A launch covers that item count per plane (x) by planes (z).
 #include "boundary.cuh"
+
+// The visited items of one plane: rows [0, top) and [top + mid, ...) across fw columns each,
+// then the mid rows between them across mw columns each.
+struct margin_items {
+    long long top, mid, fw, mw, n;
+};
+
+// The row and the column rank of item k, and whether k lies in the mid rows (a division per
+// item: the items are few)
+__device__ __forceinline__ void margin_item(const margin_items& s, long long k, long long& row, long long& c,
+                                            bool& mid) {
+    const long long a = s.top * s.fw, m = s.mid * s.mw;
+    long long base = 0, wdt = s.fw, row0 = 0;
+    mid = false;
+    if (k >= a + m) {
+        base = a + m, row0 = s.top + s.mid;
+    } else if (k >= a) {
+        base = a, wdt = s.mw, row0 = s.top, mid = true;
+    }
+    const long long q = (k - base) / wdt;
+    row = row0 + q;
+    c = k - base - q * wdt;
+}
 
 template <typename T>
 __global__ void reflect_margins(T* __restrict__ g, long long planes, long long gh, long long gw,
                                 long long t, long long l, long long h, long long w) {
     const long long plane = gh * gw;
+    // the margin rows across the grid, the frame rows across their gw - w margin columns
+    const margin_items s{t, h, gw, gw - w, (gh - h) * gw + h * (gw - w)};
     for (long long p = blockIdx.z; p < planes; p += gridDim.z)
-        for (long long i = blockIdx.y; i < gh; i += gridDim.y) {
-            // rows through the frame: only their gw - w margin columns, skipping the frame
-            const bool in_rows = i >= t && i < t + h;
-            const long long ncols = in_rows ? gw - w : gw;
-            T* row = g + p * plane + i * gw;
+        for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < s.n;
+             k += (long long)gridDim.x * blockDim.x) {
+            long long i, c;
+            bool mid;
+            margin_item(s, k, i, c, mid);
+            const long long j = mid && c >= l ? c + w : c;
             const T* src = g + p * plane
                 + (t + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(i - t, h)) * gw;
-            for (long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x; c < ncols;
-                 c += (long long)gridDim.x * blockDim.x) {
-                const long long j = in_rows && c >= l ? c + w : c;
-                row[j] = src[l + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(j - l, w)];
-            }
+            g[p * plane + i * gw + j] = src[l + gpuimg::boundary_index<GPUIMG_MODE_REFLECT, long long>(j - l, w)];
         }
 }
 
@@ -45,25 +68,28 @@ template <typename T>
 __global__ void fold_margins(T* __restrict__ g, long long planes, long long gh, long long gw,
                              long long t, long long l, long long h, long long w) {
     const long long plane = gh * gw;
-    // frame columns that margins mirror onto: [0, l) and [w - r, w) with r = gw - l - w
+    // frame rows [0, near) and [h - far, h) have margin rows mirroring onto them; frame columns
+    // [0, l) and [w - r, w) have margin columns (r = gw - l - w)
     const long long r = gw - l - w;
-    const bool all_cols = l + r >= w;
+    const long long near = t < h ? t : h, far = gh - t - h < h ? gh - t - h : h;
+    const bool all_rows = l + r >= w || near + far >= h;
+    const long long mid = all_rows ? 0 : h - near - far;
+    const margin_items s{all_rows ? h : near, mid, w, l + r, (h - mid) * w + mid * (l + r)};
     for (long long p = blockIdx.z; p < planes; p += gridDim.z)
-        for (long long a = blockIdx.y; a < h; a += gridDim.y) {
+        for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < s.n;
+             k += (long long)gridDim.x * blockDim.x) {
+            long long a, c;
+            bool in_mid;
+            margin_item(s, k, a, c, in_mid);
+            if (in_mid && c >= l) c += w - l - r;
             long long rows[3], cols[3];
             const int nr = mirror_sources(a, t, h, gh, rows);
-            // a row no margin row mirrors onto changes only in its edge columns
-            const long long ncols = (nr > 1 || all_cols) ? w : l + r;
+            const int nc = mirror_sources(c, l, w, gw, cols);
+            if (nr == 1 && nc == 1) continue;
             T* base = g + p * plane;
-            for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < ncols;
-                 k += (long long)gridDim.x * blockDim.x) {
-                const long long c = ncols == w || k < l ? k : k + (w - l - r);
-                const int nc = mirror_sources(c, l, w, gw, cols);
-                if (nr == 1 && nc == 1) continue;
-                T acc = T(0);
-                for (int u = 0; u < nr; ++u)
-                    for (int q = 0; q < nc; ++q) acc += base[rows[u] * gw + cols[q]];
-                base[(t + a) * gw + l + c] = acc;
-            }
+            T acc = T(0);
+            for (int u = 0; u < nr; ++u)
+                for (int q = 0; q < nc; ++q) acc += base[rows[u] * gw + cols[q]];
+            base[(t + a) * gw + l + c] = acc;
         }
 }

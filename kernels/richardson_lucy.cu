@@ -2,7 +2,8 @@
 // strided view: element (p, i, j) sits at p * ps + i * rs + j (ps, rs in elements), so the
 // solver's views into its FFT work buffers are read and written in place, without copies.
 // Launched by rows (launch_rows): x over columns, y over rows, z over planes, each a
-// grid-stride loop, so no thread divides a flat index (n = planes * h * w).
+// grid-stride loop, so no thread divides a flat index (n = planes * h * w). The launch gives
+// a thread several columns of its row (cols_per_thread), which spreads the row set-up.
 
 #include "boundary.cuh"
 
@@ -12,8 +13,8 @@ template <typename T>
 __global__ void rl_ratio(const T* __restrict__ b, const T* __restrict__ ax, T* __restrict__ out,
                          long long n, long long h, long long w, long long b_ps, long long b_rs,
                          long long a_ps, long long a_rs, long long o_ps, long long o_rs, T eps) {
-    const long long planes = n / (h * w);
-    for (long long p = blockIdx.z; p < planes; p += gridDim.z)
+    const long long hw = h * w;  // p * hw < n: no per-thread 64-bit division
+    for (long long p = blockIdx.z; p * hw < n; p += gridDim.z)
         for (long long i = blockIdx.y; i < h; i += gridDim.y) {
             const T* br = b + p * b_ps + i * b_rs;
             const T* ar = ax + p * a_ps + i * a_rs;
@@ -49,8 +50,8 @@ __global__ void rl_update(const T* __restrict__ x, const T* __restrict__ corr,
                           long long h, long long w, long long x_ps, long long x_rs,
                           long long c_ps, long long c_rs, long long o_ps, long long o_rs,
                           T tv_weight, T eps) {
-    const long long planes = n / (h * w);
-    for (long long p = blockIdx.z; p < planes; p += gridDim.z)
+    const long long hw = h * w;  // p * hw < n: no per-thread 64-bit division
+    for (long long p = blockIdx.z; p * hw < n; p += gridDim.z)
         for (long long i = blockIdx.y; i < h; i += gridDim.y)
             for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < w;
                  j += (long long)gridDim.x * blockDim.x) {

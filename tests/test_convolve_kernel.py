@@ -42,6 +42,14 @@ def _entries():
                        f"long long n, long long inner, int taps, int center, {t} cval, int in_shared, int block, "
                        f"long long smem) {{ run_grid([=]() {{ correlate1d_axis<{t}, {m}>(x, w, out, outer, n, inner, "
                        f"taps, center, cval, in_shared); }}, 1, 1, 1, block, 1, smem); }}\n")
+            out.append(f'extern "C" void rows_{t}_{m}(const {t}* x, const {t}* w, {t}* out, long long lines, '
+                       f"long long n, int taps, int center, {t} cval, int gx, int gy, int gz, int bx, int by, "
+                       f"long long smem) {{ run_grid([=]() {{ correlate1d_rows<{t}, {m}>(x, w, out, lines, n, taps, "
+                       f"center, cval); }}, gx, gy, gz, bx, by, smem); }}\n")
+            out.append(f'extern "C" void cols_{t}_{m}(const {t}* x, const {t}* w, {t}* out, long long outer, '
+                       f"long long n, long long inner, int taps, int center, {t} cval, int gx, int gy, int gz, "
+                       f"int bx, int by, long long smem) {{ run_grid([=]() {{ correlate1d_cols<{t}, {m}>(x, w, out, "
+                       f"outer, n, inner, taps, center, cval); }}, gx, gy, gz, bx, by, smem); }}\n")
             for k in cv._FIXED_K:
                 out.append(f"GPUIMG_ENTRY({t}, tk_{t}_{m}_{k}, (correlate_tiled_k<{t}, {m}, {k}>))\n")
     return "".join(out)
@@ -50,7 +58,7 @@ def _entries():
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
     src = _kernels.source("convolve.cu")
-    for name in ("conv1d_smem", "conv2d_smem", "convk_smem"):
+    for name in ("conv1d_smem", "conv1r_smem", "conv1c_smem", "conv2d_smem", "convk_smem"):
         src = src.replace(f"extern __shared__ __align__(16) unsigned char {name}[];",
                           f"unsigned char* {name} = g_smem;")
     return compile_emulated(tmp_path_factory.mktemp("convolve_kernel"), "cv", THREADED_SHIM + src + _LAUNCH + _entries())
@@ -65,6 +73,16 @@ def _kernel(lib, name):
         return EmulatedKernel(getattr(lib, f"axis_{t}_{mode}"), [T] * 3 + [ll] * 3 + [i32] * 2 + [real(T), i32],
                               launch=lambda grid, block, smem: (4, smem), launch_types=[i32, ll],
                               name="correlate1d_axis")
+    if name.startswith(("correlate1d_rows", "correlate1d_cols")):
+        kind, t, mode = re.fullmatch(r"(correlate1d_rows|correlate1d_cols)<(float|double), (\d)>", name).groups()
+
+        def launch_tiled(grid, block, smem):
+            assert block == (32, 8, 1) and smem <= 48 * 1024
+            return (*grid, *block[:2], smem)
+
+        sizes = [ll] * (2 if kind == "correlate1d_rows" else 3)
+        return EmulatedKernel(getattr(lib, f"{kind[12:]}_{t}_{mode}"), [T] * 3 + sizes + [i32] * 2 + [real(T)],
+                              launch=launch_tiled, launch_types=[i32] * 5 + [ll], name=kind)
     kind, t, mode, k = re.fullmatch(
         r"(correlate_tiled|correlate_gather|correlate_tiled_k)<(float|double), (\d)(?:, (\d))?>", name).groups()
     short = {"correlate_tiled": "tiled", "correlate_gather": "gather", "correlate_tiled_k": "tk"}[kind]
@@ -149,14 +167,21 @@ def test_kernel_flipped_weights_equal_scipy_convolve(correlate, monkeypatch, rng
 
 @pytest.mark.parametrize("mode", MODES)
 def test_kernel_1d_pass_matches_scipy(correlate1d, rng, mode):
-    x = rng.standard_normal((3, 17, 23))
-    for taps, center in ((5, 2), (4, 1), (9, 6), (1, 0)):
-        w = rng.standard_normal(taps)
-        for axis in (0, 1, 2):
-            ref = ndi.correlate1d(x, w, axis=axis, mode=mode, cval=0.7, origin=center - taps // 2)
-            got = correlate1d(x, w, axis, mode, 0.7, center)
-            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12, err_msg=f"taps {taps} axis {axis}")
-    got = correlate1d(x.astype(np.float32), w, 1, mode, 0.7, center)
-    np.testing.assert_allclose(got, ndi.correlate1d(x, w, axis=1, mode=mode, cval=0.7, origin=center - taps // 2),
-                               rtol=0, atol=2e-5)
-    assert set(EmulatedKernel.calls) == {"correlate1d_axis"}
+    # (3, 17, 23): the last axis through correlate1d_rows, the first through correlate1d_cols
+    # (inner 391), the middle through correlate1d_axis (inner 23); the larger arrays reach the
+    # tiles that lie inside the image, and several blocks along each axis
+    cases = [(rng.standard_normal((3, 17, 23)), (0, 1, 2)), (rng.standard_normal((9, 300)), (1,)),
+             (rng.standard_normal((150, 40)), (0,))]
+    for x, axes in cases:
+        for taps, center in ((5, 2), (4, 1), (9, 6), (1, 0)):
+            w = rng.standard_normal(taps)
+            for axis in axes:
+                ref = ndi.correlate1d(x, w, axis=axis, mode=mode, cval=0.7, origin=center - taps // 2)
+                got = correlate1d(x, w, axis, mode, 0.7, center)
+                np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12, err_msg=f"taps {taps} axis {axis} {x.shape}")
+    x = cases[0][0]
+    for axis in (0, 1, 2):
+        got = correlate1d(x.astype(np.float32), w, axis, mode, 0.7, center)
+        np.testing.assert_allclose(got, ndi.correlate1d(x, w, axis=axis, mode=mode, cval=0.7,
+                                                        origin=center - taps // 2), rtol=0, atol=2e-5)
+    assert set(EmulatedKernel.calls) == {"correlate1d_axis", "correlate1d_rows", "correlate1d_cols"}

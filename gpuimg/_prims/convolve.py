@@ -43,7 +43,7 @@ _FAMILY = KernelFamily(
     "convolve.cu",
     [
         f"{name}<{t}, {c}>"
-        for name in ("correlate1d_axis", "correlate_tiled", "correlate_gather")
+        for name in ("correlate1d_axis", "correlate1d_rows", "correlate1d_cols", "correlate_tiled", "correlate_gather")
         for t in _TYPES
         for c in _MODES
     ]
@@ -140,6 +140,24 @@ def _uniform1d_numpy(be, x, size, axis, mode, cval, center):
         xb, size, axis=axis, output=ob, mode=mode, cval=cval, origin=origin))
 
 
+#: outputs along the axis per block of correlate1d_rows / correlate1d_cols (C1_*_SEG in convolve.cu)
+_ROWS_SEG, _COLS_SEG = 128, 64
+
+
+def _correlate1d_tiled_plan(shape, axis, taps, itemsize):
+    """``(kernel name, shared bytes)`` of the tiled 1-D pass for this layout, or ``None`` when
+    the one-thread-per-output kernel serves it (a short inner axis, or a tile past the limit)."""
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    if inner == 1:
+        name, tile = "correlate1d_rows", 8 * (_ROWS_SEG + taps - 1)
+    elif inner >= 32:
+        name, tile = "correlate1d_cols", 32 * (_COLS_SEG + taps - 1)
+    else:
+        return None
+    shared = (tile + taps) * itemsize
+    return (name, shared) if shared <= _SHARED_LIMIT else None
+
+
 @primitive("correlate1d", "cupy")
 def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
     xp = be.xp
@@ -150,7 +168,22 @@ def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
     inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
     wd = xp.ascontiguousarray(xp.asarray(w), dtype=x.dtype)
     out = xp.empty_like(x)
-    kern = _FAMILY.get(f"correlate1d_axis<{type_name(x.dtype)}, {_mode_code(mode)}>")
+    if x.size == 0:
+        return out
+    T, code = type_name(x.dtype), _mode_code(mode)
+    plan = _correlate1d_tiled_plan(x.shape, axis, wd.size, x.dtype.itemsize)
+    if plan is not None:
+        name, shared = plan
+        kern = _FAMILY.get(f"{name}<{T}, {code}>")
+        if name == "correlate1d_rows":
+            grid = (min(-(-n // _ROWS_SEG), 1 << 20), min(-(-outer // 8), 65535), 1)
+            args = (x, wd, out, np.int64(outer), np.int64(n))
+        else:
+            grid = (min(-(-inner // 32), 1 << 20), min(-(-n // _COLS_SEG), 65535), min(outer, 65535))
+            args = (x, wd, out, np.int64(outer), np.int64(n), np.int64(inner))
+        kern(grid, (32, 8, 1), (*args, np.int32(wd.size), np.int32(center), x.dtype.type(cval)), shared_mem=shared)
+        return out
+    kern = _FAMILY.get(f"correlate1d_axis<{T}, {code}>")
     shared = wd.size * x.dtype.itemsize
     in_shared = shared <= _SHARED_LIMIT
     launch_1d(

@@ -185,7 +185,7 @@ def _rl_ratio_cupy(be, b, ax, eps, out=None):
     h, w = ax.shape[-2:]
     kern = _RL.get(f"rl_ratio<{type_name(ax.dtype)}>")
     launch_rows(kern, ax.size // (h * w), h, w, (bv[0], av[0], ov[0], np.int64(ax.size), np.int64(h), np.int64(w),
-                              *bv[1:], *av[1:], *ov[1:], ax.dtype.type(eps)))
+                              *bv[1:], *av[1:], *ov[1:], ax.dtype.type(eps)), cols_per_thread=4)
     return _deliver(ov[0], out)
 
 
@@ -262,7 +262,7 @@ def _rl_update_cupy(be, x, corr, inv_norm, tv_weight, eps, out=None):
     t = x.dtype.type
     kern = _RL.get(f"rl_update<{type_name(x.dtype)}>")
     launch_rows(kern, x.size // (h * w), h, w, (xv[0], cv[0], inv_norm, ov[0], np.int64(x.size), np.int64(h), np.int64(w),
-                             *xv[1:], *cv[1:], *ov[1:], t(tv_weight), t(eps)))
+                             *xv[1:], *cv[1:], *ov[1:], t(tv_weight), t(eps)), cols_per_thread=4)
     return _deliver(ov[0], out)
 
 
@@ -284,7 +284,7 @@ def _reflect_margins_numpy(be, xe, pad, frame):
 
 @primitive("reflect_margins", "cupy")
 def _reflect_margins_cupy(be, xe, pad, frame):
-    _margins_kernel(be, "reflect_margins", xe, pad, frame, xe.shape[-2])
+    _margins_kernel(be, "reflect_margins", xe, pad, frame)
 
 
 @primitive("fold_margins", "numpy")
@@ -309,22 +309,31 @@ def _fold_margins_numpy(be, y, pad, frame):
 def _fold_margins_cupy(be, y, pad, frame):
     (t, _), (l, _) = pad
     h, w = frame
-    _margins_kernel(be, "fold_margins", y, pad, frame, h)
+    _margins_kernel(be, "fold_margins", y, pad, frame)
     return y[..., t:t + h, l:l + w]
 
 
-def _margins_kernel(be, name, g, pad, frame, rows):
-    """One launch of a margins.cu kernel on the contiguous grid stack ``g`` (in place), by
-    ``rows`` (the grid's rows to extend, or the frame's rows to fold onto)."""
+def _margins_kernel(be, name, g, pad, frame):
+    """One launch of a margins.cu kernel on the contiguous grid stack ``g`` (in place): one
+    thread per pixel that changes (the kernel counts them the same way)."""
     if not g.flags.c_contiguous:
         raise ValueError("the grid buffer must be C-contiguous (it is updated in place)")
-    (t, _), (l, _) = pad
+    (t, b), (l, r) = pad
     h, w = frame
     gh, gw = g.shape[-2:]
-    kern = _MARGINS.get(f"{name}<{type_name(g.dtype)}>")
+    if name == "reflect_margins":
+        items = (gh - h) * gw + h * (gw - w)
+    else:
+        near, far = min(t, h), min(b, h)
+        mid = 0 if l + r >= w or near + far >= h else h - near - far
+        items = (h - mid) * w + mid * (l + r)
     planes = g.size // (gh * gw)
-    launch_rows(kern, planes, rows, gw, (g, np.int64(planes), np.int64(gh), np.int64(gw), np.int64(t), np.int64(l),
-                                         np.int64(h), np.int64(w)))
+    if items <= 0 or planes <= 0:
+        return
+    kern = _MARGINS.get(f"{name}<{type_name(g.dtype)}>")
+    grid = (min(-(-items // 256), 1 << 20), 1, min(planes, 65535))
+    kern(grid, (256,), (g, np.int64(planes), np.int64(gh), np.int64(gw), np.int64(t), np.int64(l), np.int64(h),
+                        np.int64(w)))
 
 
 @primitive("rfft_grid", "numpy")
