@@ -13,6 +13,9 @@ Parts (default ``timings host memory``):
 - ``rl_steps``: one Richardson-Lucy iteration on 2048^2 float32 split into its steps.
 - ``kernels_only``: primitives called directly (no argument checks) next to the public calls.
 - ``ncu-case``: one call of each kernel family of interest, to run under ``ncu -k regex:...``.
+- ``pipeline``: ``bench_cli``'s folder of PNGs through the batch engine with process I/O at
+  several worker counts (and with I/O threads), against compute-only: images/s, the time inside
+  the compute calls and the time waiting on I/O, two rounds each.
 """
 
 from __future__ import annotations
@@ -262,8 +265,53 @@ def ncu_case(cp, quick):
     cp.cuda.Device().synchronize()
 
 
+def pipeline(cp, quick, backend="cupy"):
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import bench_cli as bc
+
+    from gpuimg import io as gio
+    from gpuimg._backend import get_backend
+    from gpuimg.batch import ImageWriter, expand_inputs, run_batch
+
+    be = get_backend(backend=backend)
+    n = 64 if quick else bc.N_FILES
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        rng = np.random.default_rng(7)
+        base = rng.random(bc.SHAPE)
+        for i in range(n):
+            gio.write_image(src / f"f{i:04d}.png", gio.from_float(np.roll(base, 7 * i, axis=1), np.uint8))
+        solve = bc._solver(be)
+        files = sorted(src.glob("*.png"))
+        stacks = [np.stack([gio.read_image(f) for f in files[i:i + bc.BATCH]]) for i in range(0, n, bc.BATCH)]
+        print(f"== pipeline: {n} PNGs {bc.SHAPE}, RL {bc.ITERS} it, batches of {bc.BATCH} ==")
+        for s in stacks[:2]:
+            bc._compute(be, solve, s)  # plans and kernels
+        for r in range(2):
+            t0 = time.perf_counter()
+            for s in stacks:
+                bc._compute(be, solve, s)
+            dt = time.perf_counter() - t0
+            print(f"compute-only                 {n / dt:8.1f} images/s  total {dt * 1e3:7.1f} ms", flush=True)
+        items, _ = expand_inputs([src])
+        for io_kind, workers in (("processes", 4), ("processes", 8), ("processes", 15), ("threads", 8)):
+            for r in range(2):
+                out = Path(tmp) / f"out-{io_kind}-{workers}-{r}"
+                t0 = time.perf_counter()
+                rep = run_batch(items, lambda st, its: bc._compute(be, solve, st), ImageWriter(out),
+                                batch_size=bc.BATCH, workers=workers, progress=False, io=io_kind)
+                dt = time.perf_counter() - t0
+                print(f"{io_kind:9s} workers {workers:2d} round {r} {rep.done / dt:8.1f} images/s  total "
+                      f"{dt * 1e3:7.1f} ms  compute {rep.compute_s * 1e3:7.1f} ms  io wait {rep.io_wait_s * 1e3:6.1f} ms",
+                      flush=True)
+
+
 PARTS = {"timings": timings, "host": host, "memory": memory, "fft_sizes": fft_sizes, "rl_steps": rl_steps,
-         "kernels_only": kernels_only, "ncu-case": ncu_case}
+         "kernels_only": kernels_only, "ncu-case": ncu_case, "pipeline": pipeline}
 
 
 def main(argv) -> int:
