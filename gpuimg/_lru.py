@@ -32,3 +32,36 @@ class LRU:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return value
+
+
+#: device copies of small read-only host arrays (filter taps, resampling tables)
+_CONSTANTS = LRU(256)
+#: host arrays up to this size are keyed by their bytes; larger ones only when read-only
+_BY_CONTENT_BYTES = 1 << 16
+
+
+def device_constant(xp: Any, host: Any, dtype: Any = None) -> Any:
+    """``host`` as a contiguous ``dtype`` array on the current device, copied once and reused.
+
+    A copy from pageable host memory can make the host wait for the device, so taps and tables
+    that every call passes again are cached per device: small arrays by their contents, larger
+    read-only ones (memoised tables) by identity, each entry keeping its host array alive so
+    an id is not reused while cached. Device arrays and large writeable arrays are converted
+    without caching. Callers must not write to the result.
+    """
+    import numpy as np  # noqa: PLC0415  (numpy is imported by every caller already)
+
+    if isinstance(host, xp.ndarray):
+        return xp.ascontiguousarray(host, dtype=dtype)
+    host = np.asarray(host)
+    dt = np.dtype(dtype if dtype is not None else host.dtype)
+    if host.nbytes <= _BY_CONTENT_BYTES:
+        key: tuple = (xp.cuda.Device().id, dt.str, host.dtype.str, host.shape, host.tobytes())
+    elif not host.flags.writeable:
+        key = (xp.cuda.Device().id, dt.str, id(host))
+    else:
+        return xp.ascontiguousarray(xp.asarray(host, dtype=dt))
+    hit = _CONSTANTS.get(key)
+    if hit is None:
+        hit = _CONSTANTS.put(key, (host, xp.ascontiguousarray(xp.asarray(host, dtype=dt))))
+    return hit[1]

@@ -29,7 +29,7 @@ import scipy.ndimage
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
-from gpuimg._lru import LRU
+from gpuimg._lru import LRU, device_constant
 from gpuimg._parallel import run_chunks, run_ranges, splits, workers
 from gpuimg._prims.fft_axes import fft_workers, irfftn_by_axes
 
@@ -166,7 +166,7 @@ def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
     n = x.shape[axis]
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
     inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
-    wd = xp.ascontiguousarray(xp.asarray(w), dtype=x.dtype)
+    wd = device_constant(xp, w, x.dtype)
     out = xp.empty_like(x)
     if x.size == 0:
         return out
@@ -254,7 +254,7 @@ def _correlate_direct_cupy(be, x, w, mode, cval, centers, flip=False):
     if not x.flags.c_contiguous:
         x = xp.ascontiguousarray(x)
     wd = w if w.dtype == x.dtype and w.flags.c_contiguous and isinstance(w, xp.ndarray) else \
-        xp.ascontiguousarray(xp.asarray(w), dtype=x.dtype)
+        device_constant(xp, w, x.dtype)
     c3 = (0,) * (3 - w.ndim) + tuple(int(c) for c in centers)
     height, width = x.shape[-2:]
     depth = x.shape[-3] if w.ndim == 3 else 1

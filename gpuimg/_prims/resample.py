@@ -20,7 +20,7 @@ import scipy.sparse
 
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
-from gpuimg._lru import LRU
+from gpuimg._lru import device_constant
 from gpuimg._parallel import run_chunks, splits, workers
 
 #: elements of source per block of the column pass (a block stays in a core's L2 cache)
@@ -98,23 +98,6 @@ def _columns(rows, idx, w):
     return out
 
 
-#: device copies of read-only host tables, by (device, id, dtype); each entry keeps its host
-#: table alive, so an id is never reused while it is cached
-_DEVICE_TABLES = LRU(64)
-
-
-def _device_table(xp, table, dtype):
-    """``table`` on the current device as a contiguous ``dtype`` array; read-only host tables
-    (resize's memoised ones) are copied once, which spares a host-to-device copy per call."""
-    if isinstance(table, xp.ndarray) or table.flags.writeable:
-        return xp.ascontiguousarray(xp.asarray(table, dtype=dtype))
-    key = (xp.cuda.Device().id, id(table), np.dtype(dtype).str)
-    hit = _DEVICE_TABLES.get(key)
-    if hit is None:
-        hit = _DEVICE_TABLES.put(key, (table, xp.ascontiguousarray(xp.asarray(table, dtype=dtype))))
-    return hit[1]
-
-
 @primitive("resample_axis", "cupy")
 def _resample_axis_cupy(be, x, idx, w, axis):
     xp = be.xp
@@ -127,8 +110,8 @@ def _resample_axis_cupy(be, x, idx, w, axis):
     else:
         outer, n_in, inner = nimg * h, wd, 1
         shape = (nimg, h, n_out)
-    d_idx = _device_table(xp, idx, np.int64)
-    d_w = _device_table(xp, w, x.dtype)
+    d_idx = device_constant(xp, idx, np.int64)
+    d_w = device_constant(xp, w, x.dtype)
     out = xp.empty(shape, dtype=x.dtype)
     kern = _FAMILY.get(f"resample_axis<{type_name(x.dtype)}>")
     launch_1d(kern, outer * n_out * inner, (

@@ -48,7 +48,7 @@ import numpy as np
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, type_name
-from gpuimg._lru import LRU
+from gpuimg._lru import device_constant
 from gpuimg._parallel import run_ranges, workers
 
 KINDS = {"ssim": 0, "cs": 1, "mse": 2, "ncc": 3}
@@ -361,18 +361,6 @@ def _opt_in(xp, kern, smem, what):
         kern.max_dynamic_shared_size_bytes = smem
 
 
-_DEVICE_TAPS = LRU(256)
-
-
-def _device_taps(xp, host):
-    """Window taps on the current device, copied once per (device, taps) and reused."""
-    key = (xp.cuda.Device().id, host.tobytes())
-    dev = _DEVICE_TAPS.get(key)
-    if dev is None:
-        dev = _DEVICE_TAPS.put(key, xp.asarray(host))
-    return dev
-
-
 @primitive("window_moments", "cupy")
 def _window_moments_cupy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, c1=0.0, c2=0.0,
                          eps=0.0, crop=None, want_map=True):
@@ -388,7 +376,7 @@ def _window_moments_cupy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, 
     nbatch = int(np.prod(batch_shape, dtype=np.int64))
     full = [np.ones(1)] * (3 - nsp) + [np.asarray(t, dtype=np.float64) for t in taps]
     rz, ry, rx = (t.size // 2 for t in full)
-    taps_dev = _device_taps(xp, np.concatenate(full))
+    taps_dev = device_constant(xp, np.concatenate(full))
 
     nq = _NQ[kind]
     slices = nbatch * nz
