@@ -1,5 +1,9 @@
 // Point sampler for warps and remaps: one thread per output pixel, every image of the batch.
-// Launched on a 2-D grid: x over output columns, y over output rows (grid-stride loops in both).
+// A block makes 32 x 8 tiles of output pixels (x and y of a 2-D grid over the tiles, grid-stride
+// loops in both). Its warps cover the tile in 2^lanes_shift x 2^(5 - lanes_shift) pieces: the
+// launcher shapes them from the map's Jacobian so that a warp's taps touch few source rows
+// (a row of 32 for maps near the axes; 8 x 4 for a rotation by 30 degrees reads about half the
+// cache lines a row would). The tile's pixels are visited block-stride (one pass of 256 threads).
 // The source position of output pixel (i, j) is (map_x[i, j], map_y[i, j]) when use_maps (maps
 // of type M, float or double, read as they are stored and widened to double), else
 // the projective image of (j, i, 1) under the row-major 3x3 matrix m0..m8 (computed in double).
@@ -188,7 +192,7 @@ __global__ void __launch_bounds__(256)
 warp_point(const T* __restrict__ src, T* __restrict__ dst, double m0, double m1, double m2,
            double m3, double m4, double m5, double m6, double m7, double m8,
            const M* __restrict__ map_x, const M* __restrict__ map_y, int use_maps, I nimg, I h,
-           I w, I ho, I wo, T cval, int outside_cval) {
+           I w, I ho, I wo, T cval, int outside_cval, int lanes_shift) {
     typedef typename Unsigned<I>::type U;
     const int NT = Taps<INTERP>::n;
     const I total = ho * wo;
@@ -199,8 +203,16 @@ warp_point(const T* __restrict__ src, T* __restrict__ dst, double m0, double m1,
     const double xlo = outside_cval ? -edge : near_lo<MODE>(), ylo = xlo;
     const double xhi = outside_cval ? (double)(w - 1) + edge : near_hi<MODE, I>(w);
     const double yhi = outside_cval ? (double)(h - 1) + edge : near_hi<MODE, I>(h);
-    for (U ui = blockIdx.y; ui < (U)ho; ui += gridDim.y) {
-        for (U uj = blockIdx.x * blockDim.x + threadIdx.x; uj < (U)wo; uj += gridDim.x * blockDim.x) {
+    const unsigned lx = (unsigned)lanes_shift, ly = 5u - lx;
+    // this thread's place in a tile: warp k / 32 takes piece (k / 32) of 2^lx x 2^ly pixels
+    const unsigned k0 = threadIdx.x;
+    for (U ty = blockIdx.y; ty < ((U)ho + 7) / 8; ty += gridDim.y)
+    for (U tx = blockIdx.x; tx < ((U)wo + 31) / 32; tx += gridDim.x) {
+        for (unsigned k = k0; k < 256u; k += blockDim.x) {
+            const unsigned warp = k >> 5, lane = k & 31u;
+            const U uj = tx * 32 + (((warp & ((1u << ly) - 1u)) << lx) | (lane & ((1u << lx) - 1u)));
+            const U ui = ty * 8 + (((warp >> ly) << ly) | (lane >> lx));
+            if (ui >= (U)ho || uj >= (U)wo) continue;
             const I i = (I)ui, j = (I)uj;
             const I p = i * wo + j;
             double px, py;

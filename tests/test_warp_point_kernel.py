@@ -34,9 +34,9 @@ def _entry(t, i, m, mt, it):
     sizes = ", ".join(f"{it} {n}" for n in ("nimg", "h", "w", "ho", "wo"))
     return (f'extern "C" void wp_{t}_{i}_{m}_{mt}_{it.replace(" ", "")}(const {t}* src, {t}* dst, '
             + "".join(f"double m{k}, " for k in range(9))
-            + f"const {mt}* mx, const {mt}* my, int use_maps, {sizes}, {t} cval, int outside) {{ "
+            + f"const {mt}* mx, const {mt}* my, int use_maps, {sizes}, {t} cval, int outside, int lanes) {{ "
             f"warp_point<{t}, {i}, {m}, {mt}, {it}>(src, dst, " + "".join(f"m{k}, " for k in range(9))
-            + "mx, my, use_maps, nimg, h, w, ho, wo, cval, outside); }\n")
+            + "mx, my, use_maps, nimg, h, w, ho, wo, cval, outside, lanes); }\n")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def _kernel(lib, name):
     M = np.dtype(np.float32 if mt == "float" else np.float64)
     return EmulatedKernel(getattr(lib, f"wp_{t}_{i}_{m}_{mt}_{it.replace(' ', '')}"),
                           [T, T] + [ctypes.c_double] * 9 + [M, M, ctypes.c_int] + [_INDEX[it]] * 5
-                          + [real(T), ctypes.c_int], name=name)
+                          + [real(T), ctypes.c_int, ctypes.c_int], name=name)
 
 
 @pytest.fixture(params=["int", "long long"])
@@ -138,6 +138,27 @@ def test_kernel_affine_matches_scipy(sample, rng, mode, order):
                                cval=0.3, output_shape=(45, 50))
     got = sample(img[None], (45, 50), inv, interpolation=["nearest", "linear"][order], mode=mode, cval=0.3)
     np.testing.assert_allclose(got[0], ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("lanes_shift", [2, 3, 4, 5])
+def test_every_warp_shape_covers_every_output_pixel(sample, rng, monkeypatch, lanes_shift):
+    # outputs of 45 x 50 leave partial 32 x 8 tiles at the right and the bottom
+    monkeypatch.setattr(wp, "_lanes_shift", lambda mat, ho, wo: lanes_shift)
+    img = rng.random((40, 57))
+    inv = np.linalg.inv(np.array([[0.9, 0.3, 5.3], [-0.25, 1.1, -3.1], [0, 0, 1]]))
+    ref = ndi.affine_transform(img, inv[:2, :2][::-1, ::-1], offset=inv[:2, 2][::-1], order=1, mode="reflect",
+                               output_shape=(45, 50))
+    got = sample(np.stack([img, 2 * img]), (45, 50), inv, interpolation="linear", mode="reflect")
+    np.testing.assert_allclose(got, np.stack([ref, 2 * ref]), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("angle,expected", [(0.0, 5), (30.0, 3), (90.0, 2), (180.0, 5)])
+def test_warp_shape_spans_the_fewest_source_rows(angle, expected):
+    # a rotation by a: source rows change by sin(a) along a warp's width and cos(a) along its
+    # height; a width of 2^s spans |sin a| (2^s - 1) + |cos a| (2^(5 - s) - 1) rows
+    t = np.deg2rad(angle)
+    m = np.array([[np.cos(t), -np.sin(t), 3.0], [np.sin(t), np.cos(t), -2.0], [0, 0, 1]])
+    assert wp._lanes_shift(m.ravel(), 512, 512) == expected
 
 
 def test_kernel_non_finite_positions_give_cval(sample):

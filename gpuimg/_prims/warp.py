@@ -40,7 +40,7 @@ import numpy as np
 
 from gpuimg import _boundary
 from gpuimg._backend import primitive
-from gpuimg._kernels import KernelFamily, launch_1d, launch_rows, type_name
+from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import run_chunks, workers
 
 INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos4": 3}
@@ -355,11 +355,30 @@ def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *
     it = np.int32 if index == "int" else np.int64
     kern = _POINT.get(f"warp_point<{type_name(dt)}, {INTERPOLATIONS[interpolation]}, {TAP_MODE[mode]}, "
                       f"{type_name(mx.dtype)}, {index}>")
-    launch_rows(kern, 1, ho, wo, (
+    grid = (min(-(-wo // 32), (1 << 31) - 1), min(-(-ho // 8), 65535))
+    kern(grid, (256,), (
         x, out, *(np.float64(v) for v in mat), mx, my, np.int32(use_maps), it(nimg), it(h), it(w),
         it(ho), it(wo), dt.type(cval), np.int32(mode == "constant"),
+        np.int32(5 if matrix is None else _lanes_shift(mat, ho, wo)),
     ))
     return out
+
+
+def _lanes_shift(mat, ho, wo):
+    """log2 of the warp's width in output columns (2 to 5; its height is 32 / width) for the
+    map ``(x, y, 1) -> mat (x, y, 1)``: the shape whose source footprint spans the fewest rows,
+    ``|dy/dx| (width - 1) + |dy/dy| (height - 1)``, at the centre of the output (ties: wider)."""
+    m = np.asarray(mat, dtype=np.float64).reshape(3, 3)
+    cx, cy = (wo - 1) / 2.0, (ho - 1) / 2.0
+    px, py, pw = m @ [cx, cy, 1.0]
+    if not (np.isfinite(pw) and abs(pw) > 1e-12):
+        return 5
+    # Jacobian of the source row y = py / pw along output columns and rows
+    dyx = (m[1, 0] - py / pw * m[2, 0]) / pw
+    dyy = (m[1, 1] - py / pw * m[2, 1]) / pw
+    spans = {lx: abs(dyx) * ((1 << lx) - 1) + abs(dyy) * ((32 >> lx) - 1) for lx in (5, 4, 3, 2)}
+    best = min(spans.values())
+    return max(lx for lx, v in spans.items() if v <= best * (1 + 1e-9) + 1e-12)
 
 
 def _coverage(gx0, gx1, gy0, gy1, cx0, cx1, cy0):
