@@ -340,7 +340,7 @@ def _crossover_numpy(be):
 
 @primitive("correlate_crossover", "cupy")
 def _crossover_cupy(be):
-    # NVIDIA H200, 2048x2048 float32 (benchmarks/results/gpu-2026-11-26.json): the tiled kernel
-    # beats cuFFT through 7x7 (0.32 vs 0.50 ms) and loses at 11x11 (0.71 vs 0.44 ms); 1-D passes
-    # win at 2x31 taps (0.45 vs 0.53 ms) and lose at 2x61 (0.84 vs 0.55 ms)
+    # NVIDIA H200, 2048x2048 float32 (benchmarks/results/gpu-2026-11-27-2a519d2.json): the tiled
+    # kernel beats cuFFT through 7x7 (0.28 vs 0.67 ms) and loses at 11x11 (0.53 vs 0.45 ms); the
+    # tiled 1-D passes win at 2x31 taps (0.40 vs 0.55 ms) and lose at 2x61 (1.03 vs 0.79 ms)
     return {"direct_max_taps": 81, "separable_max_taps": 80}
