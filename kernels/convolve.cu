@@ -105,6 +105,31 @@ __device__ __forceinline__ T* c1_load_taps(T* smem, int tile_len, const T* __res
     return ws;
 }
 
+// dst[l * dst_step] = x_ext[first + l] of one line (element stride inner) for l = l0, l0 + dl, ...
+// below len: straight reads when the span lies inside the line, else through MODE
+template <typename T, int MODE>
+__device__ __forceinline__ void c1_load_line(T* dst, int dst_step, int l0, int dl, int len, const T* __restrict__ line,
+                                             long long first, long long n, long long inner, T cval) {
+    if (first >= 0 && first + len <= n) {
+        for (int l = l0; l < len; l += dl) dst[l * dst_step] = line[(first + l) * inner];
+    } else {
+        for (int l = l0; l < len; l += dl)
+            dst[l * dst_step] = boundary_read<MODE, T, long long>(line, first + l, n, inner, cval);
+    }
+}
+
+// acc[r] = sum_j ws[j] * v[r * step_r + j * step_j]: R outputs of one thread from the tile
+template <typename T, int R>
+__device__ __forceinline__ void c1_taps(const T* ws, int taps, const T* v, int step_r, int step_j, T (&acc)[R]) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = T(0);
+    for (int j = 0; j < taps; ++j) {
+        const T wj = ws[j];
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] += wj * v[r * step_r + j * step_j];
+    }
+}
+
 }  // namespace gpuimg
 
 // Block (32, 8): warp ty holds line o0 + ty; its lane tx makes outputs i0 + tx + 32 r (r < 4),
@@ -127,21 +152,10 @@ __global__ void __launch_bounds__(256)
         for (long long i0 = blockIdx.x * (long long)C1_ROWS_SEG; i0 < n; i0 += gridDim.x * (long long)C1_ROWS_SEG) {
             const long long first = i0 - center;
             __syncthreads();  // the previous tile is read (and the taps are stored)
-            if (first >= 0 && first + len <= n) {
-                for (int l = tx; l < len; l += 32) row[l] = line[first + l];
-            } else {
-                for (int l = tx; l < len; l += 32)
-                    row[l] = boundary_read<MODE, T, long long>(line, first + l, n, 1LL, cval);
-            }
+            c1_load_line<T, MODE>(row, 1, tx, 32, len, line, first, n, 1LL, cval);
             __syncthreads();
             T acc[R];
-#pragma unroll
-            for (int r = 0; r < R; ++r) acc[r] = T(0);
-            for (int j = 0; j < taps; ++j) {
-                const T wj = ws[j];
-#pragma unroll
-                for (int r = 0; r < R; ++r) acc[r] += wj * row[tx + 32 * r + j];
-            }
+            c1_taps<T, R>(ws, taps, row + tx, 32, 1, acc);
             if (o < lines) {
 #pragma unroll
                 for (int r = 0; r < R; ++r) {
@@ -173,21 +187,10 @@ __global__ void __launch_bounds__(256)
                 const T* line = x + o * n * inner + (k < inner ? k : 0);
                 const long long first = i0 - center;
                 __syncthreads();
-                if (first >= 0 && first + len <= n) {
-                    for (int l = ty; l < len; l += 8) tile[l * 32 + tx] = line[(first + l) * inner];
-                } else {
-                    for (int l = ty; l < len; l += 8)
-                        tile[l * 32 + tx] = boundary_read<MODE, T, long long>(line, first + l, n, inner, cval);
-                }
+                c1_load_line<T, MODE>(tile + tx, 32, ty, 8, len, line, first, n, inner, cval);
                 __syncthreads();
                 T acc[R];
-#pragma unroll
-                for (int r = 0; r < R; ++r) acc[r] = T(0);
-                for (int j = 0; j < taps; ++j) {
-                    const T wj = ws[j];
-#pragma unroll
-                    for (int r = 0; r < R; ++r) acc[r] += wj * tile[(ty + 8 * r + j) * 32 + tx];
-                }
+                c1_taps<T, R>(ws, taps, tile + ty * 32 + tx, 8 * 32, 32, acc);
                 if (k < inner) {
 #pragma unroll
                     for (int r = 0; r < R; ++r) {
