@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures as cf
 import contextlib
+import functools
 import glob
 import itertools
 import mmap
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -499,6 +501,11 @@ def process_io_unavailable() -> str | None:
     return None
 
 
+class WorkersCannotStart(RuntimeError):
+    """The I/O worker processes die before their first task; ``run_batch`` then does its
+    file I/O on threads (no file was read or written by then)."""
+
+
 class _Pool:
     """``workers`` I/O processes, the pipe they take tasks from and the shared memory they
     read and write. Only the engine's computing thread uses it, one run at a time."""
@@ -514,6 +521,7 @@ class _Pool:
         self.read_bytes = 0  # the largest image read so far: the size of the next read slots
         self.config: tuple[Any, ...] | None = None
         self.busy = False
+        self.answered = False  # a worker of this pool has answered a task (it can start)
         self.procs: list[Any] = []
         self.conns: list[Any] = []
         self._start()
@@ -716,7 +724,24 @@ class _Pool:
                     pass
             if i not in dead and (is_conn or not self.procs[i].is_alive()):
                 dead.append(i)
+        self.answered = self.answered or bool(answers)
         return answers, dead
+
+    def start_failure(self, dead: list[int]) -> str | None:
+        """Why the workers cannot run, when workers ``dead`` exited with an error of their own
+        (not a signal) holding no task, before any worker of this pool answered one (they
+        failed to start: a worker that crashes reads or writes holds its task); else None."""
+        if self.answered or not dead:
+            return None
+        codes = []
+        for i in dead:
+            self.procs[i].join(timeout=2.0)
+            codes.append(self.procs[i].exitcode)
+        if any(c is None or c <= 0 for c in codes) or any(self.status[i] for i in dead):
+            return None
+        return (f"the I/O worker processes exit as they start (exit code {codes[0]}); multiprocessing "
+                "imports the main module in each worker, so a script that runs a batch with "
+                "io='processes' must do it under `if __name__ == \"__main__\":`")
 
     # -- runs and shared memory --------------------------------------------------------
 
@@ -1008,6 +1033,9 @@ class _ProcessIO:
         replaced, and every task not answered goes to the new ones. When a worker died between
         tasks (it could not start, say), every task in flight counts a try, so a run whose
         workers keep dying ends with its files failed instead of restarting forever."""
+        reason = self.pool.start_failure(dead)
+        if reason is not None:
+            raise WorkersCannotStart(reason)
         culprits = {self.pool.status[i] for i in dead} - {0}
         for answer in self.pool.restart():
             self._answer(*answer)
@@ -1146,15 +1174,26 @@ def run_batch(
     iox: _ThreadIO | _ProcessIO | None = None
     try:
         with sigterm_as_interrupt():
+            run = functools.partial(_engine, todo=todo, compute=compute, report=report, fail=fail,
+                                    batch_size=batch_size, prefetch=prefetch,
+                                    max_pending_writes=max_pending_writes)
             if io == "processes":
                 pool, kept = _acquire_pool(workers)
                 # slots for the reads in flight, the batch being assembled and the image in hand
                 iox = _ProcessIO(pool, read, sink, stored, read_slots=prefetch + batch_size + 2,
                                  write_slots=max_pending_writes + batch_size)
+                try:
+                    run(iox)
+                except WorkersCannotStart as exc:
+                    iox.close()
+                    _release_pool(pool, kept, False)
+                    pool = None
+                    warnings.warn(f"gpuimg batch: file I/O on threads instead: {exc}", RuntimeWarning, stacklevel=2)
+                    iox = _ThreadIO(workers, read, sink, stored)
+                    run(iox)
             else:
                 iox = _ThreadIO(workers, read, sink, stored)
-            _engine(iox, todo, compute, report, fail, batch_size=batch_size, prefetch=prefetch,
-                    max_pending_writes=max_pending_writes)
+                run(iox)
             iox.close()
             ok = True
     except BaseException:

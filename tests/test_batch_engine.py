@@ -471,3 +471,28 @@ def test_workers_leave_quietly_when_the_engine_is_killed(tmp_path, rng):
     _, err = proc.communicate(timeout=30)  # returns once every worker has let go of stderr
     assert "Traceback" not in err, err
     assert all(not n.startswith(".") for n in os.listdir(tmp_path / "out"))
+
+
+def test_a_script_without_a_main_guard_falls_back_to_io_threads(tmp_path, rng):
+    # multiprocessing imports the main module in each worker; without the guard every worker
+    # dies starting its own pool, and the run must go on with I/O threads at once (it used to
+    # fail every file as "the reading process died" after a minute of restarts)
+    images = _images(tmp_path / "in", rng, 5)
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from gpuimg.batch import ImageWriter, expand_inputs, run_batch
+        items, _ = expand_inputs([sys.argv[1]])
+        t0 = time.perf_counter()
+        rep = run_batch(items, lambda st, its: list(st[:, ::-1]), ImageWriter(sys.argv[2]), batch_size=2,
+                        workers=2, progress=False, io="processes")
+        print("done", rep.done, len(rep.failures), round(time.perf_counter() - t0, 1))
+    """))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "in"), str(tmp_path / "out")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    done, ndone, nfailed, seconds = proc.stdout.split()
+    assert (ndone, nfailed) == ("5", "0") and float(seconds) < 30
+    assert "RuntimeWarning" in proc.stderr and '__name__ == "__main__"' in proc.stderr
+    for name, img in images.items():
+        np.testing.assert_array_equal(gio.read_image(tmp_path / "out" / name), img[::-1])
