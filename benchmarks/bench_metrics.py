@@ -10,6 +10,8 @@ import pytest
 
 from gpuimg import metrics
 
+import _bandwidth
+
 
 def _images(rng, shape):
     a = rng.random(shape, dtype=np.float32)
@@ -78,22 +80,21 @@ def test_ssim_4096_full_gpu(bench, be, rng, impl, gaussian):
         bench(_ndimage_ssim, be, a, b, gaussian, group=group, impl="cupyx", be=be)
 
 
-def test_ssim_4096_bandwidth_gpu(be, rng, benchmark):
-    """Effective bandwidth (two inputs + the map) of the fused kernel, in GB/s."""
+@pytest.mark.parametrize("window", ["gaussian", "uniform"])
+def test_ssim_4096_bandwidth_gpu(be, rng, benchmark, window):
+    """``ssim(..., full=True)`` in bytes of the two inputs and the map per second (issue target:
+    half the device's bandwidth); see ``_bandwidth``."""
     if not be.is_gpu:
         pytest.skip("GPU only")
     a, b = (be.asarray(x) for x in _images(rng, (4096, 4096)))
 
     def call():
-        out = metrics.ssim(a, b, data_range=1.0, gaussian_weights=True, full=True)
+        res = metrics.ssim(a, b, data_range=1.0, gaussian_weights=window == "gaussian", full=True)
         be.sync()
-        return out
+        return res
 
-    call()
-    benchmark.group = "ssim 4096^2 bandwidth"
-    benchmark(call)
-    nbytes = 3 * a.nbytes
-    benchmark.extra_info["GB_per_s"] = nbytes / benchmark.stats.stats.median / 1e9
+    benchmark.group = f"ssim 4096^2 bandwidth ({window})"
+    _bandwidth.record(be, benchmark, call, (a, b), a, f"ssim 4096^2 {window} full map")
 
 
 @pytest.mark.parametrize("impl", ["gpuimg", "loop"])

@@ -16,6 +16,8 @@ import skimage.data
 
 from gpuimg.registration import BSplineTransform, Distortion, register_bspline
 
+import _bandwidth
+
 SHAPE = (256, 256)
 GROUP = "register_bspline 256^2 8px (ssd, 3 levels, 32 px grid)"
 
@@ -81,6 +83,26 @@ def test_register_bspline_vs_simpleitk(bench, benchmark, be, case, impl):
         est = bench(_sitk_register, fixed, moving, group=GROUP, impl=impl, rounds=1)
     benchmark.extra_info["rms_px"] = _rms(est, u)
     print(f"\n{impl} ({be.name}): RMS displacement error {_rms(est, u):.3f} px")
+
+
+def test_undistort_4096_bandwidth_gpu(be, benchmark):
+    """``Distortion.undistort`` with cached maps in bytes of the image in and out per second
+    (issue target: half the device's bandwidth; the float32 maps add twice the image's bytes
+    of reads, not counted); see ``_bandwidth``."""
+    if not be.is_gpu:
+        pytest.skip("GPU only")
+    n = 4096
+    k = np.array([[0.8 * n, 0, n / 2], [0, 0.8 * n, n / 2], [0, 0, 1]])
+    d = Distortion(k, [-0.2, 0.05, 0.001, 0.0005, 0.0])
+    x = be.asarray(np.random.default_rng(0).random((n, n)).astype(np.float32))
+
+    def call():
+        out = d.undistort(x, interpolation="linear")
+        be.sync()
+        return out
+
+    benchmark.group = "undistort 4096^2 bandwidth"
+    _bandwidth.record(be, benchmark, call, (x,), x, "undistort 4096^2 linear, cached maps")
 
 
 @pytest.mark.parametrize("impl", ["gpuimg", "cv2"])

@@ -13,6 +13,8 @@ import pytest
 
 from gpuimg import transform
 
+import _bandwidth
+
 
 def _rotation(n, angle=20.0, scale=0.9):
     c = (n - 1) / 2.0
@@ -87,6 +89,22 @@ def test_gpu_warp_affine_cubic_4096(bench, be, impl, rng):
         mat, off = _scipy_affine_args(m)
         bench(be.ndimage.affine_transform, img, be.asarray(mat), offset=tuple(off), order=3,
               mode="nearest", group=group, impl=impl, be=be)
+
+
+def test_gpu_warp_affine_cubic_4096_bandwidth(be, rng, benchmark):
+    """The cubic affine warp in bytes of its input and output per second (issue target: half
+    the device's bandwidth); see ``_bandwidth``."""
+    _need_gpu(be)
+    img = be.asarray(rng.random((4096, 4096), dtype=np.float32))
+    m = _rotation(4096)
+
+    def call():
+        out = transform.warp_affine(img, m, interpolation="cubic", mode="nearest")
+        be.sync()
+        return out
+
+    benchmark.group = "warp_affine cubic 4096^2 bandwidth"
+    _bandwidth.record(be, benchmark, call, (img,), img, "warp_affine cubic 4096^2 (20 deg rotation)")
 
 
 @pytest.mark.parametrize("impl", ["gpuimg", "cucim"])
