@@ -335,6 +335,32 @@ _SLOT_BYTES = 8 << 20
 _MEMFD = hasattr(os, "memfd_create") and hasattr(socket, "CMSG_SPACE")
 
 
+#: named blocks are "<prefix><owner pid>-<random>" in the temporary folder
+_NAMED_PREFIX = "gpuimg-io-"
+_swept = False
+
+
+def _sweep_named_blocks() -> None:
+    """Remove the named blocks of engines that are gone (a SIGKILL gives them no chance to);
+    once per process, before its first named block."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    folder = Path(tempfile.gettempdir())
+    for path in folder.glob(f"{_NAMED_PREFIX}*-*"):
+        pid = path.name[len(_NAMED_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # (no signal: only whether the process exists)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        except OSError:  # exists, owned by another user
+            continue
+
+
 def _round_pages(n: int) -> int:
     return -(-max(n, 1) // mmap.PAGESIZE) * mmap.PAGESIZE
 
@@ -344,7 +370,8 @@ class _Arena:
 
     On Linux it is an anonymous memory file (``memfd``) whose descriptor goes to each worker
     over its socket; elsewhere (see ``_MEMFD``) a temporary file that workers open by name,
-    removed when the block is closed.
+    removed when the block is closed, or by the next engine when this one was killed (the
+    name carries the owner's process id).
     """
 
     def __init__(self, gen: int, slot_bytes: int, nslots: int) -> None:
@@ -355,7 +382,8 @@ class _Arena:
             with contextlib.suppress(OSError):  # (a kernel or a sandbox without it)
                 self.fd = os.memfd_create(f"gpuimg-io-{gen}", getattr(os, "MFD_CLOEXEC", 0))
         if self.fd < 0:
-            self.fd, self.path = tempfile.mkstemp(prefix="gpuimg-io-")
+            _sweep_named_blocks()
+            self.fd, self.path = tempfile.mkstemp(prefix=f"{_NAMED_PREFIX}{os.getpid()}-")
         try:
             os.ftruncate(self.fd, size)
             self.buf = mmap.mmap(self.fd, size)

@@ -295,6 +295,39 @@ def test_shared_memory_in_named_files(tmp_path, rng, monkeypatch, fresh_pools, h
     assert _blocks(shm) == set()
 
 
+def test_named_blocks_of_a_killed_engine_are_removed_by_the_next(tmp_path, rng, monkeypatch, fresh_pools):
+    # SIGKILL leaves an engine no chance to remove its named blocks: the next engine removes
+    # those whose owner is gone, and leaves those of live processes alone
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    _named_blocks_in(monkeypatch, shm)
+    monkeypatch.setattr(gb, "_MEMFD", False)
+    monkeypatch.setattr(gb, "_swept", False)
+    engine = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import tempfile, time
+        tempfile.tempdir = {str(shm)!r}
+        from gpuimg import batch as gb
+        gb._MEMFD = False
+        arena = gb._Arena(1, 4096, 2)
+        print(arena.path, flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    left = Path(engine.stdout.readline().strip())
+    assert left.parent == shm and left.exists()
+    os.kill(engine.pid, signal.SIGKILL)
+    engine.wait()
+    alive = shm / f"gpuimg-io-{os.getppid()}-keep"  # a live process's block
+    alive.write_bytes(b"")
+    img = _images(tmp_path / "in", rng, 2)
+    items, _ = expand_inputs([tmp_path / "in"])
+    report = run_batch(items, _flip, ImageWriter(tmp_path / "out"), batch_size=2, progress=False, io="processes",
+                       workers=1)
+    assert report.done == 2 and not report.failures
+    for name, a in img.items():
+        np.testing.assert_array_equal(gio.read_image(tmp_path / "out" / name), a[::-1])
+    assert not left.exists() and alive.exists()
+
+
 def test_named_block_dropped_before_a_worker_mapped_it(tmp_path, rng, monkeypatch, fresh_pools):
     # a worker learns of blocks when it takes its next task: by then a block it was told
     # about may be gone (made and dropped meanwhile), which is no reason to die
