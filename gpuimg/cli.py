@@ -250,7 +250,7 @@ def load_psf(args: argparse.Namespace) -> np.ndarray:
     if args.psf_gaussian is not None:
         option, value, n = "--psf-gaussian", args.psf_gaussian, 2 * math.ceil(4 * args.psf_gaussian) + 1
     else:
-        option, value, n = "--psf-disk", args.psf_disk, 2 * max(0, math.ceil(args.psf_disk - 0.5)) + 1
+        option, value, n = "--psf-disk", args.psf_disk, psf.disk_side(args.psf_disk)
     if n > MAX_PSF_SIDE:
         raise CommandError(f"{option} {value:g} makes a {n} x {n} PSF; at most {MAX_PSF_SIDE} x {MAX_PSF_SIDE} "
                            f"is supported (the PSF must also fit inside every image)")

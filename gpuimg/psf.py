@@ -17,7 +17,7 @@ import numpy as np
 from gpuimg._backend import get_backend
 from gpuimg._validate import check_array, check_bool, check_choice, check_positive, float_dtype, to_float
 
-__all__ = ["disk", "from_image", "gaussian", "motion", "to_otf"]
+__all__ = ["disk", "disk_side", "from_image", "gaussian", "motion", "to_otf"]
 
 
 # --------------------------------------------------------------------------------------
@@ -117,6 +117,13 @@ def gaussian(shape, sigma, *, dtype=np.float64, backend=None):
     return _finish(h, dtype, backend)
 
 
+def disk_side(radius) -> int:
+    r"""Side of the smallest odd square holding a disk of ``radius`` pixels centred on its
+    centre pixel, :math:`2\lceil r - 1/2\rceil + 1` (:func:`disk`'s default shape)."""
+    check_positive("radius", radius)
+    return 2 * max(0, math.ceil(radius - 0.5)) + 1
+
+
 def disk(radius, *, shape=None, dtype=np.float64, backend=None):
     r"""Uniform disk PSF (defocus), anti-aliased by exact pixel-area coverage.
 
@@ -139,8 +146,7 @@ def disk(radius, *, shape=None, dtype=np.float64, backend=None):
     """
     check_positive("radius", radius)
     if shape is None:
-        half = max(0, math.ceil(radius - 0.5))
-        shape = (2 * half + 1,) * 2
+        shape = (disk_side(radius),) * 2
     shape = _check_shape("shape", shape, 2)
     h = _pixel_disk_coverage(shape, (shape[0] // 2, shape[1] // 2), float(radius))
     return _finish(h, dtype, backend)

@@ -255,3 +255,13 @@ def test_bad_input(be):
         psf.to_otf(be.asarray(np.ones((5, 5))), (4, 8))
     with pytest.raises(ValueError, match="shape"):
         psf.to_otf(be.asarray(np.ones((5, 5))), (8, 8, 8))
+
+
+@pytest.mark.parametrize("radius,side", [(0.3, 1), (0.5, 1), (0.51, 3), (1.5, 3), (1.6, 5), (5.0, 11)])
+def test_disk_side_is_the_smallest_odd_square_holding_the_disk(radius, side):
+    # the disk reaches radius px from the centre pixel's centre: a side of 2k + 1 holds it
+    # when k + 1/2 >= radius
+    assert psf.disk_side(radius) == side
+    assert psf.disk(radius).shape == (side, side)
+    with pytest.raises(ValueError, match="radius"):
+        psf.disk_side(-1.0)
