@@ -148,7 +148,8 @@ class _HostXp:
     """NumPy plus the few ``cupy.cuda`` queries the CUDA twin makes (an H100's limits)."""
 
     cuda = types.SimpleNamespace(
-        Device=lambda: types.SimpleNamespace(id=0, attributes={"MaxSharedMemoryPerBlockOptin": 232448})
+        Device=lambda: types.SimpleNamespace(id=0),
+        runtime=types.SimpleNamespace(deviceGetAttribute=lambda attr, dev: {97: 232448}[attr]),
     )
 
     def __getattr__(self, name):
@@ -382,3 +383,26 @@ def test_fixed_kernel_weighted_ncc_goes_to_the_generic_kernel(cuda_twin_on_cpu, 
     got, _ = cuda_twin_on_cpu.window_moments(a, b, "ncc", (taps, taps), "reflect", eps=1e-9)
     np.testing.assert_allclose(got, _scipy_moments(a, b, "ncc", (taps, taps), "reflect", eps=1e-9), atol=1e-9)
     assert _EmulatedKernel.launched == ["window_moments<double, 0>"]
+
+
+def test_opt_in_queries_the_device_once_and_raises_a_kernel_limit_only_to_grow():
+    queries = []
+    rt = types.SimpleNamespace(deviceGetAttribute=lambda attr, dev: queries.append((attr, dev)) or 101376)
+    xp = types.SimpleNamespace(cuda=types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=3), runtime=rt))
+
+    class Kernel:
+        def __init__(self):
+            self.set = []
+
+        def __setattr__(self, name, value):
+            if name == "max_dynamic_shared_size_bytes":
+                self.set.append(value)
+            object.__setattr__(self, name, value)
+
+    k = Kernel()
+    for smem in (60000, 60000, 50000, 70000):
+        window._opt_in(xp, k, smem, "test")
+    window._opt_in(xp, k, 1000, "test")  # under the default: nothing to do
+    assert queries == [(97, 3)] and k.set == [60000, 70000]
+    with pytest.raises(ValueError, match="win_size: a window of 41x41 needs 200000 bytes .* this device's 101376"):
+        window._opt_in(xp, Kernel(), 200000, "41x41")

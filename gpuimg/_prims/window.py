@@ -349,16 +349,37 @@ def _fixed_tiles_per_block(n_tiles):
     return max(1, min(4, n_tiles // 1024))
 
 
+#: cudaDevAttrMaxSharedMemoryPerBlockOptin (CUDA runtime enumeration)
+_ATTR_SMEM_OPTIN = 97
+#: per (runtime, device): the opt-in shared memory limit; per kernel: the limit set on it
+#: (entries keep their runtime or kernel alive, so the ids in the keys are not reused)
+_SMEM_OPTIN: dict = {}
+_SMEM_SET: dict = {}
+
+
 def _opt_in(xp, kern, smem, what):
-    """Allow ``smem`` bytes of dynamic shared memory for ``kern`` (above the 48 KiB default)."""
-    if smem > _SMEM_DEFAULT:
-        optin = int(xp.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"])
-        if smem > optin:
-            raise ValueError(
-                f"win_size: a window of {what} needs {smem} bytes of shared memory per block, "
-                f"more than this device's {optin}"
-            )
+    """Allow ``smem`` bytes of dynamic shared memory for ``kern`` (above the 48 KiB default).
+
+    The device's limit is queried once (``Device().attributes`` would query every attribute of
+    the device on each call) and a kernel's own limit is raised only when it must grow.
+    """
+    if smem <= _SMEM_DEFAULT:
+        return
+    rt = xp.cuda.runtime
+    dev = xp.cuda.Device().id
+    hit = _SMEM_OPTIN.get((id(rt), dev))  # (the entry keeps rt alive: its id is not reused)
+    if hit is None or hit[0] is not rt:
+        hit = _SMEM_OPTIN[id(rt), dev] = (rt, int(rt.deviceGetAttribute(_ATTR_SMEM_OPTIN, dev)))
+    optin = hit[1]
+    if smem > optin:
+        raise ValueError(
+            f"win_size: a window of {what} needs {smem} bytes of shared memory per block, "
+            f"more than this device's {optin}"
+        )
+    kept = _SMEM_SET.get(id(kern))
+    if kept is None or kept[0] is not kern or kept[1] < smem:
         kern.max_dynamic_shared_size_bytes = smem
+        _SMEM_SET[id(kern)] = (kern, smem)
 
 
 @primitive("window_moments", "cupy")
