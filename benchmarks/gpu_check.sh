@@ -5,7 +5,7 @@
 #       tqdm dask distributed cloudpickle fsspec partd locket toolz tblib zict msgpack tornado psutil \
 #       pytest-xdist execnet pytest-benchmark py-cpuinfo
 #   on the GPU machine:  GPUIMG_COMMIT=<sha> TEST_TIMEOUT=150 BENCH_TIMEOUT=120 bash benchmarks/gpu_check.sh [quick]
-# It installs the carried wheels without network, runs the whole test suite with CuPy active,
+# It installs the carried wheels (gpuimg's own too) without network, runs the whole test suite with CuPy active,
 # runs the GPU benchmarks against their peers, and writes benchmarks/results/gpu-<date>.json
 # (device, commit, kernels_sha256, test counts, ratios). Copies of the raw outputs go to $OUT.
 set -u
@@ -22,10 +22,16 @@ TESTS="tests"; BENCH_K="cupy"
 [ "$DRY_RUN" = "1" ] && { TESTS="tests/test_backend.py tests/test_kernels.py"; BENCH_K="numpy and (boundary or 3x3)"; }
 
 if [ -d .wheels ]; then
-    # dependencies the GPU image lacks; --no-deps keeps its own numpy/scipy/cupy
-    # gpuimg itself runs from the checkout (PYTHONPATH), so its wheel is not installed
-    $PY -m pip install -q --no-index --no-deps --find-links .wheels $(ls .wheels/*.whl | grep -v '/gpuimg-') 2>&1 | tail -3
+    # dependencies the GPU image lacks, and gpuimg's own wheel (its packaging: kernels, console
+    # script); --no-deps keeps the image's numpy/scipy/cupy. A dry run leaves this machine's
+    # gpuimg alone.
+    WHEELS=$(ls .wheels/*.whl)
+    [ "$DRY_RUN" = "1" ] && WHEELS=$(echo "$WHEELS" | grep -v '/gpuimg-')
+    $PY -m pip install -q --no-index --no-deps --find-links .wheels $WHEELS 2>&1 | tail -3
+    [ "$DRY_RUN" = "1" ] || $PY -c "import importlib.metadata as m; print('installed gpuimg', m.version('gpuimg'))"
 fi
+# the checkout comes first on the path, so the tests run the commit under test even where the
+# carried wheel was built from an older tree
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import gpuimg, json; i = gpuimg.backend_info(); print(json.dumps(i)); assert i['cupy_usable'] or $DRY_RUN, i['reason']" \
     || { echo "CuPy is not usable here"; exit 3; }
