@@ -10,10 +10,11 @@ boundary (``scipy.ndimage.convolve``). ISNR = 10 log10(||x - b||^2 / ||x - x_hat
 
 Targets: fista_tv (default, noise-derived weight, 200 iterations) beats scikit-image's
 Richardson-Lucy (best of 10/30/100 iterations) and the best-balance Wiener filter on every
-case, by >= 2 dB on average; gpuimg's Richardson-Lucy (reflect, 100 iterations) beats
-scikit-image's at 100 iterations on every case; fista_tv at 200 iterations is within 0.3 dB
-of its 1000-iteration result; admm_tv (the same objective and weight, 100 iterations)
-reaches fista_tv's 1000-iteration objective within 1 %.
+case, by >= 2 dB on average (checked against gpuimg's reflect-boundary Wiener filter; the
+margin over scikit-image's periodic one is printed too); gpuimg's Richardson-Lucy (reflect,
+100 iterations) beats scikit-image's at 100 iterations on every case; fista_tv at 200
+iterations is within 0.3 dB of its 1000-iteration result; admm_tv (the same objective and
+weight, 100 iterations) reaches fista_tv's 1000-iteration objective within 1 %.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ NESTEROV_WEIGHTS = (1e-4, 1e-3, 1e-2)
 SK_RL_ITERS = (10, 30, 100)
 #: seconds per case of the TV solvers (filled by run_case)
 TIMES: dict[str, list[float]] = {}
-COLUMNS = ("inverse", "wiener*", "sk RL*", "sk RL 100", "RL 100", "nesterov*", "fista_tv 200", "fista_tv 1000",
-           "admm_tv 100")
+COLUMNS = ("inverse", "wiener*", "sk wiener*", "sk RL*", "sk RL 100", "RL 100", "nesterov*", "fista_tv 200",
+           "fista_tv 1000", "admm_tv 100")
 
 
 def scene(name: str, size: int = 256) -> np.ndarray:
@@ -59,6 +60,7 @@ def psfs() -> dict[str, np.ndarray]:
 
 def run_case(x: np.ndarray, k: np.ndarray, sigma: float, rng: np.random.Generator) -> dict[str, float]:
     from skimage.restoration import richardson_lucy as sk_rl
+    from skimage.restoration import wiener as sk_wiener
 
     b = ndi.convolve(x, k, mode="reflect") + rng.normal(0, sigma, x.shape)
 
@@ -67,6 +69,8 @@ def run_case(x: np.ndarray, k: np.ndarray, sigma: float, rng: np.random.Generato
 
     out = {"inverse": isnr(R.inverse_filter(b, k))}
     out["wiener*"] = max(isnr(R.wiener(b, k, balance=float(lam))) for lam in WIENER_BALANCES)
+    # scikit-image's Wiener filter (periodic boundary), best balance on the same grid
+    out["sk wiener*"] = max(isnr(sk_wiener(b, k, balance=float(lam), clip=False)) for lam in WIENER_BALANCES)
     sk = {n: isnr(sk_rl(b, k, num_iter=n)) for n in SK_RL_ITERS}
     out["sk RL*"], out["sk RL 100"] = max(sk.values()), sk[100]
     out["RL 100"] = isnr(R.richardson_lucy(b, k, num_iter=100))
@@ -119,11 +123,16 @@ def table(rows) -> str:
 
 def check_targets(rows) -> list[tuple[str, bool]]:
     res = [r[3] for r in rows]
+    # the target's Wiener read as gpuimg's (reflect boundary; the stricter reading, checked)
     margin = [r["fista_tv 200"] - max(r["sk RL*"], r["wiener*"]) for r in res]
+    # and as scikit-image's (periodic boundary), reported
+    sk_margin = [r["fista_tv 200"] - max(r["sk RL*"], r["sk wiener*"]) for r in res]
     return [
         ("fista_tv beats best scikit-image RL and best Wiener on every case",
          all(m > 0 for m in margin)),
-        (f"... by >= 2 dB on average (got {np.mean(margin):.2f} dB)", float(np.mean(margin)) >= 2.0),
+        (f"... by >= 2 dB on average (got {np.mean(margin):.2f} dB over gpuimg's Wiener; "
+         f"{np.mean(sk_margin):.2f} dB, worst case {min(sk_margin):.2f} dB, over scikit-image's)",
+         float(np.mean(margin)) >= 2.0),
         ("RL (reflect, 100) beats scikit-image RL at 100 on every case",
          all(r["RL 100"] > r["sk RL 100"] for r in res)),
         (f"fista_tv 200 within 0.3 dB of 1000 (worst {max(abs(r['fista_tv 200'] - r['fista_tv 1000']) for r in res):.2f} dB)",
