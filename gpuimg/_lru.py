@@ -34,8 +34,10 @@ class LRU:
         return value
 
 
-#: device copies of small read-only host arrays (filter taps, resampling tables)
+#: device copies of small host arrays (filter taps), by contents, and of larger read-only
+#: tables (resampling), by identity: the second is kept short, as its entries can be large
 _CONSTANTS = LRU(256)
+_TABLES = LRU(64)
 #: host arrays up to this size are keyed by their bytes; larger ones only when read-only
 _BY_CONTENT_BYTES = 1 << 16
 
@@ -56,12 +58,12 @@ def device_constant(xp: Any, host: Any, dtype: Any = None) -> Any:
     host = np.asarray(host)
     dt = np.dtype(dtype if dtype is not None else host.dtype)
     if host.nbytes <= _BY_CONTENT_BYTES:
-        key: tuple = (xp.cuda.Device().id, dt.str, host.dtype.str, host.shape, host.tobytes())
+        cache, key = _CONSTANTS, (xp.cuda.Device().id, dt.str, host.dtype.str, host.shape, host.tobytes())
     elif not host.flags.writeable:
-        key = (xp.cuda.Device().id, dt.str, id(host))
+        cache, key = _TABLES, (xp.cuda.Device().id, dt.str, id(host))
     else:
         return xp.ascontiguousarray(xp.asarray(host, dtype=dt))
-    hit = _CONSTANTS.get(key)
+    hit = cache.get(key)
     if hit is None:
-        hit = _CONSTANTS.put(key, (host, xp.ascontiguousarray(xp.asarray(host, dtype=dt))))
+        hit = cache.put(key, (host, xp.ascontiguousarray(xp.asarray(host, dtype=dt))))
     return hit[1]
