@@ -16,6 +16,9 @@ Parts (default ``timings host memory``):
 - ``pipeline``: ``bench_cli``'s folder of PNGs through the batch engine with process I/O at
   several worker counts (and with I/O threads), against compute-only: images/s, the time inside
   the compute calls and the time waiting on I/O, two rounds each.
+
+``--spin`` makes the driver spin instead of yielding while the host waits on the device
+(``CU_CTX_SCHED_SPIN``), to compare with the default scheduling.
 """
 
 from __future__ import annotations
@@ -314,7 +317,28 @@ PARTS = {"timings": timings, "host": host, "memory": memory, "fft_sizes": fft_si
          "kernels_only": kernels_only, "ncu-case": ncu_case, "pipeline": pipeline}
 
 
+def _schedule_spin() -> str:
+    """Make the CUDA driver spin (not yield) while the host waits on the device: the flag of
+    the primary context, set through the driver API before CuPy creates that context. Returns
+    what happened, for the report."""
+    import ctypes
+
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        dev = ctypes.c_int()
+        for call in (lambda: cuda.cuInit(0), lambda: cuda.cuDeviceGet(ctypes.byref(dev), 0),
+                     lambda: cuda.cuDevicePrimaryCtxSetFlags(dev, 1)):  # CU_CTX_SCHED_SPIN
+            err = call()
+            if err:
+                return f"CU_CTX_SCHED_SPIN not set (CUresult {err})"
+    except OSError as exc:
+        return f"CU_CTX_SCHED_SPIN not set ({exc})"
+    return "CU_CTX_SCHED_SPIN set"
+
+
 def main(argv) -> int:
+    if "--spin" in argv:  # before CuPy touches the device
+        print(_schedule_spin(), flush=True)
     import cupy as cp
 
     from gpuimg._backend import use_backend
