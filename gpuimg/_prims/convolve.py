@@ -253,8 +253,7 @@ def _correlate_direct_cupy(be, x, w, mode, cval, centers, flip=False):
     # attribute checks first: a call is a few microseconds of host time per skipped copy
     if not x.flags.c_contiguous:
         x = xp.ascontiguousarray(x)
-    wd = w if w.dtype == x.dtype and w.flags.c_contiguous and isinstance(w, xp.ndarray) else \
-        device_constant(xp, w, x.dtype)
+    wd = device_constant(xp, w, x.dtype)
     c3 = (0,) * (3 - w.ndim) + tuple(int(c) for c in centers)
     height, width = x.shape[-2:]
     depth = x.shape[-3] if w.ndim == 3 else 1

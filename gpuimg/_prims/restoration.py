@@ -314,19 +314,15 @@ def _fold_margins_cupy(be, y, pad, frame):
 
 
 def _margins_kernel(be, name, g, pad, frame):
-    """One launch of a margins.cu kernel on the contiguous grid stack ``g`` (in place): one
-    thread per pixel that changes (the kernel counts them the same way)."""
+    """One launch of a margins.cu kernel on the contiguous grid stack ``g`` (in place). The
+    kernels count the pixels that change and walk them grid-stride; the launch is sized by the
+    margin pixels, exactly the refill's count and at least the fold's."""
     if not g.flags.c_contiguous:
         raise ValueError("the grid buffer must be C-contiguous (it is updated in place)")
-    (t, b), (l, r) = pad
+    (t, _), (l, _) = pad
     h, w = frame
     gh, gw = g.shape[-2:]
-    if name == "reflect_margins":
-        items = (gh - h) * gw + h * (gw - w)
-    else:
-        near, far = min(t, h), min(b, h)
-        mid = 0 if l + r >= w or near + far >= h else h - near - far
-        items = (h - mid) * w + mid * (l + r)
+    items = gh * gw - h * w
     planes = g.size // (gh * gw)
     if items <= 0 or planes <= 0:
         return

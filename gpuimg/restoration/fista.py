@@ -239,7 +239,10 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     def objective(ax: Any, x: Any) -> Any:
         return 0.5 * sumsq(xp, ax - b) + weight_value * tv_norm(be, x, iso)
 
-    x = project(xp, A.embed(start_image(be, b, psf, x0, boundary, weight_value, scales[1] if from_wiener else None)), lo, hi)
+    # (the start is decided: start_image need not test the PSF's symmetry again)
+    start = x0 if not isinstance(x0, str) else "wiener" if from_wiener else "image"
+    x = project(xp, A.embed(start_image(be, b, psf, start, boundary, weight_value, scales[1] if from_wiener else None)),
+                lo, hi)
     ax = xp.ascontiguousarray(A.apply(x))
     y = x.copy()
     # the residual A y - b, placed in a grid buffer that the adjoint's FFT takes as it is
