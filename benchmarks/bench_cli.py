@@ -42,17 +42,21 @@ BATCH = 8
 GROUP = f"deblur {N_FILES} PNGs 512^2 (RL {ITERS} it)"
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    src = tmp_path_factory.mktemp("bench_cli") / "in"
-    src.mkdir()
+def write_folder(src: Path, n: int = N_FILES) -> Path:
+    """``n`` generated 8-bit ``SHAPE`` PNGs (a smooth scene, shifted, plus noise) in ``src``."""
+    src.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
     base = ndi.gaussian_filter(rng.random(SHAPE), 3)
     base = (base - base.min()) / np.ptp(base)
-    for i in range(N_FILES):
+    for i in range(n):
         img = np.roll(base, 7 * i, axis=1) + 0.02 * rng.standard_normal(SHAPE)
         Image.fromarray(gio.from_float(np.clip(img, 0, 1), np.uint8)).save(src / f"f{i:04d}.png", compress_level=1)
     return src
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_folder(tmp_path_factory.mktemp("bench_cli") / "in")
 
 
 def _solver(be):

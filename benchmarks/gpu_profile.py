@@ -282,12 +282,7 @@ def pipeline(cp, quick, backend="cupy"):
     be = get_backend(backend=backend)
     n = 64 if quick else bc.N_FILES
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "in"
-        src.mkdir()
-        rng = np.random.default_rng(7)
-        base = rng.random(bc.SHAPE)
-        for i in range(n):
-            gio.write_image(src / f"f{i:04d}.png", gio.from_float(np.roll(base, 7 * i, axis=1), np.uint8))
+        src = bc.write_folder(Path(tmp) / "in", n)
         solve = bc._solver(be)
         files = sorted(src.glob("*.png"))
         stacks = [np.stack([gio.read_image(f) for f in files[i:i + bc.BATCH]]) for i in range(0, n, bc.BATCH)]
