@@ -31,6 +31,7 @@ from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._lru import LRU, device_constant
 from gpuimg._parallel import run_chunks, run_ranges, splits, workers
+from gpuimg._prims import banded
 from gpuimg._prims.fft_axes import fft_workers, irfftn_by_axes
 
 _TYPES = ("float", "double")
@@ -119,6 +120,10 @@ def _in_blocks(x, axis, fn):
 @primitive("correlate1d", "numpy")
 def _correlate1d_numpy(be, x, w, axis, mode, cval, center):
     axis = axis % x.ndim
+    if x.dtype.kind == "f":
+        out = banded.correlate1d(x, np.asarray(w), axis, mode, cval, center)
+        if out is not None:
+            return out
     if axis != x.ndim - 1 and len(w) * x.dtype.itemsize <= _SHIFT_ADD_MAX_BYTES:
         return _shift_add(x, w, axis, mode, cval, center)
     origin = int(center) - len(w) // 2
