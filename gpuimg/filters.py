@@ -9,7 +9,8 @@ processed in one call. Boundary handling follows :mod:`scipy.ndimage` exactly (m
 Method selection
 ----------------
 :func:`correlate` and :func:`convolve` evaluate either directly (shared-memory tiles on the
-GPU, SciPy's filter loops on the CPU; a 2-D kernel of rank one runs as two 1-D passes) or by
+GPU; on the CPU SciPy's filter loops, and banded GEMMs for 1-D passes; a 2-D kernel of rank
+one runs as two 1-D passes) or by
 FFT of the boundary-padded image (``scipy.fft`` with all CPU cores, cuFFT with cached plans on
 the GPU). The FFT path pads the image by the kernel's half-widths through the same boundary
 rule, so it is not periodic and agrees with the direct path; the spectra of the last few
@@ -21,8 +22,10 @@ rank-one 2-D kernel (or a 1-D kernel) runs as 1-D passes while the lengths sum t
 ``separable_max_taps``; larger kernels use the FFT. On the CPU these were measured with
 ``benchmarks/bench_filters.py`` (groups ``crossover ...``) on 2048x2048 float32 and checked on
 512x512 float64 and 256x256 float32: SciPy's direct loop, run in bands of rows on every core,
-wins through 4x4 (23 against 30 ms on 2 cores) and loses from 5x5 on (16 taps); separable
-passes (in blocks on every core) win up to about 2x12 taps (24). On the GPU the same groups
+wins through 4x4 (23 against 30 ms on 2 cores) and loses from 5x5 on (16 taps). 1-D passes
+run as batched GEMMs with a banded Toeplitz block (:mod:`gpuimg._prims.banded`; 10x faster
+than SciPy's line loop at 19 taps) and win up to about 2x80 taps (160): 19.7 against
+36.1 ms at 2x61, a tie at 2x101. On the GPU the same groups
 time the tiled kernel against cuFFT; measured on an NVIDIA H200 at 2048x2048 float32, the tiled
 kernel wins through 7x7 and loses from 11x11 on (81 taps), and 1-D passes win up to 2x31 taps
 and lose at 2x61 (80). Re-check these when the benchmark runs on a new device.
@@ -324,7 +327,7 @@ def gaussian_filter(image, sigma, *, order: Any = 0, mode: str = "reflect", cval
     normalisation). Axes with :math:`\sigma \le 10^{-15}` are left alone. Each pass extends its
     input by ``mode`` (with ``cval`` for the constant modes), as SciPy does. When every filtered
     axis smooths (``order`` 0) and the kernels together are longer than the backend's
-    separable crossover (``be.correlate_crossover()``; on the CPU 24 taps, e.g. σ >= 3 on two
+    separable crossover (``be.correlate_crossover()``; on the CPU 160 taps, σ >= 9.875 on two
     axes), the filter runs as one FFT correlation with their outer product on the
     boundary-padded image, which is the same operator: unit-sum passes map a constant
     extension to itself, and the index-based modes extend each axis independently.

@@ -155,6 +155,36 @@ def test_images_large_enough_to_run_in_blocks_match_scipy(be, rng, mode, threads
                  ndi.correlate1d(x, w1, axis=-1, mode=mode, cval=0.2, origin=-3))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_1d_passes_match_scipy_at_every_length(be, rng, mode, dtype):
+    # the CPU runs 1-D passes as GEMMs over blocks of 8 to 32 outputs: lengths that leave a
+    # partial block, axes shorter than the kernel, the last axis and a middle one
+    for shape, axis in [((3, 41), -1), ((2, 17, 5), 1), ((40, 7), 0), ((6, 100), -1), ((100, 9), 0)]:
+        for taps in (1, 2, 5, 18, 41):
+            x = rng.standard_normal(shape).astype(dtype)
+            w = rng.standard_normal(taps)
+            for center in {0, taps // 2, taps - 1}:
+                ref = ndi.correlate1d(x.astype(np.float64), w, axis=axis, mode=mode, cval=0.3,
+                                      origin=center - taps // 2)
+                assert_close(be.correlate1d(be.asarray(x), w, axis, mode, 0.3, center), ref, dtype=dtype)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+def test_non_finite_samples_reach_only_the_outputs_that_read_them(be, mode):
+    # as in SciPy: a NaN or Inf spreads over the kernel's reach, not a whole GEMM block
+    x = np.ones((40, 60))
+    x[20, 30] = np.nan
+    x[5, 50] = np.inf
+    w = np.array([0.2, 0.5, 0.3])
+    ref = ndi.correlate(x, np.outer(w, w), mode=mode)
+    got = to_np(filters.correlate(be.asarray(x), be.asarray(np.outer(w, w)), mode=mode, method="direct"))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+    finite = np.isfinite(ref)
+    assert_close(got[finite], ref[finite])
+
+
 def test_1d_image(be, rng):
     x = rng.random(50)
     assert_close(filters.gaussian_filter(be.asarray(x), 2.0), ndi.gaussian_filter1d(x, 2.0))

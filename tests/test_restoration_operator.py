@@ -195,9 +195,11 @@ def test_method_choice(be, monkeypatch):
     gauss = be.asarray(psfs.gaussian((19, 19), 3.0))
     disk = be.asarray(psfs.disk(5.0))
     shape = (64, 64)
-    # the GPU takes the passes for separable PSFs; the CPU keeps the FFT
-    expected = "direct" if be.is_gpu else "fft"
-    assert BlurOperator(be, gauss, shape, np.float32, "reflect").method == expected
+    # separable PSFs take the 1-D passes up to the backend's separable crossover, then the FFT
+    assert BlurOperator(be, gauss, shape, np.float32, "reflect").method == "direct"
+    side = be.correlate_crossover()["separable_max_taps"] // 2 + 1
+    wide = be.asarray(psfs.gaussian((side, side), side / 6))
+    assert BlurOperator(be, wide, (2 * side, 2 * side), np.float32, "reflect").method == "fft"
     assert BlurOperator(be, disk, shape, np.float32, "reflect").method == "fft"
     assert BlurOperator(be, gauss, shape, np.float32, "reflect", method="fft").method == "fft"
     with pytest.raises(ValueError, match="method"):

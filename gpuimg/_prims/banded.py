@@ -16,9 +16,10 @@ Outputs whose window reaches past the array read the boundary extension (SciPy's
 :func:`gpuimg._boundary.index` maps them) from a gathered strip of at most ``2 (K - 1)``
 samples per line, so no padded copy of the array is made. Sums accumulate in the input's
 dtype (float32 stays float32, as the GPU kernels do). A NaN or Inf sample reaches every
-output of its ``B``-block through the band's zeros (``0 * inf`` is NaN), so a non-finite
-result sends the call back to the caller's line-by-line path, which confines it to the
-``K`` outputs that read it (:func:`correlate1d` returns ``None`` then).
+output of its ``B``-block through the band's zeros (``0 * inf`` is NaN), so the first output
+of each block tells whether the block is finite, and a non-finite one sends the call back to
+the caller's line-by-line path, which confines it to the ``K`` outputs that read it
+(:func:`correlate1d` returns ``None`` then).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from gpuimg import _boundary
+from gpuimg._lru import LRU
 
 __all__ = ["block_size", "correlate1d", "toeplitz_block"]
 
@@ -40,53 +42,73 @@ def block_size(taps: int, lines: int, last_axis: bool) -> int:
     return 8 if taps <= 16 else 16 if taps <= 40 else 32
 
 
-def toeplitz_block(w: np.ndarray, b: int, dtype: np.dtype) -> np.ndarray:
-    """The ``(b + K - 1) x b`` matrix ``T[j + k, j] = w[k]`` (zeros elsewhere)."""
-    k = len(w)
-    t = np.zeros((b + k - 1, b), dtype=dtype)
-    j = np.arange(b)
-    t[j[None, :] + np.arange(k)[:, None], j[None, :]] = np.asarray(w, dtype=dtype)[:, None]
-    return t
+#: bands by (taps, block, dtype): an iterative solver applies the same few every iteration
+_BANDS = LRU(32)
 
 
-def _valid(src: np.ndarray, t: np.ndarray, out: np.ndarray, b: int) -> None:
+def toeplitz_block(w: np.ndarray, b: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(b + K - 1) x b`` matrix ``T[j + k, j] = w[k]`` (zeros elsewhere) and its
+    C-contiguous transpose (read-only; cached)."""
+    w = np.ascontiguousarray(w, dtype=dtype)
+    key = (w.tobytes(), b, w.dtype.str)
+    pair = _BANDS.get(key)
+    if pair is None:
+        k = len(w)
+        t = np.zeros((b + k - 1, b), dtype=dtype)
+        j = np.arange(b)
+        t[j[None, :] + np.arange(k)[:, None], j[None, :]] = w[:, None]
+        tt = np.ascontiguousarray(t.T)
+        t.flags.writeable = tt.flags.writeable = False
+        pair = _BANDS.put(key, (t, tt))
+    return pair
+
+
+def _valid(src: np.ndarray, band: tuple[np.ndarray, np.ndarray], out: np.ndarray, b: int) -> bool:
     """``out`` = valid correlation of ``src`` (P, N + K - 1, Q) along axis 1 with the band
-    ``t`` of block ``b``; ``out`` (P, N, Q) is a view whose axis-1 blocks are written."""
+    ``(T, T^T)`` of block ``b``; ``out`` (P, N, Q) is a view whose axis-1 blocks are written.
+    Returns whether every block is finite (its first output is)."""
+    t, tt = band
     n = out.shape[1]
     k1 = t.shape[0] - b
     nb = n // b
     s0, s1, s2 = src.strides
     o0, o1, o2 = out.strides
     last = src.shape[2] == 1
+    finite = True
     if nb:
         if last:
             # lines @ T: (nb, P, b + K - 1) @ (b + K - 1, b) -> (nb, P, b)
             v = as_strided(src, (nb, src.shape[0], b + k1), (b * s1, s0, s1))
             o = as_strided(out, (nb, out.shape[0], b), (b * o1, o0, o1))
             np.matmul(v, t, out=o)
+            finite = np.isfinite(np.add.reduce(o[:, :, 0], axis=None))
         else:
             # T^T @ rows: (b, b + K - 1) @ (P, nb, b + K - 1, Q) -> (P, nb, b, Q)
             v = as_strided(src, (src.shape[0], nb, b + k1, src.shape[2]), (s0, b * s1, s1, s2))
             o = as_strided(out, (out.shape[0], nb, b, out.shape[2]), (o0, b * o1, o1, o2))
-            np.matmul(np.ascontiguousarray(t.T), v, out=o)
+            np.matmul(tt, v, out=o)
+            finite = np.isfinite(np.add.reduce(o[:, :, 0, :], axis=None))
     r = n - nb * b
     if r:
-        tail = t[: r + k1, :r]
         s = src[:, nb * b:, :]
         if last:
-            np.matmul(s[:, :, 0], tail, out=out[:, nb * b:, 0])
+            np.matmul(s[:, :, 0], t[: r + k1, :r], out=out[:, nb * b:, 0])
         else:
-            np.matmul(np.ascontiguousarray(tail.T), s, out=out[:, nb * b:, :])
+            np.matmul(tt[:r, : r + k1], s, out=out[:, nb * b:, :])
+        finite = finite and np.isfinite(np.add.reduce(out[:, nb * b, :], axis=None))
+    return bool(finite)
 
 
 def _strip(x3: np.ndarray, lo: int, hi: int, mode: str, cval: float) -> np.ndarray:
     """Samples ``lo .. hi - 1`` along axis 1 of ``x3`` (P, n, Q), extended by ``mode``."""
     n = x3.shape[1]
-    idx = _boundary.index(np.arange(lo, hi), n, mode)
-    s = np.take(x3, np.maximum(idx, 0), axis=1)
-    if (idx < 0).any():
-        s[:, idx < 0, :] = cval
-    return s
+    if mode in ("constant", "grid-constant"):
+        s = np.full((x3.shape[0], hi - lo, x3.shape[2]), cval, dtype=x3.dtype)
+        a, z = max(lo, 0), min(hi, n)
+        if a < z:
+            s[:, a - lo:z - lo, :] = x3[:, a:z, :]
+        return s
+    return np.take(x3, _boundary.index(np.arange(lo, hi), n, mode), axis=1)
 
 
 def correlate1d(x: np.ndarray, w: np.ndarray, axis: int, mode: str, cval: float, center: int) -> np.ndarray | None:
@@ -105,17 +127,16 @@ def correlate1d(x: np.ndarray, w: np.ndarray, axis: int, mode: str, cval: float,
     if x.size == 0:
         return out
     b = block_size(k, p * q if q == 1 else p, q == 1)
-    t = toeplitz_block(w, b, x.dtype)
+    band = toeplitz_block(w, b, x.dtype)
     # outputs [lo, hi) read x itself; the rest read the extension
     lo, hi = c, n - (k - 1 - c)
-    if lo < hi:
-        _valid(x3, t, o3[:, lo:hi, :], b)
-        edges = [(0, lo), (hi, n)]
-    else:
-        edges = [(0, n)]
-    for e0, e1 in edges:
-        if e1 > e0:
-            _valid(_strip(x3, e0 - c, e1 - c + k - 1, mode, cval), t, o3[:, e0:e1, :], b)
-    if not np.isfinite(np.add.reduce(out, axis=None)):
-        return None
-    return out
+    finite = True
+    edges = [(0, lo), (hi, n)] if lo < hi else [(0, n)]
+    # a non-finite block is not an error here: the caller's path recomputes the call
+    with np.errstate(invalid="ignore", over="ignore"):
+        if lo < hi:
+            finite = _valid(x3, band, o3[:, lo:hi, :], b)
+        for e0, e1 in edges:
+            if e1 > e0 and finite:
+                finite = _valid(_strip(x3, e0 - c, e1 - c + k - 1, mode, cval), band, o3[:, e0:e1, :], b)
+    return out if finite else None

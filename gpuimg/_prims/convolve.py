@@ -17,7 +17,9 @@
 ``x_ext`` is ``x`` extended by the boundary ``mode`` (SciPy's names; ``cval`` for the constant
 modes). ``x`` is float32 or float64 and results keep its dtype; ``w`` is a host NumPy array
 or an array of the backend (kernels are small) and is cast to that dtype, except on the SciPy
-path, which accumulates in float64 as SciPy does.
+paths (2-D direct correlation, and 1-D passes over non-finite data or boxes longer than
+``BOX_BANDED_MAX_TAPS``), which accumulate in float64 as SciPy does. On the CPU, 1-D passes
+of float data run as banded GEMMs (:mod:`gpuimg._prims.banded`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ _MAX_GRID_Y = 65535
 _SHIFT_ADD_MAX_BYTES = 128
 
 
+#: Box filters up to this many taps run as banded GEMMs (gpuimg._prims.banded), longer ones as
+#: SciPy's running sum, whose cost does not grow with the box
+BOX_BANDED_MAX_TAPS = 64
 #: Box filters: up to this many bytes of taps, shifted adds beat SciPy's running sum along a
 #: non-contiguous axis (2048x2048: 45 against 54 ms at 25 float32 taps; 74 against 64 ms at
 #: 15 float64 taps).
@@ -134,10 +139,14 @@ def _correlate1d_numpy(be, x, w, axis, mode, cval, center):
 
 @primitive("uniform1d", "numpy")
 def _uniform1d_numpy(be, x, size, axis, mode, cval, center):
-    """Box mean of ``size`` taps along ``axis``: :func:`correlate1d` with weights ``1 / size``,
-    as SciPy's running sum (constant time per sample) or, for short boxes along a
-    non-contiguous axis, as shifted adds."""
+    """Box mean of ``size`` taps along ``axis``: :func:`correlate1d` with weights ``1 / size``
+    (banded GEMMs) up to ``BOX_BANDED_MAX_TAPS`` taps, else SciPy's running sum (constant
+    time per sample) or, for short boxes along a non-contiguous axis, shifted adds."""
     axis = axis % x.ndim
+    if x.dtype.kind == "f" and size <= BOX_BANDED_MAX_TAPS:
+        out = banded.correlate1d(x, np.full(size, 1.0 / size), axis, mode, cval, center)
+        if out is not None:
+            return out
     if axis != x.ndim - 1 and size * x.dtype.itemsize <= _BOX_SHIFT_ADD_MAX_BYTES:
         return _shift_add(x, np.full(size, 1.0 / size), axis, mode, cval, center)
     origin = int(center) - size // 2
@@ -339,7 +348,11 @@ def _fft_correlate_cupy(be, xpad, w):
 
 @primitive("correlate_crossover", "numpy")
 def _crossover_numpy(be):
-    return {"direct_max_taps": 16, "separable_max_taps": 24}
+    # 2 cores, 2048x2048 float32 (benchmarks/bench_filters.py, groups "crossover"): SciPy's
+    # banded direct loop beats the FFT through 4x4 and loses from 5x5 on; the banded-GEMM 1-D
+    # passes (gpuimg._prims.banded) beat it at 2x61 taps (19.7 vs 36.1 ms) and tie at 2x101
+    # (26.1 vs 41.6 ms median, 1.07x on the fastest rounds)
+    return {"direct_max_taps": 16, "separable_max_taps": 160}
 
 
 @primitive("correlate_crossover", "cupy")

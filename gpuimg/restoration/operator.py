@@ -47,16 +47,16 @@ Methods
     of two FFTs, and no OTF is kept (:attr:`BlurOperator.otf` is built only when asked
     for). Both methods give the same operator to round-off.
 
-``method="auto"`` picks ``"direct"`` for a separable PSF on a GPU backend (``be.is_gpu``)
-while ``kh + kw`` is within the backend's measured separable crossover
-(``be.correlate_crossover()["separable_max_taps"]``, :mod:`gpuimg.filters`), and ``"fft"``
-otherwise. On an NVIDIA H200 one ``rfft2`` + ``irfft2`` pair on Richardson–Lucy's 2100 x
-2100 grid (2048 x 2048 float32, 19 x 19 PSF) costs 0.19 ms, so the FFT method's four
-transforms per iteration alone exceed 0.35 ms, while a 19-tap pass streams the grid once
-(tens of microseconds, estimated from its SASS). On the CPU it is the other way round:
-:func:`scipy.ndimage.correlate1d` with 19 taps on 540 x 540 float32 takes 1.5–1.9 ms per
-pass against 1.65–1.8 ms for a whole one-thread ``rfft2`` + ``irfft2`` pair, so two passes
-cost about twice one FFT pair, and the CPU keeps the FFT.
+``method="auto"`` picks ``"direct"`` for a separable PSF while ``kh + kw`` is within the
+backend's measured separable crossover (``be.correlate_crossover()["separable_max_taps"]``,
+:mod:`gpuimg.filters`), and ``"fft"`` otherwise. On an NVIDIA H200 one ``rfft2`` + ``irfft2``
+pair on Richardson–Lucy's 2100 x 2100 grid (2048 x 2048 float32, 19 x 19 PSF) costs 0.19 ms,
+so the FFT method's four transforms per iteration alone exceed 0.35 ms, while a 19-tap pass
+streams the grid once (tens of microseconds, estimated from its SASS). On the CPU a 19-tap
+pass over the 530 x 530 grid (512 x 512 float32) runs as batched GEMMs with a banded
+Toeplitz block (:mod:`gpuimg._prims.banded`) in about 0.2 ms, against 1.5–1.7 ms for one
+``rfft2`` + ``irfft2`` pair on the 540 x 540 FFT grid (and 1.5–1.9 ms for
+:func:`scipy.ndimage.correlate1d`), so there too the passes win by far.
 
 References
 ----------
@@ -84,8 +84,8 @@ METHODS = ("auto", "fft", "direct")
 #: the operator's bytes per sample: below the precision the operator computes in anyway
 SEPARABLE_RTOL = {4: 1e-7, 8: 1e-12}
 
-#: Where ``method="auto"`` takes the direct passes for a separable PSF: ``None`` on GPU
-#: backends within the separable crossover, ``True`` on every backend and at any size,
+#: Where ``method="auto"`` takes the direct passes for a separable PSF: ``None`` on every
+#: backend within its separable crossover, ``True`` at any size,
 #: ``False`` nowhere (tests run either method on either backend through it)
 _DIRECT_OVERRIDE: bool | None = None
 
@@ -151,7 +151,8 @@ class BlurOperator:
         regulariser).
     method : {"auto", "fft", "direct"}
         How ``K`` is applied (see the module's Methods). ``"direct"`` needs a separable PSF
-        (``ValueError`` otherwise); ``"auto"`` takes it for separable PSFs on GPU backends.
+        (``ValueError`` otherwise); ``"auto"`` takes it for separable PSFs within the
+        backend's separable crossover.
 
     Attributes
     ----------
@@ -239,7 +240,7 @@ class BlurOperator:
             prefer = _DIRECT_OVERRIDE
             if prefer is None:
                 taps = int(psf.shape[0]) + int(psf.shape[1])
-                prefer = be.is_gpu and taps <= be.correlate_crossover()["separable_max_taps"]
+                prefer = taps <= be.correlate_crossover()["separable_max_taps"]
             if not prefer:
                 return None
         k = np.asarray(be.to_numpy(psf), dtype=np.float64)
