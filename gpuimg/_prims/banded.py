@@ -111,10 +111,12 @@ def _strip(x3: np.ndarray, lo: int, hi: int, mode: str, cval: float) -> np.ndarr
     return np.take(x3, _boundary.index(np.arange(lo, hi), n, mode), axis=1)
 
 
-def correlate1d(x: np.ndarray, w: np.ndarray, axis: int, mode: str, cval: float, center: int) -> np.ndarray | None:
+def correlate1d(x: np.ndarray, w: np.ndarray, axis: int, mode: str, cval: float, center: int,
+                out: np.ndarray | None = None) -> np.ndarray | None:
     """``out[..., i, ...] = sum_j w[j] x_ext[..., i + j - center, ...]`` along ``axis`` (same
     shape and dtype as ``x``; ``x_ext`` the extension by ``mode``), or ``None`` where the
-    result is not finite (see the module notes)."""
+    result is not finite (see the module notes). ``out``, when given, is C-contiguous with
+    ``x``'s shape and dtype and must not overlap ``x``."""
     axis = axis % x.ndim
     n = x.shape[axis]
     k = len(w)
@@ -122,7 +124,8 @@ def correlate1d(x: np.ndarray, w: np.ndarray, axis: int, mode: str, cval: float,
     p = int(np.prod(x.shape[:axis], dtype=np.int64))
     q = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
     x3 = np.ascontiguousarray(x).reshape(p, n, q)
-    out = np.empty(x.shape, dtype=x.dtype)
+    if out is None:
+        out = np.empty(x.shape, dtype=x.dtype)
     o3 = out.reshape(p, n, q)
     if x.size == 0:
         return out

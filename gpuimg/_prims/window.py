@@ -36,9 +36,12 @@ the x-filtered halo rows of the tile above.
 Both twins filter the fewest products a kind needs: SSIM and CS use only ``s_a + s_b``, so
 four windowed means (``a``, ``b``, ``a^2 + b^2``, ``ab``) suffice; MSE needs one. The NumPy
 twin stacks them and works through the images in cache-sized blocks (whole small images, or
-row strips with their halo): ``scipy.ndimage.correlate1d`` along rows, shifted-slice sums
-along the other axes, then the formula, all in the input's float dtype. Every pass is a
-direct correlation, so NaN reaches exactly the windows that contain it on both backends.
+row strips with their halo): banded GEMMs along rows (:mod:`gpuimg._prims.banded`; 2048 x 2048
+float32 Gaussian SSIM with its map 84 against 102 ms with :func:`scipy.ndimage.correlate1d`),
+shifted-slice sums along the other axes, then the formula, all in the input's float dtype.
+Every pass is a direct correlation (a block with a non-finite sample is redone by
+:func:`scipy.ndimage.correlate1d`), so NaN reaches exactly the windows that contain it on both
+backends.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, type_name
 from gpuimg._lru import device_constant
 from gpuimg._parallel import run_ranges, workers
+from gpuimg._prims import banded
 
 KINDS = {"ssim": 0, "cs": 1, "mse": 2, "ncc": 3}
 _NQ = {"ssim": 4, "cs": 4, "mse": 1, "ncc": 5}
@@ -115,7 +119,8 @@ def _same_pass(x, out, tmp, taps, axis, mode, ndi):
     """Correlate along a non-leading axis keeping its size (boundary ``mode``)."""
     if axis == x.ndim - 1:
         # a direct correlation, not a running sum: NaN stays inside the windows that hold it
-        ndi.correlate1d(x, taps, axis=axis, output=out, mode=mode, cval=0.0)
+        if banded.correlate1d(x, taps, axis, mode, 0.0, taps.size // 2, out=out) is None:
+            ndi.correlate1d(x, taps, axis=axis, output=out, mode=mode, cval=0.0)
         return out
     # a middle axis (3-D images): shifted row slices of a padded copy, vectorised over rows
     r = taps.size // 2
