@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from gpuimg import spline
+from gpuimg import filters, spline
 from gpuimg._backend import get_backend
 from gpuimg._prims import ffd
 from gpuimg._validate import check_array, check_choice, check_same_shape
@@ -42,10 +42,10 @@ from gpuimg.registration.bspline import BSplineTransform, _spacing, control_shap
 __all__ = ["register_bspline"]
 
 
-def _downsample(be, img, shape, sigma):
+def _downsample(img, shape, sigma):
     if tuple(img.shape) == tuple(shape):
         return img
-    blurred = be.ndimage.gaussian_filter(img, sigma, mode="nearest")
+    blurred = filters.gaussian_filter(img, sigma, mode="nearest")
     z = (shape[0] / img.shape[0], shape[1] / img.shape[1])
     return spline.zoom(blurred, z, order=1, mode="nearest", grid_mode=True)
 
@@ -251,8 +251,8 @@ def register_bspline(fixed, moving, *, grid_spacing, metric: str = "ssd", levels
         fac = 2 ** level
         lshape = (max(4, round(shape[0] / fac)), max(4, round(shape[1] / fac)))
         ratio = (shape[0] / lshape[0], shape[1] / lshape[1])
-        fl = _downsample(be, f0, lshape, fac / 3.0)
-        ml = _downsample(be, m0, lshape, fac / 3.0)
+        fl = _downsample(f0, lshape, fac / 3.0)
+        ml = _downsample(m0, lshape, fac / 3.0)
         mcoef = spline.spline_filter(ml, order=3, mode="mirror")[None]
         ls = spacing
         ky, kx = control_shape_for(lshape, ls)
