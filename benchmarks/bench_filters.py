@@ -4,7 +4,9 @@ Targets: 2048x2048 float32, 31x31 kernel: ``auto`` >= 5x faster than SciPy on th
 >= 3x faster than cupyx on the GPU; 5x5 no slower than SciPy; 3x3 within 1.2x of cupyx.
 The ``crossover`` groups time ``method="direct"`` (as "gpuimg") against ``method="fft"`` (as
 the peer), so a ratio > 1 means direct is faster at that kernel size: they are the
-measurements behind ``be.correlate_crossover()``.
+measurements behind ``be.correlate_crossover()``. The ``correlate1d`` groups time one 1-D pass
+(the backend's primitive: banded GEMMs on the CPU, the tiled kernels on the GPU) against
+``ndimage.correlate1d``.
 """
 
 import numpy as np
@@ -45,6 +47,21 @@ def test_separable_filter(bench, be, rng, impl, name, arg):
     x = be.asarray(rng.random((N, N), dtype=np.float32))
     fn = getattr(filters if peer is None else peer, name)
     bench(fn, x, arg, group=f"{name} {N}^2 f32 {arg}", impl=impl, be=be)
+
+
+@pytest.mark.parametrize("impl", ["gpuimg", "scipy", "cupyx"])
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize("taps", [19, 127])
+def test_correlate1d_512(bench, be, rng, impl, taps, axis):
+    # one 1-D pass (banded GEMMs on the CPU) against ndimage.correlate1d
+    peer = _peer(be, impl)
+    x = be.asarray(rng.random((512, 512), dtype=np.float32))
+    w = rng.random(taps)
+    group = f"correlate1d 512^2 f32 {taps} taps axis {axis}"
+    if peer is None:
+        bench(be.correlate1d, x, w, axis, "reflect", 0.0, taps // 2, group=group, impl=impl, be=be)
+    else:
+        bench(peer.correlate1d, x, be.asarray(w), axis=axis, mode="reflect", group=group, impl=impl, be=be)
 
 
 def _crossover(bench, be, rng, w, method, label, slow):

@@ -8,9 +8,10 @@ consecutive samples onto ``B`` consecutive outputs through the same ``(B + K - 1
 so one pass over a stack of lines is a batch of small GEMMs (:func:`numpy.matmul` on strided
 views, which it hands to BLAS without copies): ``lines @ T`` along the last axis, ``T^T @
 rows`` along any other. The band costs ``(B + K - 1) / B`` times the multiply-adds of a
-straight loop, which BLAS's vector units more than repay: on 2 cores, 512 x 512 float32 and
-19 taps take 0.18 ms per pass against 1.9 ms for :func:`scipy.ndimage.correlate1d`, and 127
-taps 0.5 against 23 ms (``benchmarks/bench_filters.py``, groups ``correlate1d ...``).
+straight loop, which BLAS's vector units more than repay: on 2 cores, 512 x 512 float32 with
+the reflect boundary and 19 taps take 0.24–0.27 ms per pass against 1.8–3.0 ms for
+:func:`scipy.ndimage.correlate1d`, and 127 taps 0.8–1.0 against 22–25 ms
+(``benchmarks/bench_filters.py``, groups ``correlate1d ...``, rows and columns).
 
 Outputs whose window reaches past the array read the boundary extension (SciPy's modes, as
 :func:`gpuimg._boundary.index` maps them) from a gathered strip of at most ``2 (K - 1)``
