@@ -31,7 +31,7 @@ from numpy.lib.stride_tricks import as_strided
 from gpuimg import _boundary
 from gpuimg._lru import LRU
 
-__all__ = ["block_size", "correlate1d", "toeplitz_block"]
+__all__ = ["block_size", "correlate1d", "correlate_valid", "toeplitz_block"]
 
 
 def block_size(taps: int, lines: int, last_axis: bool) -> int:
@@ -144,3 +144,23 @@ def correlate1d(x: np.ndarray, w: np.ndarray, axis: int, mode: str, cval: float,
             if e1 > e0 and finite:
                 finite = _valid(_strip(x3, e0 - c, e1 - c + k - 1, mode, cval), band, o3[:, e0:e1, :], b)
     return out if finite else None
+
+
+def correlate_valid(x: np.ndarray, w: np.ndarray, axis: int, out: np.ndarray) -> bool:
+    """``out[..., i, ...] = sum_j w[j] x[..., i + j, ...]`` along ``axis``, the "valid" part
+    (``out`` is shorter than ``x`` by ``K - 1`` there, C-contiguous, not overlapping ``x``).
+    Returns whether the result is finite; where it is not, ``out`` holds garbage blocks and
+    the caller recomputes it (see the module notes)."""
+    axis = axis % x.ndim
+    k = len(w)
+    n = out.shape[axis]
+    if x.shape[axis] != n + k - 1:
+        raise ValueError(f"out must be shorter than x by {k - 1} along axis {axis}")
+    p = int(np.prod(x.shape[:axis], dtype=np.int64))
+    q = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    if out.size == 0:
+        return True
+    b = block_size(k, p * q if q == 1 else p, q == 1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _valid(np.ascontiguousarray(x).reshape(p, n + k - 1, q), toeplitz_block(w, b, x.dtype),
+                      out.reshape(p, n, q), b)
