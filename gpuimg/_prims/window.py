@@ -36,13 +36,13 @@ the x-filtered halo rows of the tile above.
 Both twins filter the fewest products a kind needs: SSIM and CS use only ``s_a + s_b``, so
 four windowed means (``a``, ``b``, ``a^2 + b^2``, ``ab``) suffice; MSE needs one. The NumPy
 twin stacks them and works through the images in cache-sized blocks (whole small images, or
-row strips with their halo): banded GEMMs (:mod:`gpuimg._prims.banded`) along the rows and
-along the strip's first axis ("valid", over the halo), shifted-slice sums along the middle
-axes of volumes, then the formula, all in the input's float dtype. 2048 x 2048 float32
-Gaussian SSIM with its map took 102 ms with :func:`scipy.ndimage.correlate1d` along the rows
-and shifted slices down the columns, 84 ms with banded rows, 50 ms with both banded. Every
+row strips with their halo): banded GEMMs (:mod:`gpuimg._prims.banded`) along every axis (the
+strip's first axis "valid", over the halo), then the formula, all in the input's float
+dtype. 2048 x 2048 float32 Gaussian SSIM with its map took 102 ms with
+:func:`scipy.ndimage.correlate1d` along the rows and shifted slices down the columns, 84 ms
+with banded rows, 50 ms with both banded. Every
 pass is a direct correlation (a block with a non-finite sample is redone by SciPy's loop or
-the shifted slices), so NaN reaches exactly the windows that contain it on both backends.
+shifted slices), so NaN reaches exactly the windows that contain it on both backends.
 """
 
 from __future__ import annotations
@@ -118,10 +118,11 @@ def _valid_pass(x, out, tmp, taps, axis):
 
 def _same_pass(x, out, tmp, taps, axis, mode, ndi):
     """Correlate along a non-leading axis keeping its size (boundary ``mode``)."""
+    # a direct correlation, not a running sum: NaN stays inside the windows that hold it
+    if banded.correlate1d(x, taps, axis, mode, 0.0, taps.size // 2, out=out) is not None:
+        return out
     if axis == x.ndim - 1:
-        # a direct correlation, not a running sum: NaN stays inside the windows that hold it
-        if banded.correlate1d(x, taps, axis, mode, 0.0, taps.size // 2, out=out) is None:
-            ndi.correlate1d(x, taps, axis=axis, output=out, mode=mode, cval=0.0)
+        ndi.correlate1d(x, taps, axis=axis, output=out, mode=mode, cval=0.0)
         return out
     # a middle axis (3-D images): shifted row slices of a padded copy, vectorised over rows
     r = taps.size // 2
