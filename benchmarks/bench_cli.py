@@ -78,7 +78,7 @@ def _engine(be, src: Path, out: Path, stats: dict, io: str = _DEFAULT_IO):
         report = run_batch(items, lambda s, its: _compute(be, solve, s), ImageWriter(out),
                            batch_size=BATCH, workers=workers, progress=False, io=io)
         stats.update(images_per_s=report.done / (time.perf_counter() - t0), io_wait_share=report.io_wait_share,
-                     compute_s=report.compute_s)
+                     compute_s=report.compute_s, stack_s=report.stack_s)
         return report
 
     return run

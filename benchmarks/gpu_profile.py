@@ -304,7 +304,8 @@ def pipeline(cp, quick, backend="cupy"):
                                 batch_size=bc.BATCH, workers=workers, progress=False, io=io_kind)
                 dt = time.perf_counter() - t0
                 print(f"{io_kind:9s} workers {workers:2d} round {r} {rep.done / dt:8.1f} images/s  total "
-                      f"{dt * 1e3:7.1f} ms  compute {rep.compute_s * 1e3:7.1f} ms  io wait {rep.io_wait_s * 1e3:6.1f} ms",
+                      f"{dt * 1e3:7.1f} ms  compute {rep.compute_s * 1e3:7.1f} ms  stack {rep.stack_s * 1e3:6.1f} ms  "
+                      f"io wait {rep.io_wait_s * 1e3:6.1f} ms",
                       flush=True)
 
 
