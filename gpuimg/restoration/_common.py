@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from gpuimg._backend import get_backend
+from gpuimg._lru import device_constant
 from gpuimg._validate import check_array, check_choice, check_positive, float_dtype
 from gpuimg.restoration.operator import BOUNDARIES, BlurOperator, check_psf
 
@@ -29,14 +30,17 @@ def prepare(image: Any, psf: Any, boundary: str, *, num_iter: Any = None, tol: A
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     dtype = float_dtype(image.dtype)
-    k = xp.asarray(psf, dtype=np.float64)
-    total = float(k.sum())  # one host sync: the PSF is small
-    if not np.isfinite(total) or not bool(xp.isfinite(k).all()):
+    # one host copy of the (small) PSF serves every check and the operator's factorisation:
+    # for a device PSF it is the only wait for the device before the iterations
+    k_host = np.asarray(be.to_numpy(psf), dtype=np.float64)
+    if not np.isfinite(k_host).all():
         raise ValueError("psf contains NaN or Inf values")
+    total = float(k_host.sum())
     if total <= 0:
         raise ValueError(f"psf must have a positive sum, got sum {total!r}")
     b = xp.asarray(image, dtype=dtype)
-    A = BlurOperator(be, k, tuple(b.shape), dtype, boundary, store_adjoint)
+    A = BlurOperator(be, device_constant(xp, k_host), tuple(b.shape), dtype, boundary, store_adjoint,
+                     psf_host=k_host)
     return be, b, A
 
 

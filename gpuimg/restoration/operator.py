@@ -172,7 +172,8 @@ class BlurOperator:
     """
 
     def __init__(self, be: Any, psf: Any, shape: tuple[int, ...], dtype: Any, boundary: str = "reflect",
-                 store_adjoint: bool = True, normalise: bool = True, method: str = "auto") -> None:
+                 store_adjoint: bool = True, normalise: bool = True, method: str = "auto",
+                 psf_host: np.ndarray | None = None) -> None:
         check_choice("boundary", boundary, BOUNDARIES)
         check_choice("method", method, METHODS)
         xp = be.xp
@@ -183,6 +184,7 @@ class BlurOperator:
         kh, kw = (int(s) for s in psf.shape)
         ch, cw = kh // 2, kw // 2
         self.center = (ch, cw)
+        self._psf_host = None if psf_host is None else np.asarray(psf_host, dtype=np.float64)
         factors = self._choose(psf, method, normalise)
         self.method = "fft" if factors is None else "direct"
         fast = be.fft.next_fast_len if self.method == "fft" else (lambda n, real: n)
@@ -209,6 +211,7 @@ class BlurOperator:
         self.origin = ((0, 0) if boundary == "periodic" else
                        (self.pad[0][0], self.pad[1][0]) if boundary == "reflect" else self.offset)
         psf = xp.asarray(psf, dtype=self.dtype)
+        self.normalised = bool(normalise)
         if normalise:
             psf = psf / psf.sum()
         self.psf = psf
@@ -243,13 +246,37 @@ class BlurOperator:
                 prefer = taps <= be.correlate_crossover()["separable_max_taps"]
             if not prefer:
                 return None
-        k = np.asarray(be.to_numpy(psf), dtype=np.float64)
+        k = self._host_psf(psf)
         if normalise:
             k = k / k.sum()
         factors = separable_factors(k, SEPARABLE_RTOL[self.dtype.itemsize])
         if factors is None and method == "direct":
             raise ValueError(f"method='direct' needs a separable (rank-one) psf, got shape {k.shape} of higher rank")
         return factors
+
+    def _host_psf(self, psf: Any) -> np.ndarray:
+        """The PSF as given, float64 on the host (copied from the device once)."""
+        if self._psf_host is None:
+            self._psf_host = np.asarray(self.be.to_numpy(psf), dtype=np.float64)
+        return self._psf_host
+
+    def columns_sum_to_one(self) -> bool:
+        """Whether ``A^T 1 = 1`` is known without computing it (to the operator's precision):
+        ``"periodic"``, or ``"reflect"`` with an odd-sized PSF symmetric in each axis (then
+        ``A`` is symmetric and maps constants to themselves, so ``A^T 1 = A 1 = 1``), checked
+        on the host copy of the unit-sum PSF: its differences from its flips sum to at most
+        ``16 eps``. ``False`` means "compute it" (:meth:`ones_adjoint`)."""
+        if not self.normalised:
+            return False
+        if self.boundary == "periodic":
+            return True
+        if self.boundary != "reflect" or self._psf_host is None:
+            return False
+        k = self._psf_host / self._psf_host.sum()
+        if k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+            return False
+        asym = float(np.abs(k - k[::-1, :]).sum() + np.abs(k - k[:, ::-1]).sum())
+        return asym <= 16 * np.finfo(self.dtype).eps
 
     @property
     def otf(self) -> Any:
@@ -456,6 +483,9 @@ class BlurOperator:
                          for f, n in ((col, h), (row, w))]
                 return gains[0] * gains[1]
             return float(xp.max(xp.abs(self.otf) ** 2))
+        if self._psf_host is not None and bool((self._psf_host >= 0).all()) and self.columns_sum_to_one():
+            # a non-negative unit-sum PSF with A^T 1 = 1: both norms are 1
+            return 1.0
         apsf = xp.abs(self.psf)
         if bool(xp.all(self.psf >= 0)):
             cols = self.ones_adjoint()

@@ -97,13 +97,16 @@ def richardson_lucy(image: Any, psf: Any, *, num_iter: int = 50, tv_weight: floa
     tv_weight = check_weight("tv_weight", tv_weight, allow_zero=True)
     eps = np.finfo(b.dtype).tiny if filter_epsilon is None else check_weight("filter_epsilon", filter_epsilon)
     xp = be.xp
-    inv_norm = xp.maximum(A.ones_adjoint(), b.dtype.type(1e-6))
-    # A^T 1 is 1 for "periodic" and for "reflect" with a symmetric PSF; where it is 1 up to
-    # the FFT's round-off, the update skips the division
-    if float(xp.abs(inv_norm - 1).max()) <= 64 * np.finfo(b.dtype).eps:
-        inv_norm = None
-    else:
-        xp.reciprocal(inv_norm, out=inv_norm)
+    # A^T 1 is 1 for "periodic" and for "reflect" with a symmetric PSF (known from the PSF,
+    # without a pass or a wait for the device); where it is 1 up to the transforms' round-off,
+    # the update skips the division
+    inv_norm = None
+    if not A.columns_sum_to_one():
+        inv_norm = xp.maximum(A.ones_adjoint(), b.dtype.type(1e-6))
+        if float(xp.abs(inv_norm - 1).max()) <= 64 * np.finfo(b.dtype).eps:
+            inv_norm = None
+        else:
+            xp.reciprocal(inv_norm, out=inv_norm)
     # gradient magnitudes below this (relative to the data scale) count as flat for RL-TV;
     # an all-zero batch has no scale, and any positive value keeps its zero gradients at 0
     tv_eps = (float(1e-3 * xp.abs(b).max()) or 1.0) if tv_weight else 1.0
