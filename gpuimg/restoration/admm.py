@@ -120,7 +120,7 @@ class _XStep:
         k = A.psf
         if A.boundary == "reflect" and asymmetry(xp, k) <= DCT_ASYMMETRY_LIMIT:
             self.inverse: Any = _DCTInverse(be, A, b, rho, box)
-            self.kind = "dct" if _axis_symmetric(xp, k) else "cg+dct"
+            self.kind = "dct" if _axis_symmetric(k) else "cg+dct"
         else:
             self.inverse = _DFTInverse(be, A, rho, box)
             self.kind = "cg+dft"
