@@ -155,7 +155,6 @@ def _prepare_direct(image: Any, psf: Any, boundary: str, reg: Any = None) -> tup
     iteratively.
     """
     be, b, A = prepare(image, psf, boundary, boundaries=_DIRECT_BOUNDARIES, store_adjoint=False)
-    xp = be.xp
     if boundary == "periodic":
         return be, _CircularFFT(be, b, A)
     if _axis_symmetric(A.psf) and (reg is None or _axis_symmetric(reg)):
