@@ -40,9 +40,9 @@ row strips with their halo): banded GEMMs (:mod:`gpuimg._prims.banded`) along ev
 strip's first axis "valid", over the halo), then the formula, all in the input's float
 dtype. 2048 x 2048 float32 Gaussian SSIM with its map took 102 ms with
 :func:`scipy.ndimage.correlate1d` along the rows and shifted slices down the columns, 84 ms
-with banded rows, 50 ms with both banded. Every
-pass is a direct correlation (a block with a non-finite sample is redone by SciPy's loop or
-shifted slices), so NaN reaches exactly the windows that contain it on both backends.
+with banded rows, 50 ms with both banded. Every pass is a direct correlation (a block with a
+non-finite sample is redone by SciPy's loop or shifted slices), so NaN reaches exactly the
+windows that contain it on both backends.
 """
 
 from __future__ import annotations

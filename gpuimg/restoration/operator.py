@@ -153,6 +153,10 @@ class BlurOperator:
         How ``K`` is applied (see the module's Methods). ``"direct"`` needs a separable PSF
         (``ValueError`` otherwise); ``"auto"`` takes it for separable PSFs within the
         backend's separable crossover.
+    psf_host : ndarray or None
+        A host copy of ``psf`` (as given, before normalising) when the caller has one: the
+        factorisation and :meth:`columns_sum_to_one` read it instead of copying ``psf`` from
+        the device.
 
     Attributes
     ----------
