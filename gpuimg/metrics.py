@@ -8,8 +8,9 @@ float64.
 The windowed measures (``ssim``, ``ms_ssim``, ``local_mse``, ``local_ssim``, ``local_ncc``) run
 on one primitive, ``window_moments``: on the GPU a single fused CUDA kernel computes the local
 moments with shared-memory tiles, applies the per-pixel formula and the cropped mean, without
-writing intermediate moment images; on the CPU the same work is done with separable
-SciPy/NumPy filters on float32 where the input is float32.
+writing intermediate moment images; on the CPU the same work is done with separable passes
+(banded GEMMs, :mod:`gpuimg._prims.banded`) in cache-sized blocks, on float32 where the input
+is float32.
 
 NaN in the input propagates to the result (``check_finite=True`` raises instead, at the cost of
 a scan and, on the GPU, a host synchronisation).
