@@ -85,6 +85,17 @@ def test_crossover_separable(bench, be, rng, method, k):
     _crossover(bench, be, rng, np.outer(rng.random(k), rng.random(k)), method, f"separable {k}x{k}", k > 15)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("k", [15, 31])
+def test_crossover_rank_two(bench, be, rng, method, k):
+    # a Gabor kernel: two pairs of 1-D passes against one FFT correlation
+    r = np.arange(k) - k // 2
+    yy, xx = np.meshgrid(r, r, indexing="ij")
+    w = np.exp(-(xx * xx + yy * yy) / (2 * (k / 5) ** 2)) * np.cos(0.6 * (xx * np.cos(0.5) + yy * np.sin(0.5)))
+    _crossover(bench, be, rng, w, method, f"rank two {k}x{k}", True)
+
+
 @pytest.mark.parametrize("impl", ["gpuimg", "gather"])
 @pytest.mark.parametrize("k", [3, 5, 7])
 def test_direct_kernel_choice(bench, be, rng, impl, k, monkeypatch):

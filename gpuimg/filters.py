@@ -10,16 +10,19 @@ Method selection
 ----------------
 :func:`correlate` and :func:`convolve` evaluate either directly (shared-memory tiles on the
 GPU; on the CPU SciPy's filter loops, and banded GEMMs for 1-D passes; a 2-D kernel of rank
-one runs as two 1-D passes) or by
-FFT of the boundary-padded image (``scipy.fft`` with all CPU cores, cuFFT with cached plans on
+one or two runs as one or two pairs of 1-D passes, from its singular value decomposition) or
+by FFT of the boundary-padded image (``scipy.fft`` with all CPU cores, cuFFT with cached plans on
 the GPU). The FFT path pads the image by the kernel's half-widths through the same boundary
 rule, so it is not periodic and agrees with the direct path; the spectra of the last few
 kernels are cached, so applying one PSF repeatedly costs two transforms per call.
 
 ``method="auto"`` compares the kernel's tap count with a crossover per backend
 (``be.correlate_crossover()``): a general kernel runs directly up to ``direct_max_taps`` taps, a
-rank-one 2-D kernel (or a 1-D kernel) runs as 1-D passes while the lengths sum to at most
-``separable_max_taps``; larger kernels use the FFT. On the CPU these were measured with
+2-D kernel of rank ``r <= 2`` (or a 1-D kernel, ``r = 1``) runs as 1-D passes while ``r``
+times (the sum of its side lengths plus 40, a pair of passes' fixed cost in taps) is at most
+``separable_max_taps + 40``; larger kernels use the FFT. A 15 x 15 Gabor kernel (rank two)
+on 2048x2048 float32 on 2 CPU cores takes 25–39 ms as passes against 45–47 ms by FFT
+(``crossover ... rank two``); at 31 x 31 they tie, and the FFT is taken. On the CPU these were measured with
 ``benchmarks/bench_filters.py`` (groups ``crossover ...``) on 2048x2048 float32 and checked on
 512x512 float64 and 256x256 float32: SciPy's direct loop, run in bands of rows on every core,
 wins through 4x4 (23 against 30 ms on 2 cores) and loses from 5x5 on (16 taps). 1-D passes
@@ -54,8 +57,14 @@ __all__ = ["convolve", "correlate", "gaussian_filter", "uniform_filter"]
 
 _METHODS = ("auto", "direct", "fft")
 _MAX_KERNEL_NDIM = 3
-# singular-value ratio below which a 2-D kernel counts as an outer product of two vectors
+# singular-value ratio below which a 2-D kernel's term of its SVD counts as zero
 _RANK1_RTOL = 1e-12
+# 2-D kernels of rank up to this run as sums of that many pairs of 1-D passes (a Gabor or a
+# Laplacian-of-Gaussian kernel is a sum of two outer products)
+_MAX_RANK = 2
+# the fixed cost of a pair of 1-D passes in taps: on 2 CPU cores a banded pass over 512x512
+# float32 costs about 0.15 ms plus 6.5 us per tap (benchmarks/bench_filters.py, correlate1d)
+_PAIR_TAPS = 40
 # kernels this small always run as one direct pass (no look at their values)
 _SMALL_TAPS = 25
 
@@ -103,14 +112,19 @@ def _pad(be, x, pads: Sequence[tuple[int, int]], mode: str, cval: float):
     return pad(x, full, mode, cval, be.xp)
 
 
-def _rank1_factors(w: np.ndarray):
-    """``(column, row)`` with ``w == outer(column, row)`` to rounding, or None."""
+def _low_rank_factors(w: np.ndarray):
+    """``[(column, row), ...]`` with ``w == sum outer(column, row)`` to rounding, at most
+    ``_MAX_RANK`` terms (the SVD's, cut where the next singular value is below ``_RANK1_RTOL``
+    of the first), or None for a kernel of higher rank."""
     if w.ndim != 2 or min(w.shape) == 1:
         return None
     u, s, vt = np.linalg.svd(w)
-    if s[0] == 0 or s[1] > _RANK1_RTOL * s[0]:
+    if s[0] == 0:
         return None
-    return u[:, 0] * s[0], vt[0]
+    rank = int(np.count_nonzero(s > _RANK1_RTOL * s[0]))
+    if rank > _MAX_RANK:
+        return None
+    return [(u[:, i] * s[i], vt[i]) for i in range(rank)]
 
 
 def _host(be, w):
@@ -118,14 +132,14 @@ def _host(be, w):
 
 
 def _separable(be, w):
-    """Rank-one factors of a 2-D kernel worth splitting, or None.
+    """Low-rank factors (:func:`_low_rank_factors`) of a 2-D kernel worth splitting, or None.
 
     Kernels of at most ``_SMALL_TAPS`` taps run as one 2-D pass without inspecting their
     values, which spares a device-to-host copy (and a sync) on the GPU.
     """
     if w.ndim != 2 or w.size <= _SMALL_TAPS:
         return None
-    return _rank1_factors(_host(be, w))
+    return _low_rank_factors(_host(be, w))
 
 
 def _correlate_direct(be, x, w, mode, cval, centers, factors):
@@ -133,16 +147,21 @@ def _correlate_direct(be, x, w, mode, cval, centers, factors):
         return be.correlate1d(x, w, -1, mode, cval, centers[0])
     if factors is None:
         return be.correlate_direct(x, w, mode, cval, centers)
-    column, row = factors
     constant = mode in ("constant", "grid-constant")
     if constant and cval != 0:
         # passes over (x - cval) with zero fill, then the fill's contribution, equal the
         # 2-D correlation with cval fill (a second pass would otherwise see unfiltered cval)
         x = x - x.dtype.type(cval)
-    y = be.correlate1d(x, row, -1, mode, 0.0 if constant else cval, centers[1])
-    y = be.correlate1d(y, column, -2, mode, 0.0 if constant else cval, centers[0])
+    y = None
+    for column, row in factors:
+        t = be.correlate1d(x, row, -1, mode, 0.0 if constant else cval, centers[1])
+        t = be.correlate1d(t, column, -2, mode, 0.0 if constant else cval, centers[0])
+        if y is None:
+            y = t
+        else:
+            y += t
     if constant and cval != 0:
-        y += y.dtype.type(cval * float(column.sum() * row.sum()))
+        y += y.dtype.type(cval * float(sum(c.sum() * r.sum() for c, r in factors)))
     return y
 
 
@@ -155,7 +174,11 @@ def _pick_method(be, w, factors) -> str:
     """``"direct"`` or ``"fft"`` from the kernel's tap count and the backend's crossover."""
     cross = be.correlate_crossover()
     if w.ndim == 1 or factors is not None:
-        return "direct" if sum(w.shape) <= cross["separable_max_taps"] else "fft"
+        # r pairs of passes against the crossover measured for one pair, each pair charged
+        # its fixed cost as _PAIR_TAPS more taps
+        terms = 1 if factors is None else len(factors)
+        cost = terms * (sum(w.shape) + _PAIR_TAPS)
+        return "direct" if cost <= cross["separable_max_taps"] + _PAIR_TAPS else "fft"
     return "direct" if w.size <= cross["direct_max_taps"] else "fft"
 
 
@@ -184,7 +207,7 @@ def _correlate_or_convolve(image, kernel, mode, cval, origin, method, convolutio
     if convolution:
         w = w[(slice(None, None, -1),) * w.ndim]
         if factors is not None:
-            factors = tuple(f[::-1] for f in factors)
+            factors = [(c[::-1], r[::-1]) for c, r in factors]
     if method == "fft":
         return _correlate_fft(be, x, w, mode, cval, centers)
     return _correlate_direct(be, x, w, mode, cval, centers, factors)

@@ -54,6 +54,24 @@ def test_separable_kernel_matches_scipy(be, rng, mode, method):
         assert_close(got, ref)
 
 
+@pytest.mark.parametrize("method", ["direct", "auto"])
+@pytest.mark.parametrize("mode", MODES)
+def test_rank_two_kernel_matches_scipy(be, rng, mode, method):
+    # a Gabor kernel is a sum of two outer products: two pairs of 1-D passes, summed
+    r = np.arange(9) - 4
+    yy, xx = np.meshgrid(r, r, indexing="ij")
+    w = np.exp(-(xx * xx + yy * yy) / 8.0) * np.cos(0.9 * (xx * np.cos(0.5) + yy * np.sin(0.5)))
+    assert np.linalg.matrix_rank(w) == 2
+    x = rng.random((2, 37, 30))
+    assert len(filters._separable(be, be.asarray(w))) == 2
+    for fn in ("convolve", "correlate"):
+        for cval in (0.0, -1.5):
+            ref = _reference(fn, x, w, mode=mode, cval=cval, origin=(-1, 2))
+            got = getattr(filters, fn)(be.asarray(x), be.asarray(w), mode=mode, cval=cval, origin=(-1, 2),
+                                       method=method)
+            assert_close(got, ref)
+
+
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("mode", MODES)
 def test_kernel_larger_than_image(be, rng, mode, method):
