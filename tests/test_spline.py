@@ -34,6 +34,28 @@ def test_spline_filter_matches_scipy(be, image, mode):
         np.testing.assert_allclose(be.to_numpy(got), ndi.spline_filter(image, order, mode=mode), rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode", MODES)
+def test_spline_filter_on_axes_longer_than_its_fir_matches_scipy(be, rng, mode, dtype):
+    # the CPU applies the prefilter as a truncated symmetric FIR once an axis is as long as
+    # the filter (float64: 45-93 taps, float32: 23-49), recursions on shorter axes
+    from gpuimg._prims.spline import fir_taps
+
+    x = rng.random((120, 97))
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    for order in range(2, 6):
+        ref = ndi.spline_filter(x, order, mode=mode)
+        got = spline.spline_filter(be.asarray(x.astype(dtype)), order=order, mode=mode)
+        np.testing.assert_allclose(be.to_numpy(got), ref, rtol=0, atol=tol * np.abs(ref).max())
+        for n in (fir_taps(order, np.dtype(dtype).itemsize).size + d for d in (-1, 0)):
+            line = rng.random((2, n))
+            ref = ndi.spline_filter1d(line, order, axis=-1, mode=mode)
+            got = spline.spline_filter(be.asarray(line.astype(dtype)), order=order, mode=mode)
+            # spline_filter filters both axes of a 2-D array: compare against the same
+            ref = ndi.spline_filter1d(ref, order, axis=0, mode=mode)
+            np.testing.assert_allclose(be.to_numpy(got), ref, rtol=0, atol=tol * np.abs(ref).max())
+
+
 def test_spline_filter_low_orders_copy(be, image):
     got = spline.spline_filter(be.asarray(image), order=1)
     np.testing.assert_array_equal(be.to_numpy(got), ndi.spline_filter1d(ndi.spline_filter1d(image, 1, axis=0), 1, axis=1))

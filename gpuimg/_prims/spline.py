@@ -17,13 +17,17 @@
     coefficient arrays; ``mode`` in nearest, constant, grid-constant (modes that do not fold
     the coordinate, so the gradient is the derivative of the sampled function).
 
-The NumPy twins run scipy.ndimage's C sampler and prefilter (which release the GIL) on
-chunks of the work in a thread pool; the CUDA twins are ``kernels/spline_prefilter.cu`` and
-``kernels/spline_sample.cu``.
+The NumPy twins run scipy.ndimage's C sampler (which releases the GIL) on chunks of the work
+in a thread pool. Their prefilter is, along axes at least as long as the filter, the
+recursions' impulse response as a truncated symmetric FIR run as banded GEMMs
+(:func:`fir_taps`, :mod:`gpuimg._prims.banded`; 2048 x 2048 float32 cubic: 20 ms against
+45 ms for the recursions, 91 ms for SciPy), and the recursions on shorter axes. The CUDA twins
+are ``kernels/spline_prefilter.cu`` and ``kernels/spline_sample.cu``.
 """
 
 from __future__ import annotations
 
+import functools
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -32,6 +36,7 @@ from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import run_chunks, splits as _splits, workers
+from gpuimg._prims import banded
 
 #: Poles of the direct B-spline filter per order (Unser 1999, Table I).
 POLES = {
@@ -115,11 +120,44 @@ def _prefilter_rows(c, order, mode):
             c[i] *= zt
 
 
+#: the extension each prefilter initialisation assumes, as a boundary mode of the FIR form
+_FIR_MODE = {0: "mirror", 1: "reflect", 2: "wrap"}
+#: the FIR form keeps taps down to this fraction of the central one, per sample size
+_FIR_REL = {4: 1e-9, 8: 1e-17}
+
+
+@functools.lru_cache(maxsize=16)
+def fir_taps(order: int, itemsize: int) -> np.ndarray:
+    """The prefilter of ``order`` as a symmetric FIR: its impulse response (SciPy's filter of a
+    unit impulse far from any border), cut where the taps fall below ``_FIR_REL[itemsize]`` of
+    the centre (each pole ``z`` decays as ``|z|^k``; cubic: 33 taps for float32, 59 for
+    float64). Read-only."""
+    n = 4001
+    impulse = np.zeros(n)
+    impulse[n // 2] = 1.0
+    h = ndi.spline_filter1d(impulse, order, mode="mirror")
+    c = n // 2
+    keep = np.nonzero(np.abs(h) > _FIR_REL[itemsize] * abs(h[c]))[0]
+    r = max(c - keep[0], keep[-1] - c)
+    h = np.ascontiguousarray(h[c - r:c + r + 1])
+    h.flags.writeable = False
+    return h
+
+
 @primitive("spline_prefilter", "numpy")
 def _prefilter_numpy(be, x, axis, order, mode):
     x = np.asarray(x)
     axis = axis % x.ndim
     n = x.shape[axis]
+    if x.dtype.itemsize in _FIR_REL and x.dtype.kind == "f":
+        # the recursions with their exact initialisations equal this FIR over the extension
+        # they assume (to the cut-off) once the axis is as long as the filter; shorter axes
+        # see SciPy's truncated sums in the "reflect" initialisation
+        h = fir_taps(order, x.dtype.itemsize)
+        if n >= h.size:
+            out = banded.correlate1d(x, h, axis, _FIR_MODE[PREFILTER_INIT[mode]], 0.0, h.size // 2)
+            if out is not None:
+                return out
     inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
     if n > 1 and inner >= 256:
         out = np.array(x, copy=True, order="C")
