@@ -130,7 +130,7 @@ _FIR_REL = {4: 1e-9, 8: 1e-17}
 def fir_taps(order: int, itemsize: int) -> np.ndarray:
     """The prefilter of ``order`` as a symmetric FIR: its impulse response (SciPy's filter of a
     unit impulse far from any border), cut where the taps fall below ``_FIR_REL[itemsize]`` of
-    the centre (each pole ``z`` decays as ``|z|^k``; cubic: 33 taps for float32, 59 for
+    the centre (each pole ``z`` decays as ``|z|^k``; cubic: 31 taps for float32, 59 for
     float64). Read-only."""
     n = 4001
     impulse = np.zeros(n)
