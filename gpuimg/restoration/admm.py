@@ -14,6 +14,7 @@ from gpuimg.restoration._common import Monitor, check_weight, dot, prepare, proj
 from gpuimg.restoration.fista import image_scales, resolve_tv_weight
 from gpuimg.restoration.gradient import _add_laplacian
 from gpuimg.restoration.linear import _DCT, _axis_symmetric
+from gpuimg.restoration.operator import asymmetry
 from gpuimg.restoration.tv import TV_KINDS, check_bounds, tv_norm
 
 __all__ = ["ADMM_RHO_PER_C", "DCT_ASYMMETRY_LIMIT", "admm_tv"]
@@ -92,15 +93,6 @@ class _DFTInverse:
 #: ``asymmetry(psf)`` up to which the DCT-II inverse of the PSF's axis-symmetric part
 #: preconditions the reflect model (beyond it, the circular inverse does better)
 DCT_ASYMMETRY_LIMIT = 0.2
-
-
-def asymmetry(xp: Any, k: Any) -> float:
-    """``||k - s||_1 / ||k||_1`` with ``s`` the average of ``k`` and its flips along each axis
-    (``inf`` for even sizes, which have no centre to flip about)."""
-    if k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
-        return np.inf
-    sym = 0.25 * (k + k[::-1, :] + k[:, ::-1] + k[::-1, ::-1])
-    return float(xp.abs(k - sym).sum() / xp.abs(k).sum())
 
 
 #: Default conjugate-gradient iterations per x-step for each preconditioner.

@@ -75,7 +75,7 @@ import numpy as np
 from gpuimg._validate import check_array, check_choice
 from gpuimg.psf import to_otf
 
-__all__ = ["BOUNDARIES", "METHODS", "SEPARABLE_RTOL", "BlurOperator", "check_psf", "separable_factors"]
+__all__ = ["BOUNDARIES", "METHODS", "SEPARABLE_RTOL", "BlurOperator", "asymmetry", "check_psf", "separable_factors"]
 
 BOUNDARIES = ("periodic", "reflect", "free")
 METHODS = ("auto", "fft", "direct")
@@ -97,6 +97,15 @@ def check_psf(psf: Any, image_shape: tuple[int, ...], xp: Any) -> None:
     h, w = image_shape[-2:]
     if kh > h or kw > w:
         raise ValueError(f"psf must not be larger than the image ({h}, {w}), got shape {(kh, kw)}")
+
+
+def asymmetry(xp: Any, k: Any) -> float:
+    """``||k - s||_1 / ||k||_1`` with ``s`` the average of ``k`` and its flips along each axis
+    (``inf`` for even sizes, which have no centre to flip about)."""
+    if k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
+        return np.inf
+    sym = 0.25 * (k + k[::-1, :] + k[:, ::-1] + k[::-1, ::-1])
+    return float(xp.abs(k - sym).sum() / xp.abs(k).sum())
 
 
 def separable_factors(psf: Any, rtol: float = SEPARABLE_RTOL[8]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -268,19 +277,16 @@ class BlurOperator:
         """Whether ``A^T 1 = 1`` is known without computing it (to the operator's precision):
         ``"periodic"``, or ``"reflect"`` with an odd-sized PSF symmetric in each axis (then
         ``A`` is symmetric and maps constants to themselves, so ``A^T 1 = A 1 = 1``), checked
-        on the host copy of the unit-sum PSF: its differences from its flips sum to at most
-        ``16 eps``. ``False`` means "compute it" (:meth:`ones_adjoint`)."""
+        on the host copy of the PSF: its :func:`asymmetry` is at most ``4 eps`` (its
+        differences from its flips then sum to at most ``16 eps`` of its sum). ``False``
+        means "compute it" (:meth:`ones_adjoint`)."""
         if not self.normalised:
             return False
         if self.boundary == "periodic":
             return True
         if self.boundary != "reflect" or self._psf_host is None:
             return False
-        k = self._psf_host / self._psf_host.sum()
-        if k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
-            return False
-        asym = float(np.abs(k - k[::-1, :]).sum() + np.abs(k - k[:, ::-1]).sum())
-        return asym <= 16 * np.finfo(self.dtype).eps
+        return asymmetry(np, self._psf_host) <= 4 * np.finfo(self.dtype).eps
 
     @property
     def otf(self) -> Any:
