@@ -58,7 +58,7 @@ __all__ = ["convolve", "correlate", "gaussian_filter", "uniform_filter"]
 _METHODS = ("auto", "direct", "fft")
 _MAX_KERNEL_NDIM = 3
 # singular-value ratio below which a 2-D kernel's term of its SVD counts as zero
-_RANK1_RTOL = 1e-12
+_RANK_RTOL = 1e-12
 # 2-D kernels of rank up to this run as sums of that many pairs of 1-D passes (a Gabor or a
 # Laplacian-of-Gaussian kernel is a sum of two outer products)
 _MAX_RANK = 2
@@ -114,14 +114,14 @@ def _pad(be, x, pads: Sequence[tuple[int, int]], mode: str, cval: float):
 
 def _low_rank_factors(w: np.ndarray):
     """``[(column, row), ...]`` with ``w == sum outer(column, row)`` to rounding, at most
-    ``_MAX_RANK`` terms (the SVD's, cut where the next singular value is below ``_RANK1_RTOL``
+    ``_MAX_RANK`` terms (the SVD's, cut where the next singular value is below ``_RANK_RTOL``
     of the first), or None for a kernel of higher rank."""
     if w.ndim != 2 or min(w.shape) == 1:
         return None
     u, s, vt = np.linalg.svd(w)
     if s[0] == 0:
         return None
-    rank = int(np.count_nonzero(s > _RANK1_RTOL * s[0]))
+    rank = int(np.count_nonzero(s > _RANK_RTOL * s[0]))
     if rank > _MAX_RANK:
         return None
     return [(u[:, i] * s[i], vt[i]) for i in range(rank)]

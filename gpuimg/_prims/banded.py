@@ -31,7 +31,12 @@ from numpy.lib.stride_tricks import as_strided
 from gpuimg import _boundary
 from gpuimg._lru import LRU
 
-__all__ = ["block_size", "correlate1d", "correlate_valid", "toeplitz_block"]
+__all__ = ["block_size", "correlate1d", "correlate_valid", "serves", "toeplitz_block"]
+
+
+def serves(dtype: np.dtype) -> bool:
+    """Whether the passes take arrays of ``dtype``: float32 and float64, BLAS's real types."""
+    return dtype.kind == "f" and dtype.itemsize in (4, 8)
 
 
 def block_size(taps: int, lines: int, last_axis: bool) -> int:
@@ -62,6 +67,15 @@ def toeplitz_block(w: np.ndarray, b: int, dtype: np.dtype) -> tuple[np.ndarray, 
         t.flags.writeable = tt.flags.writeable = False
         pair = _BANDS.put(key, (t, tt))
     return pair
+
+
+def _lines(x: np.ndarray, axis: int, w: np.ndarray) -> tuple[int, int, int, tuple[np.ndarray, np.ndarray]]:
+    """``(P, Q, B, band)`` for passes along ``axis`` of ``x`` seen as ``(P, n, Q)``: the lines
+    before and the samples after the axis, the block and its band."""
+    p = int(np.prod(x.shape[:axis], dtype=np.int64))
+    q = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    b = block_size(len(w), p * q if q == 1 else p, q == 1)
+    return p, q, b, toeplitz_block(w, b, x.dtype)
 
 
 def _valid(src: np.ndarray, band: tuple[np.ndarray, np.ndarray], out: np.ndarray, b: int) -> bool:
@@ -122,16 +136,13 @@ def correlate1d(x: np.ndarray, w: np.ndarray, axis: int, mode: str, cval: float,
     n = x.shape[axis]
     k = len(w)
     c = int(center)
-    p = int(np.prod(x.shape[:axis], dtype=np.int64))
-    q = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
-    x3 = np.ascontiguousarray(x).reshape(p, n, q)
     if out is None:
         out = np.empty(x.shape, dtype=x.dtype)
-    o3 = out.reshape(p, n, q)
     if x.size == 0:
         return out
-    b = block_size(k, p * q if q == 1 else p, q == 1)
-    band = toeplitz_block(w, b, x.dtype)
+    p, q, b, band = _lines(x, axis, w)
+    x3 = np.ascontiguousarray(x).reshape(p, n, q)
+    o3 = out.reshape(p, n, q)
     # outputs [lo, hi) read x itself; the rest read the extension
     lo, hi = c, n - (k - 1 - c)
     finite = True
@@ -156,11 +167,8 @@ def correlate_valid(x: np.ndarray, w: np.ndarray, axis: int, out: np.ndarray) ->
     n = out.shape[axis]
     if x.shape[axis] != n + k - 1:
         raise ValueError(f"out must be shorter than x by {k - 1} along axis {axis}")
-    p = int(np.prod(x.shape[:axis], dtype=np.int64))
-    q = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
     if out.size == 0:
         return True
-    b = block_size(k, p * q if q == 1 else p, q == 1)
+    p, q, b, band = _lines(x, axis, w)
     with np.errstate(invalid="ignore", over="ignore"):
-        return _valid(np.ascontiguousarray(x).reshape(p, n + k - 1, q), toeplitz_block(w, b, x.dtype),
-                      out.reshape(p, n, q), b)
+        return _valid(np.ascontiguousarray(x).reshape(p, n + k - 1, q), band, out.reshape(p, n, q), b)

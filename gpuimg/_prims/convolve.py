@@ -125,7 +125,7 @@ def _in_blocks(x, axis, fn):
 @primitive("correlate1d", "numpy")
 def _correlate1d_numpy(be, x, w, axis, mode, cval, center):
     axis = axis % x.ndim
-    if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8):
+    if banded.serves(x.dtype):
         out = banded.correlate1d(x, np.asarray(w), axis, mode, cval, center)
         if out is not None:
             return out
@@ -143,7 +143,7 @@ def _uniform1d_numpy(be, x, size, axis, mode, cval, center):
     (banded GEMMs) up to ``BOX_BANDED_MAX_TAPS`` taps, else SciPy's running sum (constant
     time per sample) or, for short boxes along a non-contiguous axis, shifted adds."""
     axis = axis % x.ndim
-    if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) and size <= BOX_BANDED_MAX_TAPS:
+    if banded.serves(x.dtype) and size <= BOX_BANDED_MAX_TAPS:
         out = banded.correlate1d(x, np.full(size, 1.0 / size), axis, mode, cval, center)
         if out is not None:
             return out

@@ -149,7 +149,7 @@ def _prefilter_numpy(be, x, axis, order, mode):
     x = np.asarray(x)
     axis = axis % x.ndim
     n = x.shape[axis]
-    if x.dtype.itemsize in _FIR_REL and x.dtype.kind == "f":
+    if banded.serves(x.dtype):
         # the recursions with their exact initialisations equal this FIR over the extension
         # they assume (to the cut-off) once the axis is as long as the filter; shorter axes
         # see SciPy's truncated sums in the "reflect" initialisation
