@@ -5,7 +5,9 @@
 // Each pole z runs a causal recursion y[i] = x[i] + z y[i-1] and an anti-causal one
 // v[i] = z (v[i+1] - y[i]) after a gain prod (1-z)(1-1/z) (Unser, Aldroubi & Eden, IEEE PAMI
 // 13(3), 1991). The first coefficient of each pass is initialised exactly for the extension
-// the mode implies, as scipy.ndimage (ni_splines.c) does:
+// the mode implies, as scipy.ndimage (ni_splines.c) does; the half-sample symmetric start
+// sums the original first sample in its last term, as SciPy does since 1.18 (before, it read
+// its running sum there, scipy/scipy#24550, which is off by O(z^2n) on lines of a few samples):
 //   INIT 0  whole-sample symmetric (mirror; also constant, wrap, grid-constant)
 //   INIT 1  half-sample symmetric  (reflect; also nearest)
 //   INIT 2  periodic with period n (grid-wrap)
@@ -218,7 +220,7 @@ spline_prefilter(T* __restrict__ x, long long lines, long long n, long long inne
                     c0 = (x0 + zn1 * xl + sa + zn1 * sb) / (T(1) - zn1 * zn1);
                 } else if (INIT == GPUIMG_SPLINE_INIT_REFLECT) {
                     const T run = x0 + zn * xl + sa + zn * sb;
-                    c0 = (run + zn1 * (xl + zn * run)) * (z / (T(1) - zn * zn)) + x0;
+                    c0 = (run + zn1 * (xl + zn * x0)) * (z / (T(1) - zn * zn)) + x0;
                 } else {
                     c0 = (x0 + z * sb) / (T(1) - pow(z, (T)n));
                 }

@@ -73,9 +73,11 @@ _CHUNK = 1 << 16
 def _prefilter_rows(c, order, mode):
     """In-place prefilter of every column of ``c`` (n, lines) along axis 0, one row at a time.
 
-    The same recursions and exact initialisations as scipy's per-line loop (including the
-    reflect initialisation that reads its running sum at the last term), vectorised across
-    the lines; used for non-contiguous axes, where scipy copies each line out and back.
+    The same recursions and exact initialisations as scipy's per-line loop, vectorised across
+    the lines; used for non-contiguous axes, where scipy copies each line out and back, and for
+    short reflect/nearest lines (the half-sample symmetric start sums the original first sample
+    in its last term, as SciPy does since 1.18; before, it read its running sum there,
+    scipy/scipy#24550).
     """
     n = c.shape[0]
     init = PREFILTER_INIT[mode]
@@ -99,8 +101,7 @@ def _prefilter_rows(c, order, mode):
             w[0], w[n - 1] = 1.0, zn
             w[1:n - 1] += powers[1:n - 1]
             w[n - 2:0:-1] += powers[1:n - 1] * zn
-            running = w.astype(c.dtype) @ c
-            running = running + zn / z * c[n - 1] + zn / z * zn * running
+            running = w.astype(c.dtype) @ c + c.dtype.type(zn / z) * (c[n - 1] + c.dtype.type(zn) * c[0])
             c[0] = running * c.dtype.type(z / (1.0 - zn * zn)) + c[0]
         else:
             w = np.zeros(n)
@@ -122,6 +123,9 @@ def _prefilter_rows(c, order, mode):
 
 #: the extension each prefilter initialisation assumes, as a boundary mode of the FIR form
 _FIR_MODE = {0: "mirror", 1: "reflect", 2: "wrap"}
+#: reflect/nearest lines shorter than this run the exact start of :func:`_prefilter_rows`
+#: (SciPy's differs by the largest pole's ``|z|^2n`` before 1.18: 0.43^64 < 1e-23 at 32)
+_SHORT_REFLECT = 32
 #: the FIR form keeps taps down to this fraction of the central one, per sample size
 _FIR_REL = {4: 1e-9, 8: 1e-17}
 
@@ -151,13 +155,17 @@ def _prefilter_numpy(be, x, axis, order, mode):
     n = x.shape[axis]
     if banded.serves(x.dtype):
         # the recursions with their exact initialisations equal this FIR over the extension
-        # they assume (to the cut-off) once the axis is as long as the filter; shorter axes
-        # see SciPy's truncated sums in the "reflect" initialisation
+        # they assume (to the cut-off) once the axis is as long as the filter
         h = fir_taps(order, x.dtype.itemsize)
         if n >= h.size:
             out = banded.correlate1d(x, h, axis, _FIR_MODE[PREFILTER_INIT[mode]], 0.0, h.size // 2)
             if out is not None:
                 return out
+    if 1 < n < _SHORT_REFLECT and PREFILTER_INIT[mode] == 1:
+        # SciPy before 1.18 starts short reflect lines off by O(z^2n): all lines at once here
+        c = np.moveaxis(x, axis, 0).reshape(n, -1).copy()
+        _prefilter_rows(c, order, mode)
+        return np.ascontiguousarray(np.moveaxis(c.reshape((n,) + tuple(np.delete(x.shape, axis))), 0, axis))
     inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
     if n > 1 and inner >= 256:
         out = np.array(x, copy=True, order="C")
