@@ -68,5 +68,10 @@ if [ "${PROFILE:-1}" = "1" ] && [ "$DRY_RUN" != "1" ]; then
         gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
         -k regex:"window_moments|correlate_tiled|correlate1d|warp_point|resample|error_sum|rl_|spectrum|margins" \
         $PY benchmarks/gpu_profile.py ncu-case > "$OUT/ncu.txt" 2>&1
+    # the kernels behind the bandwidth records (SSIM, cubic warp, undistort), one launch each,
+    # with ncu's detailed sections (throughput breakdown, memory, occupancy, warp stalls)
+    [ -n "$NCU" ] && timeout ${PROFILE_TIMEOUT:-45} "$NCU" --set detailed -c 3 \
+        -k regex:"window_moments_fixed|warp_point" \
+        $PY benchmarks/gpu_profile.py ncu-case > "$OUT/ncu-detailed.txt" 2>&1
 fi
 exit 0
