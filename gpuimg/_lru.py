@@ -48,8 +48,9 @@ def device_constant(xp: Any, host: Any, dtype: Any = None) -> Any:
     A copy from pageable host memory can make the host wait for the device, so taps and tables
     that every call passes again are cached per device: small arrays by their contents, larger
     read-only ones (memoised tables) by identity, each entry keeping its host array alive so
-    an id is not reused while cached. Device arrays and large writeable arrays are converted
-    without caching. Callers must not write to the result.
+    an id is not reused while cached. Keys hold the array module's identity too (each entry
+    keeps the module alive), so two device modules never share an entry. Device arrays and large
+    writeable arrays are converted without caching. Callers must not write to the result.
     """
     import numpy as np  # noqa: PLC0415  (numpy is imported by every caller already)
 
@@ -57,13 +58,14 @@ def device_constant(xp: Any, host: Any, dtype: Any = None) -> Any:
         return xp.ascontiguousarray(host, dtype=dtype)
     host = np.asarray(host)
     dt = np.dtype(dtype if dtype is not None else host.dtype)
+    where = (id(xp), xp.cuda.Device().id, dt.str)
     if host.nbytes <= _BY_CONTENT_BYTES:
-        cache, key = _CONSTANTS, (xp.cuda.Device().id, dt.str, host.dtype.str, host.shape, host.tobytes())
+        cache, key = _CONSTANTS, (*where, host.dtype.str, host.shape, host.tobytes())
     elif not host.flags.writeable:
-        cache, key = _TABLES, (xp.cuda.Device().id, dt.str, id(host))
+        cache, key = _TABLES, (*where, id(host))
     else:
         return xp.ascontiguousarray(xp.asarray(host, dtype=dt))
     hit = cache.get(key)
     if hit is None:
-        hit = cache.put(key, (host, xp.ascontiguousarray(xp.asarray(host, dtype=dt))))
+        hit = cache.put(key, (host, xp.ascontiguousarray(xp.asarray(host, dtype=dt)), xp))
     return hit[1]

@@ -7,8 +7,16 @@ conversion of the host array to the asked dtype.
 import types
 
 import numpy as np
+import pytest
 
 from gpuimg import _lru
+
+
+@pytest.fixture(autouse=True)
+def _private_caches(monkeypatch):
+    # the stand-in's arrays must not reach the process-wide caches that real CuPy calls read
+    monkeypatch.setattr(_lru, "_CONSTANTS", _lru.LRU(256))
+    monkeypatch.setattr(_lru, "_TABLES", _lru.LRU(64))
 
 
 class _DeviceArray(np.ndarray):
@@ -57,6 +65,17 @@ def test_large_tables_are_cached_only_when_read_only():
     b = _lru.device_constant(xp, big)
     assert a is b and len(copies) == 3
     np.testing.assert_array_equal(a, big)
+
+
+def test_entries_are_per_array_module():
+    # two device modules with the same device id and taps get their own copies
+    copies_a, copies_b = [], []
+    xp_a, xp_b = _fake_xp(copies_a), _fake_xp(copies_b)
+    taps = np.full(9, 1 / 9)
+    a = _lru.device_constant(xp_a, taps, np.float32)
+    b = _lru.device_constant(xp_b, taps, np.float32)
+    assert a is not b and len(copies_a) == len(copies_b) == 1
+    assert _lru.device_constant(xp_a, taps, np.float32) is a
 
 
 def test_device_arrays_pass_through_without_a_copy():
