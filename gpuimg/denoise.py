@@ -9,6 +9,7 @@ become float64, no rescaling).
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -42,7 +43,7 @@ def _to_bchw(x: Any, xp: Any, ch: int | None) -> tuple[Any, Any]:
     shape = x.shape
     c = shape[-3] if ch is not None else 1
     lead = shape[:-3] if ch is not None else shape[:-2]
-    b = int(np.prod(lead)) if lead else 1
+    b = math.prod(lead) if lead else 1
     y = xp.ascontiguousarray(x.reshape(b, c, shape[-2], shape[-1]))
 
     def back(out: Any) -> Any:

@@ -25,6 +25,8 @@ the caller's line-by-line path, which confines it to the ``K`` outputs that read
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -72,8 +74,8 @@ def toeplitz_block(w: np.ndarray, b: int, dtype: np.dtype) -> tuple[np.ndarray, 
 def _lines(x: np.ndarray, axis: int, w: np.ndarray) -> tuple[int, int, int, tuple[np.ndarray, np.ndarray]]:
     """``(P, Q, B, band)`` for passes along ``axis`` of ``x`` seen as ``(P, n, Q)``: the lines
     before and the samples after the axis, the block and its band."""
-    p = int(np.prod(x.shape[:axis], dtype=np.int64))
-    q = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    p = math.prod(x.shape[:axis])
+    q = math.prod(x.shape[axis + 1:])
     b = block_size(len(w), p * q if q == 1 else p, q == 1)
     return p, q, b, toeplitz_block(w, b, x.dtype)
 

@@ -24,6 +24,9 @@ of float data run as banded GEMMs (:mod:`gpuimg._prims.banded`).
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 import scipy.fft
 import scipy.ndimage
@@ -161,7 +164,7 @@ _ROWS_SEG, _COLS_SEG = 128, 64
 def _correlate1d_tiled_plan(shape, axis, taps, itemsize):
     """``(kernel name, shared bytes)`` of the tiled 1-D pass for this layout, or ``None`` when
     the one-thread-per-output kernel serves it (a short inner axis, or a tile past the limit)."""
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    inner = math.prod(shape[axis + 1:])
     if inner == 1:
         name, tile = "correlate1d_rows", 8 * (_ROWS_SEG + taps - 1)
     elif inner >= 32:
@@ -172,41 +175,46 @@ def _correlate1d_tiled_plan(shape, axis, taps, itemsize):
     return (name, shared) if shared <= _SHARED_LIMIT else None
 
 
+@functools.lru_cache(maxsize=256)
+def _correlate1d_launch(shape, axis, taps, itemsize):
+    """``(kernel name, grid, block, shared bytes, size arguments, whether the taps sit in shared
+    memory)`` of the 1-D pass along ``axis`` of a C-contiguous ``shape`` (memoised: the solvers
+    repeat the same passes every iteration)."""
+    n = shape[axis]
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1:])
+    plan = _correlate1d_tiled_plan(shape, axis, taps, itemsize)
+    if plan is not None:
+        name, shared = plan
+        if name == "correlate1d_rows":
+            grid = (min(-(-n // _ROWS_SEG), 1 << 20), min(-(-outer // 8), 65535), 1)
+            dims = (np.int64(outer), np.int64(n))
+        else:
+            grid = (min(-(-inner // 32), 1 << 20), min(-(-n // _COLS_SEG), 65535), min(outer, 65535))
+            dims = (np.int64(outer), np.int64(n), np.int64(inner))
+        return name, grid, (32, 8, 1), shared, dims, None
+    shared = taps * itemsize
+    in_shared = shared <= _SHARED_LIMIT
+    size = outer * n * inner
+    grid = (min(-(-size // 256), 65535 * 16),)
+    return ("correlate1d_axis", grid, (256,), shared if in_shared else 0,
+            (np.int64(outer), np.int64(n), np.int64(inner)), np.int32(in_shared))
+
+
 @primitive("correlate1d", "cupy")
 def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
     xp = be.xp
     x = xp.ascontiguousarray(x)
     axis = axis % x.ndim
-    n = x.shape[axis]
-    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
     wd = device_constant(xp, w, x.dtype)
     out = xp.empty_like(x)
     if x.size == 0:
         return out
-    T, code = type_name(x.dtype), _mode_code(mode)
-    plan = _correlate1d_tiled_plan(x.shape, axis, wd.size, x.dtype.itemsize)
-    if plan is not None:
-        name, shared = plan
-        kern = _FAMILY.get(f"{name}<{T}, {code}>")
-        if name == "correlate1d_rows":
-            grid = (min(-(-n // _ROWS_SEG), 1 << 20), min(-(-outer // 8), 65535), 1)
-            args = (x, wd, out, np.int64(outer), np.int64(n))
-        else:
-            grid = (min(-(-inner // 32), 1 << 20), min(-(-n // _COLS_SEG), 65535), min(outer, 65535))
-            args = (x, wd, out, np.int64(outer), np.int64(n), np.int64(inner))
-        kern(grid, (32, 8, 1), (*args, np.int32(wd.size), np.int32(center), x.dtype.type(cval)), shared_mem=shared)
-        return out
-    kern = _FAMILY.get(f"correlate1d_axis<{T}, {code}>")
-    shared = wd.size * x.dtype.itemsize
-    in_shared = shared <= _SHARED_LIMIT
-    launch_1d(
-        kern,
-        x.size,
-        (x, wd, out, np.int64(outer), np.int64(n), np.int64(inner), np.int32(wd.size),
-         np.int32(center), x.dtype.type(cval), np.int32(in_shared)),
-        shared_mem=shared if in_shared else 0,
-    )
+    name, grid, block, shared, dims, in_shared = _correlate1d_launch(x.shape, axis, wd.size, x.dtype.itemsize)
+    kern = _FAMILY.get(f"{name}<{type_name(x.dtype)}, {_mode_code(mode)}>")
+    tail = (np.int32(wd.size), np.int32(center), x.dtype.type(cval))
+    kern(grid, block, (x, wd, out, *dims, *tail) if in_shared is None else (x, wd, out, *dims, *tail, in_shared),
+         shared_mem=shared)
     return out
 
 

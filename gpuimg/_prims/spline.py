@@ -28,6 +28,7 @@ are ``kernels/spline_prefilter.cu`` and ``kernels/spline_sample.cu``.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -166,7 +167,7 @@ def _prefilter_numpy(be, x, axis, order, mode):
         c = np.moveaxis(x, axis, 0).reshape(n, -1).copy()
         _prefilter_rows(c, order, mode)
         return np.ascontiguousarray(np.moveaxis(c.reshape((n,) + tuple(np.delete(x.shape, axis))), 0, axis))
-    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    inner = math.prod(x.shape[axis + 1:])
     if n > 1 and inner >= 256:
         out = np.array(x, copy=True, order="C")
         blocks = out.reshape(-1, n, inner)
@@ -220,7 +221,7 @@ def _prefilter_cupy(be, x, axis, order, mode):
     n = out.shape[axis]
     if n < 2 or out.size == 0:
         return out
-    inner = int(np.prod(out.shape[axis + 1:], dtype=np.int64))
+    inner = math.prod(out.shape[axis + 1:])
     lines = out.size // n
     segs = _prefilter_segments(n, lines, inner, out.dtype.itemsize)
     tiles = -(-lines // (_PREFILTER_THREADS // segs))

@@ -47,6 +47,8 @@ windows that contain it on both backends.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gpuimg import _boundary
@@ -158,7 +160,7 @@ class _Buffers:
         self.flat = {}
 
     def get(self, name, shape):
-        n = int(np.prod(shape, dtype=np.int64))
+        n = math.prod(shape)
         buf = self.flat.get(name)
         if buf is None or buf.size < n:
             buf = self.flat[name] = np.empty(n, dtype=self.dtype)
@@ -181,13 +183,13 @@ def _window_moments_numpy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0,
     taps = [np.asarray(t, dtype=np.float64) for t in taps]
     spatial = a.shape[a.ndim - nsp:]
     batch_shape = a.shape[: a.ndim - nsp]
-    nbatch = int(np.prod(batch_shape, dtype=np.int64))
+    nbatch = math.prod(batch_shape)
     a3 = a.reshape((nbatch,) + spatial)
     b3 = b.reshape((nbatch,) + spatial)
     nq = _NQ[kind]
     n0 = spatial[0]
     r0 = taps[0].size // 2
-    row = int(np.prod(spatial[1:], dtype=np.int64))
+    row = math.prod(spatial[1:])
     out = np.empty((nbatch,) + spatial, dtype=a.dtype) if want_map else None
     sums = np.zeros(nbatch) if crop is not None else None
     c = int(crop or 0)
@@ -402,7 +404,7 @@ def _window_moments_cupy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, 
     spatial = (1,) * (3 - nsp) + tuple(int(n) for n in a.shape[a.ndim - nsp:])
     nz, ny, nx = spatial
     batch_shape = a.shape[: a.ndim - nsp]
-    nbatch = int(np.prod(batch_shape, dtype=np.int64))
+    nbatch = math.prod(batch_shape)
     full = [np.ones(1)] * (3 - nsp) + [np.asarray(t, dtype=np.float64) for t in taps]
     rz, ry, rx = (t.size // 2 for t in full)
     taps_dev = device_constant(xp, np.concatenate(full))
