@@ -142,14 +142,16 @@ def test_kernel_affine_matches_scipy(sample, rng, mode, order):
 
 @pytest.mark.parametrize("lanes_shift", [2, 3, 4, 5])
 def test_every_warp_shape_covers_every_output_pixel(sample, rng, monkeypatch, lanes_shift):
-    # outputs of 45 x 50 leave partial 32 x 8 tiles at the right and the bottom
+    # outputs of 45 x 50 leave partial 32 x 8 tiles at the right and the bottom; 7 x 600 spans
+    # two whole 256 x 1 tiles (the shape of warps that are rows, lanes_shift 5) and part of a third
     monkeypatch.setattr(wp, "_lanes_shift", lambda mat, ho, wo: lanes_shift)
     img = rng.random((40, 57))
-    inv = np.linalg.inv(np.array([[0.9, 0.3, 5.3], [-0.25, 1.1, -3.1], [0, 0, 1]]))
-    ref = ndi.affine_transform(img, inv[:2, :2][::-1, ::-1], offset=inv[:2, 2][::-1], order=1, mode="reflect",
-                               output_shape=(45, 50))
-    got = sample(np.stack([img, 2 * img]), (45, 50), inv, interpolation="linear", mode="reflect")
-    np.testing.assert_allclose(got, np.stack([ref, 2 * ref]), rtol=0, atol=1e-12)
+    inv = np.linalg.inv(np.array([[0.9, 0.3, 5.3], [-0.25, 0.1, -3.1], [0, 0, 1]]))
+    for shape in ((45, 50), (7, 600)):
+        ref = ndi.affine_transform(img, inv[:2, :2][::-1, ::-1], offset=inv[:2, 2][::-1], order=1, mode="reflect",
+                                   output_shape=shape)
+        got = sample(np.stack([img, 2 * img]), shape, inv, interpolation="linear", mode="reflect")
+        np.testing.assert_allclose(got, np.stack([ref, 2 * ref]), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("angle,expected", [(0.0, 5), (30.0, 3), (90.0, 2), (180.0, 5)])
