@@ -7,6 +7,8 @@ Images are stacks ``(..., H, W)``; gradients are forward differences with Neuman
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gpuimg._backend import primitive
@@ -192,18 +194,27 @@ def _rl_ratio_cupy(be, b, ax, eps, out=None):
 def _planes(v):
     """``(v, plane_stride, row_stride)`` in elements when ``v`` (..., H, W) is a stack of planes
     with unit column stride (its leading axes merge into one); ``None`` otherwise."""
-    item = v.dtype.itemsize
-    if v.ndim < 2 or v.size == 0 or v.strides[-1] != item or v.strides[-2] % item:
+    if v.size == 0:
         return None
-    h, w = v.shape[-2:]
-    lead = [(n, s) for n, s in zip(v.shape[:-2], v.strides[:-2]) if n > 1]
-    ps = lead[-1][1] if lead else h * v.strides[-2]
+    strides = _plane_strides(v.shape, v.strides, v.dtype.itemsize)
+    return None if strides is None else (v, *strides)
+
+
+@functools.lru_cache(maxsize=256)
+def _plane_strides(shape, strides, item):
+    """The plane and row strides of :func:`_planes` (as kernel arguments) for this layout, or
+    ``None`` (memoised: the solvers pass the same buffers every iteration)."""
+    if len(shape) < 2 or strides[-1] != item or strides[-2] % item:
+        return None
+    h = shape[-2]
+    lead = [(n, s) for n, s in zip(shape[:-2], strides[:-2]) if n > 1]
+    ps = lead[-1][1] if lead else h * strides[-2]
     for (n, s), (n_in, s_in) in zip(lead, lead[1:]):
         if s != n_in * s_in:
             return None
     if ps % item:
         return None
-    return v, np.int64(ps // item), np.int64(v.strides[-2] // item)
+    return np.int64(ps // item), np.int64(strides[-2] // item)
 
 
 def _plane_view(xp, v):
