@@ -7,7 +7,8 @@ Usage (from the repository root, normally through ``benchmarks/gpu_check.sh``)::
 
 The report holds the device name, the commit, ``kernels_sha256`` (the same digest as the
 ``kernels-digest`` tool: sha256 over the sorted ``sha256sum`` lines of ``kernels/``), the test
-counts, every benchmark's median time and every peer ratio.
+counts, every benchmark's median time and every peer ratio, and the host's speed (CPU model, a
+Python loop, CuPy's cost per launch), since the launch-bound cases follow it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,48 @@ def junit_counts(path: Path) -> dict:
     return out
 
 
+def host_speed() -> dict:
+    """How fast this host drives the device: its CPU model, a pure-Python loop, and CuPy's cost
+    per launch (a tiny elementwise kernel, host time and time to completion). The small-image
+    and many-iteration GPU cases are launch-bound, so their ratios follow these numbers."""
+    import time
+
+    out: dict = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                out["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        acc = 0
+        for i in range(200_000):
+            acc += i
+        best = min(best, time.perf_counter() - t)
+    out["python_loop_ns_per_iter"] = round(best / 200_000 * 1e9, 2)
+    try:
+        import cupy
+
+        x = cupy.zeros(256, dtype=cupy.float32)
+        for _ in range(100):
+            x * 2
+        cupy.cuda.Device().synchronize()
+        t = time.perf_counter()
+        for _ in range(2000):
+            x * 2
+        host = time.perf_counter() - t
+        cupy.cuda.Device().synchronize()
+        done = time.perf_counter() - t
+        out["cupy_launch_host_us"] = round(host / 2000 * 1e6, 2)
+        out["cupy_launch_done_us"] = round(done / 2000 * 1e6, 2)
+    except Exception as exc:  # no usable CuPy (a dry run): the CPU figures still tell the host
+        out["cupy_launch"] = f"not measured: {type(exc).__name__}"
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--junit", type=Path, required=True)
@@ -82,6 +125,7 @@ def main(argv=None) -> int:
             for b in bench.get("benchmarks", [])
         ],
         "versions": bench.get("machine_info", {}).get("gpuimg_versions", {}),
+        "host": host_speed(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
