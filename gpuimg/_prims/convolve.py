@@ -368,6 +368,6 @@ def _crossover_cupy(be):
     # NVIDIA H200, 2048x2048 float32 (benchmarks/results/gpu-2026-11-27-08ea104.json): the tiled
     # kernel beats cuFFT through 7x7 (0.31 vs 0.49 ms) and ties at 11x11 (0.46 vs 0.45 ms); the
     # tiled 1-D passes cost about 8 us per tap (2x31: 0.43 ms, 2x61: 0.90 ms) against a flat
-    # 0.78 ms for cuFFT, even near 106 taps; a rank-two 31x31 kernel (2 x 62 taps) runs
+    # 0.78 ms for cuFFT, breaking even near 106 taps; a rank-two 31x31 kernel (2 x 62 taps) runs
     # directly in 0.66 ms against 0.81 ms
     return {"direct_max_taps": 81, "separable_max_taps": 100}
