@@ -61,6 +61,8 @@ $PY benchmarks/gpu_report.py --junit "$OUT/junit.xml" --bench "$OUT/bench.json" 
 # duration, DRAM and SM throughput under ncu when the image has it
 if [ "${PROFILE:-1}" = "1" ] && [ "$DRY_RUN" != "1" ]; then
     timeout ${PROFILE_TIMEOUT:-45} $PY benchmarks/gpu_profile.py rl_steps kernels_only pipeline > "$OUT/exp.txt" 2>&1
+    # the point sampler with each warp shape forced (does the launcher pick the fastest?)
+    timeout ${PROFILE_TIMEOUT:-45} $PY benchmarks/gpu_profile.py warp_shapes > "$OUT/warp-shapes.txt" 2>&1
     # the batch engine again with the driver spinning while the host waits (issue 9's slowdown)
     timeout ${PROFILE_TIMEOUT:-45} $PY benchmarks/gpu_profile.py pipeline --spin > "$OUT/exp-spin.txt" 2>&1
     NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)

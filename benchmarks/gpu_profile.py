@@ -13,6 +13,8 @@ Parts (default ``timings host memory``):
 - ``rl_steps``: one Richardson-Lucy iteration on 2048^2 float32 split into its steps.
 - ``kernels_only``: primitives called directly (no argument checks) next to the public calls.
 - ``ncu-case``: one call of each kernel family of interest, to run under ``ncu -k regex:...``.
+- ``warp_shapes``: the point sampler's cubic rotation and linear undistortion with each warp
+  shape forced, to check the shape the launcher picks.
 - ``pipeline``: ``bench_cli``'s folder of PNGs through the batch engine with process I/O at
   several worker counts (and with I/O threads), against compute-only: images/s, the time inside
   the compute calls and the time waiting on I/O, two rounds each.
@@ -309,8 +311,40 @@ def pipeline(cp, quick, backend="cupy"):
                       flush=True)
 
 
+def warp_shapes(cp, quick, n=None):
+    """The point sampler with each warp shape forced (``lanes_shift`` 5: rows of 32 in 256 x 1
+    tiles; 4, 3, 2: 16 x 2, 8 x 4, 4 x 8 pieces of 32 x 8 tiles): the cubic 4096^2 warp under a
+    30 degree rotation (the launcher picks 3) and the linear undistortion with cached float32
+    maps (maps use 5)."""
+    import gpuimg._prims.warp as wp
+    from gpuimg import transform
+    from gpuimg.registration import Distortion
+
+    n = n or (2048 if quick else 4096)
+    x = cp.asarray(np.random.default_rng(0).random((n, n), dtype=np.float32))
+    c, s = np.cos(np.pi / 6) * 0.9, np.sin(np.pi / 6) * 0.9
+    m = np.array([[c, -s, 0.3 * n], [s, c, -0.2 * n]])
+    kmat = np.array([[0.8 * n, 0, n / 2], [0, 0.8 * n, n / 2], [0, 0, 1]])
+    dist = Distortion(kmat, [-0.2, 0.05, 0.001, 0.0005, 0.0])
+    mx, my = (cp.asarray(v, dtype=cp.float32) for v in dist.undistort_maps((n, n)))
+    print(f"== point sampler per warp shape, {n}^2 float32 ==", flush=True)
+    picked = wp._lanes_shift(np.vstack([m, [0, 0, 1]]).ravel(), n, n)
+    lanes_shift, map_lanes = wp._lanes_shift, wp._MAP_LANES
+    try:
+        for lanes in (5, 4, 3, 2):
+            wp._lanes_shift = lambda mat, ho, wo, v=lanes: v
+            wp._MAP_LANES = lanes
+            tag = " (picked)" if lanes == picked else ""
+            _row(f"warp_affine cubic, lanes {lanes}{tag}", lambda: transform.warp_affine(
+                x, m, interpolation="cubic", mode="nearest"))
+            _row(f"remap linear (undistort maps), lanes {lanes}", lambda: transform.remap(
+                x, mx, my, interpolation="linear", mode="constant"))
+    finally:
+        wp._lanes_shift, wp._MAP_LANES = lanes_shift, map_lanes
+
+
 PARTS = {"timings": timings, "host": host, "memory": memory, "fft_sizes": fft_sizes, "rl_steps": rl_steps,
-         "kernels_only": kernels_only, "ncu-case": ncu_case, "pipeline": pipeline}
+         "kernels_only": kernels_only, "ncu-case": ncu_case, "pipeline": pipeline, "warp_shapes": warp_shapes}
 
 
 def _schedule_spin() -> str:

@@ -355,7 +355,7 @@ def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *
     it = np.int32 if index == "int" else np.int64
     kern = _POINT.get(f"warp_point<{type_name(dt)}, {INTERPOLATIONS[interpolation]}, {TAP_MODE[mode]}, "
                       f"{type_name(mx.dtype)}, {index}>")
-    lanes = 5 if matrix is None else _lanes_shift(mat, ho, wo)
+    lanes = _MAP_LANES if matrix is None else _lanes_shift(mat, ho, wo)
     tw, th = (256, 1) if lanes == 5 else (32, 8)  # the kernel's tiles (rows of 256 for row warps)
     grid = (min(-(-wo // tw), (1 << 31) - 1), min(-(-ho // th), 65535))
     kern(grid, (256,), (
@@ -363,6 +363,10 @@ def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *
         it(ho), it(wo), dt.type(cval), np.int32(mode == "constant"), np.int32(lanes),
     ))
     return out
+
+
+#: warp shape (``lanes_shift``) for maps: rows of 32, as the maps and the output are laid out
+_MAP_LANES = 5
 
 
 def _lanes_shift(mat, ho, wo):
