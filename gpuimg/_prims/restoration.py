@@ -381,11 +381,12 @@ def _c2r_plannable(X, grid):
     return min(gh, gw) >= 2 and _plannable(X, (gh, gw // 2 + 1))
 
 
-def _c2r_unscaled(be, X, grid):
-    """The unnormalised inverse real transform of ``X`` (destroyed, as C2R does) on a cached plan."""
-    plan = _grid_plan(be, X, grid, "C2R")
-    out = plan.get_output_array(X, order="C")
-    plan.fft(X, out, _CUFFT_INVERSE)
+def _planned(be, x, grid, kind):
+    """``x`` transformed on the cached cuFFT plan of ``kind`` ("R2C", or "C2R": unnormalised,
+    and ``x`` is destroyed, as C2R does)."""
+    plan = _grid_plan(be, x, grid, kind)
+    out = plan.get_output_array(x, order="C")
+    plan.fft(x, out, _CUFFT_FORWARD if kind == "R2C" else _CUFFT_INVERSE)
     return out
 
 
@@ -393,10 +394,7 @@ def _c2r_unscaled(be, X, grid):
 def _rfft_grid_cupy(be, x, grid):
     if not _plannable(x, tuple(grid)):
         return be.fft.rfft2(x, s=grid)
-    plan = _grid_plan(be, x, grid, "R2C")
-    out = plan.get_output_array(x, order="C")
-    plan.fft(x, out, _CUFFT_FORWARD)
-    return out
+    return _planned(be, x, grid, "R2C")
 
 
 @primitive("irfft_grid", "numpy")
@@ -411,7 +409,7 @@ def _irfft_grid_cupy(be, X, grid):
     gh, gw = (int(n) for n in grid)
     if not _c2r_plannable(X, (gh, gw)):
         return be.fft.irfft2(X, s=grid, overwrite_x=True)
-    out = _c2r_unscaled(be, X, grid)
+    out = _planned(be, X, grid, "C2R")
     out *= out.dtype.type(1.0 / (gh * gw))
     return out
 
@@ -443,7 +441,7 @@ def _irfft_filtered_cupy(be, X, H, grid):
     planes = X.size // (half[0] * half[1])
     launch_rows(kern, planes, half[0], half[1], (X, H, np.int64(planes), np.int64(half[0]), np.int64(half[1]),
                                                  real.type(1.0 / (gh * gw))))
-    return _c2r_unscaled(be, X, grid)
+    return _planned(be, X, grid, "C2R")
 
 
 @primitive("map_batch", "numpy")
