@@ -250,7 +250,8 @@ _ONES: dict[tuple, object] = {}
 
 def _ones_plane(xp, shape, dtype):
     """A cached ``(H, W)`` plane of ones on the current device (the last shape asked for)."""
-    key = (tuple(shape), np.dtype(dtype).str, xp.cuda.Device().id if hasattr(xp, "cuda") else -1)
+    # the array module's identity as well as the device: a stand-in module never shares an entry
+    key = (tuple(shape), np.dtype(dtype).str, id(xp), xp.cuda.Device().id if hasattr(xp, "cuda") else -1)
     plane = _ONES.get(key)
     if plane is None:
         _ONES.clear()
@@ -367,7 +368,7 @@ def _plannable(a, shape):
 
 def _grid_plan(be, a, grid, value_type):
     """A cached cuFFT plan over the last two axes of the C-contiguous ``a`` for ``grid``."""
-    key = (be.xp.cuda.Device().id, value_type, a.shape, a.dtype.str, tuple(grid))
+    key = (id(be.xp), be.xp.cuda.Device().id, value_type, a.shape, a.dtype.str, tuple(grid))
     plan = _PLANS.get(key)
     if plan is None:
         plan = _PLANS.put(key, be.fft.get_fft_plan(a, shape=tuple(grid), axes=(-2, -1), value_type=value_type))
