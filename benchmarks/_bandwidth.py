@@ -34,11 +34,17 @@ def _best(fn, repeat=20):
     return best
 
 
-def record(be, benchmark, call, inputs, output, label):
-    """Time ``call`` (which synchronises) with ``benchmark`` and store in its ``extra_info``
-    GB/s counted as ``inputs`` + ``output`` bytes and both fractions; prints one line."""
+def record(be, benchmark, fn, inputs, output, label):
+    """Time ``fn()`` to completion (a device sync after it) with ``benchmark`` and store in its
+    ``extra_info`` GB/s counted as ``inputs`` + ``output`` bytes and both fractions; prints one
+    line."""
     xp = be.xp
     out = xp.empty_like(output)
+
+    def call():
+        fn()
+        be.sync()
+
     if len(inputs) == 2:
         def stream():
             xp.add(inputs[0], inputs[1], out=out)

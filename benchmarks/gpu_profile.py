@@ -328,7 +328,8 @@ def warp_shapes(cp, quick, n=None):
     dist = Distortion(kmat, [-0.2, 0.05, 0.001, 0.0005, 0.0])
     mx, my = (cp.asarray(v, dtype=cp.float32) for v in dist.undistort_maps((n, n)))
     print(f"== point sampler per warp shape, {n}^2 float32 ==", flush=True)
-    picked = wp._lanes_shift(np.vstack([m, [0, 0, 1]]).ravel(), n, n)
+    # the launcher sees the destination-to-source matrix, the inverse of m
+    picked = wp._lanes_shift(np.linalg.inv(np.vstack([m, [0, 0, 1]])).ravel(), n, n)
     lanes_shift, map_lanes = wp._lanes_shift, wp._MAP_LANES
     try:
         for lanes in (5, 4, 3, 2):

@@ -177,9 +177,10 @@ def _correlate1d_tiled_plan(shape, axis, taps, itemsize):
 
 @functools.lru_cache(maxsize=256)
 def _correlate1d_launch(shape, axis, taps, itemsize):
-    """``(kernel name, grid, block, shared bytes, size arguments, whether the taps sit in shared
-    memory)`` of the 1-D pass along ``axis`` of a C-contiguous ``shape`` (memoised: the solvers
-    repeat the same passes every iteration)."""
+    """``(kernel name, grid, block, shared bytes, size arguments, trailing arguments)`` of the
+    1-D pass along ``axis`` of a C-contiguous ``shape``; the one-thread-per-output kernel's
+    trailing argument says whether the taps sit in shared memory (memoised: the solvers repeat
+    the same passes every iteration)."""
     n = shape[axis]
     outer = math.prod(shape[:axis])
     inner = math.prod(shape[axis + 1:])
@@ -192,13 +193,13 @@ def _correlate1d_launch(shape, axis, taps, itemsize):
         else:
             grid = (min(-(-inner // 32), 1 << 20), min(-(-n // _COLS_SEG), 65535), min(outer, 65535))
             dims = (np.int64(outer), np.int64(n), np.int64(inner))
-        return name, grid, (32, 8, 1), shared, dims, None
+        return name, grid, (32, 8, 1), shared, dims, ()
     shared = taps * itemsize
     in_shared = shared <= _SHARED_LIMIT
     size = outer * n * inner
     grid = (min(-(-size // 256), 65535 * 16),)
     return ("correlate1d_axis", grid, (256,), shared if in_shared else 0,
-            (np.int64(outer), np.int64(n), np.int64(inner)), np.int32(in_shared))
+            (np.int64(outer), np.int64(n), np.int64(inner)), (np.int32(in_shared),))
 
 
 @primitive("correlate1d", "cupy")
@@ -210,10 +211,9 @@ def _correlate1d_cupy(be, x, w, axis, mode, cval, center):
     out = xp.empty_like(x)
     if x.size == 0:
         return out
-    name, grid, block, shared, dims, in_shared = _correlate1d_launch(x.shape, axis, wd.size, x.dtype.itemsize)
+    name, grid, block, shared, dims, extra = _correlate1d_launch(x.shape, axis, wd.size, x.dtype.itemsize)
     kern = _FAMILY.get(f"{name}<{type_name(x.dtype)}, {_mode_code(mode)}>")
-    tail = (np.int32(wd.size), np.int32(center), x.dtype.type(cval))
-    kern(grid, block, (x, wd, out, *dims, *tail) if in_shared is None else (x, wd, out, *dims, *tail, in_shared),
+    kern(grid, block, (x, wd, out, *dims, np.int32(wd.size), np.int32(center), x.dtype.type(cval), *extra),
          shared_mem=shared)
     return out
 

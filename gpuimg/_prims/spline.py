@@ -164,9 +164,9 @@ def _prefilter_numpy(be, x, axis, order, mode):
                 return out
     if 1 < n < _SHORT_REFLECT and PREFILTER_INIT[mode] == 1:
         # SciPy before 1.18 starts short reflect lines off by O(z^2n): all lines at once here
-        c = np.moveaxis(x, axis, 0).reshape(n, -1).copy()
-        _prefilter_rows(c, order, mode)
-        return np.ascontiguousarray(np.moveaxis(c.reshape((n,) + tuple(np.delete(x.shape, axis))), 0, axis))
+        c = np.moveaxis(x, axis, 0).copy()
+        _prefilter_rows(c.reshape(n, -1), order, mode)  # a view of the contiguous copy
+        return np.ascontiguousarray(np.moveaxis(c, 0, axis))
     inner = math.prod(x.shape[axis + 1:])
     if n > 1 and inner >= 256:
         out = np.array(x, copy=True, order="C")
