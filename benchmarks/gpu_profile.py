@@ -215,6 +215,22 @@ def rl_steps(cp, quick):
     from gpuimg import restoration as R
 
     _row(f"richardson_lucy {n} 10 it (auto: direct)", lambda: R.richardson_lucy(b, k, num_iter=10), n=5)
+    # iterations 2.. replayed as one CUDA graph each, against every kernel launched from Python
+    import os
+
+    from gpuimg._prims import graph
+
+    disk = cp.asarray(P.disk(5.0).astype(np.float32))
+    for label, kern in (("gaussian 19x19, direct", k), ("disk r5, fft", disk)):
+        out = {}
+        for on in ("1", "0"):
+            os.environ["GPUIMG_CUDA_GRAPHS"] = on
+            out[on] = R.richardson_lucy(b, kern, num_iter=100)
+            _row(f"RL {n} 100 it {label}, graphs {'on' if on == '1' else 'off'}",
+                 lambda kern=kern: R.richardson_lucy(b, kern, num_iter=100), n=3)
+        print(f"  graphs on vs off: max |diff| {float(cp.abs(out['1'] - out['0']).max()):.3g}", flush=True)
+    os.environ.pop("GPUIMG_CUDA_GRAPHS", None)
+    print(f"graph replay stats: {graph.GRAPH_STATS}", flush=True)
 
 
 def kernels_only(cp, quick):
