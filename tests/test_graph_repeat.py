@@ -128,3 +128,17 @@ def test_repeat_numpy_runs_the_step_n_times():
 
     get_backend(backend="numpy").repeat(step, 5)
     np.testing.assert_array_equal(x, np.full(3, 3.0 ** 5))
+
+
+def test_repeat_runs_eagerly_where_streams_cannot_capture():
+    # HIP's CuPy raises on begin_capture
+    class NoCapture(_Stream):
+        def begin_capture(self, mode=None):
+            raise RuntimeError("This function is not supported on HIP")
+
+    be, cuda = _fake_backend()
+    cuda.Stream = NoCapture
+    state = [2]
+    be.repeat(_affine_step(cuda, state), 5)
+    assert state[0] == 2 ** 5 * 3 - 1
+    assert "HIP" in graph.GRAPH_STATS["last_error"]

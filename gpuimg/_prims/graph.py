@@ -62,19 +62,7 @@ def _repeat_cupy(be: Any, step: Callable[[], Any], n: int) -> None:
         return
     current = cuda.get_current_stream()
     private = stream_type(non_blocking=True)
-    graph = None
-    with private:
-        private.begin_capture()
-        try:
-            step()
-        except Exception as exc:  # a synchronising call in the step: nothing ran, run it eagerly
-            GRAPH_STATS["last_error"] = f"{type(exc).__name__}: {exc}"
-        finally:
-            try:
-                graph = private.end_capture()
-            except Exception as exc:  # the capture was invalidated
-                graph = None
-                GRAPH_STATS["last_error"] = f"{type(exc).__name__}: {exc}"
+    graph = _capture(private, step)
     if graph is None:
         _eager(step, n)
         return
@@ -84,6 +72,30 @@ def _repeat_cupy(be: Any, step: Callable[[], Any], n: int) -> None:
     current.wait_event(private.record())
     private.synchronize()
     GRAPH_STATS["replayed"] += 1
+
+
+def _capture(stream: Any, step: Callable[[], Any]) -> Any:
+    """The graph of ``step()`` captured on ``stream``, or None where capture is unsupported (HIP)
+    or the step broke it (a synchronising call: nothing ran, so the caller runs it eagerly)."""
+    failed = False
+    with stream:
+        try:
+            stream.begin_capture()
+        except Exception as exc:
+            GRAPH_STATS["last_error"] = f"{type(exc).__name__}: {exc}"
+            return None
+        try:
+            step()
+        except Exception as exc:
+            failed = True
+            GRAPH_STATS["last_error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            try:
+                graph = stream.end_capture()
+            except Exception as exc:  # the capture was invalidated
+                graph = None
+                GRAPH_STATS["last_error"] = f"{type(exc).__name__}: {exc}"
+    return None if failed else graph
 
 
 def _eager(step: Callable[[], Any], n: int) -> None:
