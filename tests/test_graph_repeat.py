@@ -142,3 +142,22 @@ def test_repeat_runs_eagerly_where_streams_cannot_capture():
     be.repeat(_affine_step(cuda, state), 5)
     assert state[0] == 2 ** 5 * 3 - 1
     assert "HIP" in graph.GRAPH_STATS["last_error"]
+
+
+def test_repeat_runs_eagerly_when_the_graph_cannot_be_instantiated():
+    # CuPy instantiates a captured graph at its first launch, which can fail
+    class NoInstantiate(_Stream):
+        def end_capture(self):
+            super().end_capture()
+
+            def launch(stream):
+                raise RuntimeError("cudaErrorNotSupported")
+
+            return types.SimpleNamespace(launch=launch)
+
+    be, cuda = _fake_backend()
+    cuda.Stream = NoInstantiate
+    state = [0]
+    be.repeat(_affine_step(cuda, state), 4)
+    assert state[0] == 2 ** 4 - 1
+    assert "NotSupported" in graph.GRAPH_STATS["last_error"]

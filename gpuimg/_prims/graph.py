@@ -67,7 +67,13 @@ def _repeat_cupy(be: Any, step: Callable[[], Any], n: int) -> None:
         _eager(step, n)
         return
     private.wait_event(current.record())
-    for _ in range(n):
+    try:
+        graph.launch(private)  # CuPy instantiates the graph at its first launch
+    except Exception as exc:
+        GRAPH_STATS["last_error"] = f"{type(exc).__name__}: {exc}"
+        _eager(step, n)
+        return
+    for _ in range(n - 1):
         graph.launch(private)
     current.wait_event(private.record())
     private.synchronize()
