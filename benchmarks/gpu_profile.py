@@ -14,7 +14,8 @@ Parts (default ``timings host memory``):
 - ``kernels_only``: primitives called directly (no argument checks) next to the public calls.
 - ``ncu-case``: one call of each kernel family of interest, to run under ``ncu -k regex:...``.
 - ``warp_shapes``: the point sampler's cubic rotation and linear undistortion with each warp
-  shape forced, to check the shape the launcher picks.
+  shape forced and with the taps gathered or staged in shared memory, to check the launcher's
+  choices.
 - ``pipeline``: ``bench_cli``'s folder of PNGs through the batch engine with process I/O at
   several worker counts (and with I/O threads), against compute-only: images/s, the time inside
   the compute calls and the time waiting on I/O, two rounds each.
@@ -329,9 +330,10 @@ def pipeline(cp, quick, backend="cupy"):
 
 def warp_shapes(cp, quick, n=None):
     """The point sampler with each warp shape forced (``lanes_shift`` 5: rows of 32 in 256 x 1
-    tiles; 4, 3, 2: 16 x 2, 8 x 4, 4 x 8 pieces of 32 x 8 tiles): the cubic 4096^2 warp under a
-    30 degree rotation (the launcher picks 3) and the linear undistortion with cached float32
-    maps (maps use 5)."""
+    tiles; 4, 3, 2: 16 x 2, 8 x 4, 4 x 8 pieces of 32 x 8 tiles), with the taps gathered by
+    every thread and staged in shared memory: the cubic 4096^2 warp under a 30 degree rotation
+    (the launcher picks 3) and the linear undistortion with cached float32 maps (maps use 5
+    gathered, 4 staged); Lanczos-4 and cubic remaps both ways at the launcher's shapes."""
     import gpuimg._prims.warp as wp
     from gpuimg import transform
     from gpuimg.registration import Distortion
@@ -346,18 +348,35 @@ def warp_shapes(cp, quick, n=None):
     print(f"== point sampler per warp shape, {n}^2 float32 ==", flush=True)
     # the launcher sees the destination-to-source matrix, the inverse of m
     picked = wp._lanes_shift(np.linalg.inv(np.vstack([m, [0, 0, 1]])).ravel(), n, n)
-    lanes_shift, map_lanes = wp._lanes_shift, wp._MAP_LANES
+    lanes_shift, map_lanes, staged = wp._lanes_shift, wp._MAP_LANES, wp.STAGED_INTERPOLATIONS
+    default = {k: k in staged for k in ("linear", "cubic", "lanczos4")}
     try:
-        for lanes in (5, 4, 3, 2):
-            wp._lanes_shift = lambda mat, ho, wo, v=lanes: v
-            wp._MAP_LANES = lanes
-            tag = " (picked)" if lanes == picked else ""
-            _row(f"warp_affine cubic, lanes {lanes}{tag}", lambda: transform.warp_affine(
-                x, m, interpolation="cubic", mode="nearest"))
-            _row(f"remap linear (undistort maps), lanes {lanes}", lambda: transform.remap(
-                x, mx, my, interpolation="linear", mode="constant"))
+        # taps gathered by every thread against read through the block's shared-memory
+        # footprint (a staged tile whose warps would be rows of 32 takes 16 x 2 warps instead)
+        for how in ("gathered", "staged"):
+            wp.STAGED_INTERPOLATIONS = frozenset({"linear", "cubic", "lanczos4"} if how == "staged" else ())
+            for lanes in (5, 4, 3, 2):
+                wp._lanes_shift = lambda mat, ho, wo, v=lanes: v
+                wp._MAP_LANES = lanes
+                tag = " (picked)" if lanes == picked and default["cubic"] == (how == "staged") else ""
+                _row(f"warp_affine cubic, {how}, lanes {lanes}{tag}", lambda: transform.warp_affine(
+                    x, m, interpolation="cubic", mode="nearest"))
+                tag = " (default)" if lanes == map_lanes and default["linear"] == (how == "staged") else ""
+                _row(f"remap linear (undistort maps), {how}, lanes {lanes}{tag}", lambda: transform.remap(
+                    x, mx, my, interpolation="linear", mode="constant"))
+            wp._lanes_shift, wp._MAP_LANES = lanes_shift, map_lanes
+            _row(f"warp_affine lanczos4, {how}", lambda: transform.warp_affine(
+                x, m, interpolation="lanczos4", mode="nearest"))
+            _row(f"remap cubic (undistort maps), {how}", lambda: transform.remap(
+                x, mx, my, interpolation="cubic", mode="constant"))
+        # the two ways agree (the same sums in the same order)
+        outs = []
+        for how in ("gathered", "staged"):
+            wp.STAGED_INTERPOLATIONS = frozenset({"cubic"} if how == "staged" else ())
+            outs.append(transform.warp_affine(x, m, interpolation="cubic", mode="nearest"))
+        print(f"  cubic gathered vs staged: max |diff| {float(cp.abs(outs[0] - outs[1]).max()):.3g}", flush=True)
     finally:
-        wp._lanes_shift, wp._MAP_LANES = lanes_shift, map_lanes
+        wp._lanes_shift, wp._MAP_LANES, wp.STAGED_INTERPOLATIONS = lanes_shift, map_lanes, staged
 
 
 PARTS = {"timings": timings, "host": host, "memory": memory, "fft_sizes": fft_sizes, "rl_steps": rl_steps,

@@ -7,6 +7,11 @@
 // runs of the output row (an H200 ran the linear undistortion of 4096^2 in 135 us so and in
 // 170 us with 32 x 8 tiles). The tile's pixels are visited block-stride (one pass of 256
 // threads).
+// With `stage` (linear, cubic, Lanczos; 256 threads) a tile's taps come from shared memory: the
+// block reduces its pixels' tap origins to the footprint's bounding box, reads that box once
+// per image (rows by warps, columns by lanes, the boundary rule applied per element) and every
+// pixel sums its taps from there, in the same order as the direct gathers (identical results).
+// A footprint over GPUIMG_STAGE_BYTES (strong down-scales) falls back to the direct gathers.
 // The source position of output pixel (i, j) is (map_x[i, j], map_y[i, j]) when use_maps (maps
 // of type M, float or double, read as they are stored and widened to double), else
 // the projective image of (j, i, 1) under the row-major 3x3 matrix m0..m8 (computed in double).
@@ -188,6 +193,218 @@ __device__ __forceinline__ I taps_at(double c, T* w) {
     return (I)(s >> GPUIMG_FRACTION_BITS) + Taps<INTERP>::first;
 }
 
+// The 3x3 matrix of a warp (row-major), or unused when the positions come from maps.
+struct Matrix3 {
+    double m0, m1, m2, m3, m4, m5, m6, m7, m8;
+};
+
+// Output pixel (ui, uj) of thread slot k of tile (tx, ty): tiles of 256 x 1 when the warps are
+// rows of 32 (lx == 5), else 32 x 8 tiles whose warps are 2^lx x 2^(5 - lx) pieces.
+template <typename U>
+__device__ __forceinline__ void tile_pixel(unsigned k, U tx, U ty, unsigned lx, U* ui, U* uj) {
+    const unsigned ly = 5u - lx, warp = k >> 5, lane = k & 31u;
+    if (lx == 5u) {
+        *uj = tx * 256 + k;
+        *ui = ty;
+    } else {
+        *uj = tx * 32 + (((warp & ((1u << ly) - 1u)) << lx) | (lane & ((1u << lx) - 1u)));
+        *ui = ty * 8 + (((warp >> ly) << ly) | (lane >> lx));
+    }
+}
+
+// The limits of the positions that need neither a fill nor far_position.
+struct NearBox {
+    double xlo, xhi, ylo, yhi;
+};
+
+// Source position of output pixel (i, j) at flat index p, brought near the image; false when
+// the pixel is the fill value (non-finite, or outside with outside_cval).
+template <int MODE, typename M, typename I>
+__device__ __forceinline__ bool source_position(I i, I j, I p, const Matrix3& m, bool projective,
+                                                const M* __restrict__ map_x, const M* __restrict__ map_y,
+                                                int use_maps, I h, I w, int outside_cval, const NearBox& nb,
+                                                double* px_out, double* py_out) {
+    double px, py;
+    if (use_maps) {
+        px = (double)map_x[p];
+        py = (double)map_y[p];
+    } else {
+        const double dj = (double)j, di = (double)i;
+        px = m.m0 * dj + m.m1 * di + m.m2;
+        py = m.m3 * dj + m.m4 * di + m.m5;
+        if (projective) {
+            const double ww = m.m6 * dj + m.m7 * di + m.m8;
+            px /= ww;
+            py /= ww;
+        }
+    }
+    if (!(px >= nb.xlo && px <= nb.xhi && py >= nb.ylo && py <= nb.yhi)) {  // also NaN
+        if (outside_cval || !(isfinite(px) && isfinite(py))) return false;
+        px = far_position<MODE, I>(px, w);
+        py = far_position<MODE, I>(py, h);
+    }
+    *px_out = px;
+    *py_out = py;
+    return true;
+}
+
+// Interpolated value of output pixel p in every image from the taps at (ix0, iy0) with weights
+// wx, wy, read from the source through the boundary rule.
+template <typename T, int INTERP, int MODE, typename I>
+__device__ __forceinline__ void gather_pixel(const T* __restrict__ src, T* __restrict__ dst, I ix0, I iy0,
+                                             const T* wx, const T* wy, I p, I nimg, I h, I w, I total, T cval) {
+    const int NT = Taps<INTERP>::n;
+    const I plane_in = h * w;
+    if (ix0 >= 0 && ix0 <= w - NT && iy0 >= 0 && iy0 <= h - NT) {
+        // every tap inside the image (most pixels): no boundary rule to apply
+        I off = iy0 * w + ix0;
+        for (I b = 0; b < nimg; ++b, off += plane_in) {
+            T acc = T(0);
+#pragma unroll
+            for (int r = 0; r < NT; ++r) {
+                const T* row_px = src + (off + r * w);
+                T row = T(0);
+#pragma unroll
+                for (int c = 0; c < NT; ++c) row += wx[c] * __ldg(row_px + c);
+                acc += wy[r] * row;
+            }
+            dst[b * total + p] = acc;
+        }
+        return;
+    }
+    I cx[NT], cy[NT];
+    fold_taps<MODE, NT, I>(ix0, w, cx);
+    fold_taps<MODE, NT, I>(iy0, h, cy);
+    const bool fills = MODE == GPUIMG_MODE_CONSTANT || MODE == GPUIMG_MODE_GRID_CONSTANT;
+    for (I b = 0; b < nimg; ++b) {
+        T acc = T(0);
+#pragma unroll
+        for (int r = 0; r < NT; ++r) {
+            const I row_off = b * plane_in + cy[r] * w;
+            T row = T(0);
+#pragma unroll
+            for (int c = 0; c < NT; ++c)
+                row += wx[c] * ((fills && (cx[c] < 0 || cy[r] < 0)) ? cval : src[row_off + cx[c]]);
+            acc += wy[r] * row;
+        }
+        dst[b * total + p] = acc;
+    }
+}
+
+template <typename I>
+__device__ __forceinline__ I warp_min(I v) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        const I o = __shfl_xor_sync(0xffffffffu, v, off);
+        v = o < v ? o : v;
+    }
+    return v;
+}
+
+// Largest staged footprint in bytes (rows times an odd row stride, in T).
+#define GPUIMG_STAGE_BYTES 16384
+
+// One tile through shared memory (blockDim.x == 256, one output pixel per thread): the
+// block's tap origins give the footprint's bounding box, which is read once per image into
+// shared memory (rows by warps, columns by lanes, the boundary rule applied per element), and
+// every pixel takes its taps from there. A footprint over GPUIMG_STAGE_BYTES (a strong
+// down-scale, positions far apart) reads the taps from global memory as gather_pixel does.
+// Every thread of the block calls it.
+template <typename T, int INTERP, int MODE, typename M, typename I, typename U>
+__device__ void staged_tile(const T* __restrict__ src, T* __restrict__ dst, const Matrix3& m, bool projective,
+                            const M* __restrict__ map_x, const M* __restrict__ map_y, int use_maps, I nimg,
+                            I h, I w, I ho, I wo, T cval, int outside_cval, const NearBox& nb, unsigned lx, U tx,
+                            U ty) {
+    const int NT = Taps<INTERP>::n;
+    const I BIG = (I)(((typename Unsigned<I>::type)(-1)) >> 1);  // the largest I: no live pixel
+    __shared__ I red[4][8];
+    __shared__ __align__(16) unsigned char raw[GPUIMG_STAGE_BYTES];
+    T* stage = reinterpret_cast<T*>(raw);
+    const unsigned k = threadIdx.x, warp = k >> 5, lane = k & 31u;
+    const I total = ho * wo;
+    U ui, uj;
+    tile_pixel<U>(k, tx, ty, lx, &ui, &uj);
+    const I i = (I)ui, j = (I)uj;
+    const I p = i * wo + j;
+    bool live = false;
+    T wx[NT], wy[NT];
+    I ix0 = 0, iy0 = 0;
+    if (ui < (U)ho && uj < (U)wo) {
+        double px, py;
+        if (source_position<MODE, M, I>(i, j, p, m, projective, map_x, map_y, use_maps, h, w, outside_cval, nb, &px,
+                                        &py)) {
+            ix0 = taps_at<T, INTERP, I>(px, wx);
+            iy0 = taps_at<T, INTERP, I>(py, wy);
+            live = true;
+        } else {
+            for (I b = 0; b < nimg; ++b) dst[b * total + p] = cval;
+        }
+    }
+    // bounding box of the tap origins (maxima as minima of negatives)
+    I v0 = warp_min<I>(live ? ix0 : BIG), v1 = warp_min<I>(live ? -ix0 : BIG);
+    I v2 = warp_min<I>(live ? iy0 : BIG), v3 = warp_min<I>(live ? -iy0 : BIG);
+    if (lane == 0) {
+        red[0][warp] = v0;
+        red[1][warp] = v1;
+        red[2][warp] = v2;
+        red[3][warp] = v3;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+        v0 = red[0][q] < v0 ? red[0][q] : v0;
+        v1 = red[1][q] < v1 ? red[1][q] : v1;
+        v2 = red[2][q] < v2 ? red[2][q] : v2;
+        v3 = red[3][q] < v3 ? red[3][q] : v3;
+    }
+    __syncthreads();  // red is written again by the next tile
+    if (v0 == BIG) return;  // no pixel of the tile reads taps (block-uniform)
+    // spans in 64 bits: far-apart origins (periodic modes keep up to 2^30) overflow 32
+    const long long xspan = -(long long)v1 - (long long)v0, yspan = -(long long)v3 - (long long)v2;
+    const long long cap = GPUIMG_STAGE_BYTES / sizeof(T);
+    if (xspan + NT > cap || yspan + NT > cap || (yspan + NT) * ((xspan + NT) | 1LL) > cap) {  // block-uniform
+        if (live) gather_pixel<T, INTERP, MODE, I>(src, dst, ix0, iy0, wx, wy, p, nimg, h, w, total, cval);
+        return;
+    }
+    const I x0 = v0, y0 = v2;
+    const I cols = (I)xspan + NT, rows = (I)yspan + NT;
+    const I stride = cols | I(1);  // odd: a warp's column of taps meets distinct banks
+    const bool inner = x0 >= 0 && x0 + cols <= w && y0 >= 0 && y0 + rows <= h;
+    const bool fills = MODE == GPUIMG_MODE_CONSTANT || MODE == GPUIMG_MODE_GRID_CONSTANT;
+    const T* s0 = stage + (live ? (iy0 - y0) * stride + (ix0 - x0) : I(0));
+    for (I b = 0; b < nimg; ++b) {
+        const T* img = src + b * (h * w);
+        for (I r = (I)warp; r < rows; r += 8) {
+            T* srow = stage + r * stride;
+            if (inner) {
+                const T* grow = img + (y0 + r) * w + x0;
+                for (I c = (I)lane; c < cols; c += 32) srow[c] = __ldg(grow + c);
+            } else {
+                I yi;
+                fold_taps<MODE, 1, I>(y0 + r, h, &yi);
+                for (I c = (I)lane; c < cols; c += 32) {
+                    I xi;
+                    fold_taps<MODE, 1, I>(x0 + c, w, &xi);
+                    srow[c] = (fills && (xi < 0 || yi < 0)) ? cval : img[yi * w + xi];
+                }
+            }
+        }
+        __syncthreads();
+        if (live) {
+            T acc = T(0);
+#pragma unroll
+            for (int r = 0; r < NT; ++r) {
+                T row = T(0);
+#pragma unroll
+                for (int c = 0; c < NT; ++c) row += wx[c] * s0[r * stride + c];
+                acc += wy[r] * row;
+            }
+            dst[b * total + p] = acc;
+        }
+        __syncthreads();  // the next image overwrites the staged footprint
+    }
+}
+
 }  // namespace
 
 template <typename T, int INTERP, int MODE, typename M, typename I>
@@ -195,55 +412,43 @@ __global__ void __launch_bounds__(256)
 warp_point(const T* __restrict__ src, T* __restrict__ dst, double m0, double m1, double m2,
            double m3, double m4, double m5, double m6, double m7, double m8,
            const M* __restrict__ map_x, const M* __restrict__ map_y, int use_maps, I nimg, I h,
-           I w, I ho, I wo, T cval, int outside_cval, int lanes_shift) {
+           I w, I ho, I wo, T cval, int outside_cval, int lanes_shift, int stage) {
     typedef typename Unsigned<I>::type U;
-    const int NT = Taps<INTERP>::n;
+    const Matrix3 m = {m0, m1, m2, m3, m4, m5, m6, m7, m8};
     const I total = ho * wo;
     const I plane_in = h * w;
     const bool projective = !(m6 == 0.0 && m7 == 0.0 && m8 == 1.0);
     // positions inside [xlo, xhi] x [ylo, yhi] (most) need neither a fill nor far_position
     const double edge = 1e-6;
-    const double xlo = outside_cval ? -edge : near_lo<MODE>(), ylo = xlo;
-    const double xhi = outside_cval ? (double)(w - 1) + edge : near_hi<MODE, I>(w);
-    const double yhi = outside_cval ? (double)(h - 1) + edge : near_hi<MODE, I>(h);
-    const unsigned lx = (unsigned)lanes_shift, ly = 5u - lx;
+    NearBox nb;
+    nb.xlo = outside_cval ? -edge : near_lo<MODE>();
+    nb.ylo = nb.xlo;
+    nb.xhi = outside_cval ? (double)(w - 1) + edge : near_hi<MODE, I>(w);
+    nb.yhi = outside_cval ? (double)(h - 1) + edge : near_hi<MODE, I>(h);
+    const unsigned lx = (unsigned)lanes_shift;
     // warps that are rows of 32 (lanes_shift 5) take tiles of 256 x 1: a block then reads and
     // writes 1 KB runs of each row, as the maps and the output are laid out
-    const bool row_tiles = lx == 5u;
-    const U tw = row_tiles ? 256u : 32u, th = row_tiles ? 1u : 8u;
-    // this thread's place in a tile: warp k / 32 takes piece (k / 32) of 2^lx x 2^ly pixels
-    const unsigned k0 = threadIdx.x;
+    const U tw = lx == 5u ? 256u : 32u, th = lx == 5u ? 1u : 8u;
+    // the shared-memory path needs one pixel per thread (block-uniform)
+    const bool staged = INTERP != 0 && stage != 0 && blockDim.x == 256u;
     for (U ty = blockIdx.y; ty < ((U)ho + th - 1) / th; ty += gridDim.y)
     for (U tx = blockIdx.x; tx < ((U)wo + tw - 1) / tw; tx += gridDim.x) {
-        for (unsigned k = k0; k < 256u; k += blockDim.x) {
-            const unsigned warp = k >> 5, lane = k & 31u;
-            const U uj = row_tiles ? tx * 256 + k
-                                   : tx * 32 + (((warp & ((1u << ly) - 1u)) << lx) | (lane & ((1u << lx) - 1u)));
-            const U ui = row_tiles ? ty : ty * 8 + (((warp >> ly) << ly) | (lane >> lx));
+        if (staged) {
+            staged_tile<T, INTERP, MODE, M, I, U>(src, dst, m, projective, map_x, map_y, use_maps, nimg, h, w, ho,
+                                                  wo, cval, outside_cval, nb, lx, tx, ty);
+            continue;
+        }
+        for (unsigned k = threadIdx.x; k < 256u; k += blockDim.x) {
+            U ui, uj;
+            tile_pixel<U>(k, tx, ty, lx, &ui, &uj);
             if (ui >= (U)ho || uj >= (U)wo) continue;
             const I i = (I)ui, j = (I)uj;
             const I p = i * wo + j;
             double px, py;
-            if (use_maps) {
-                px = (double)map_x[p];
-                py = (double)map_y[p];
-            } else {
-                const double dj = (double)j, di = (double)i;
-                px = m0 * dj + m1 * di + m2;
-                py = m3 * dj + m4 * di + m5;
-                if (projective) {
-                    const double ww = m6 * dj + m7 * di + m8;
-                    px /= ww;
-                    py /= ww;
-                }
-            }
-            if (!(px >= xlo && px <= xhi && py >= ylo && py <= yhi)) {  // also NaN
-                if (outside_cval || !(isfinite(px) && isfinite(py))) {
-                    for (I b = 0; b < nimg; ++b) dst[b * total + p] = cval;
-                    continue;
-                }
-                px = far_position<MODE, I>(px, w);
-                py = far_position<MODE, I>(py, h);
+            if (!source_position<MODE, M, I>(i, j, p, m, projective, map_x, map_y, use_maps, h, w, outside_cval, nb,
+                                             &px, &py)) {
+                for (I b = 0; b < nimg; ++b) dst[b * total + p] = cval;
+                continue;
             }
             if (INTERP == 0) {
                 I ix, iy;
@@ -254,43 +459,10 @@ warp_point(const T* __restrict__ src, T* __restrict__ dst, double m0, double m1,
                 for (I b = 0; b < nimg; ++b) dst[b * total + p] = out ? cval : img[b * plane_in];
                 continue;
             }
-            T wx[NT], wy[NT];
+            T wx[Taps<INTERP>::n], wy[Taps<INTERP>::n];
             const I ix0 = taps_at<T, INTERP, I>(px, wx);
             const I iy0 = taps_at<T, INTERP, I>(py, wy);
-            if (ix0 >= 0 && ix0 <= w - NT && iy0 >= 0 && iy0 <= h - NT) {
-                // every tap inside the image (most pixels): no boundary rule to apply
-                I off = iy0 * w + ix0;
-                for (I b = 0; b < nimg; ++b, off += plane_in) {
-                    T acc = T(0);
-#pragma unroll
-                    for (int r = 0; r < NT; ++r) {
-                        const T* row_px = src + (off + r * w);
-                        T row = T(0);
-#pragma unroll
-                        for (int c = 0; c < NT; ++c) row += wx[c] * __ldg(row_px + c);
-                        acc += wy[r] * row;
-                    }
-                    dst[b * total + p] = acc;
-                }
-                continue;
-            }
-            I cx[NT], cy[NT];
-            fold_taps<MODE, NT, I>(ix0, w, cx);
-            fold_taps<MODE, NT, I>(iy0, h, cy);
-            const bool fills = MODE == GPUIMG_MODE_CONSTANT || MODE == GPUIMG_MODE_GRID_CONSTANT;
-            for (I b = 0; b < nimg; ++b) {
-                T acc = T(0);
-#pragma unroll
-                for (int r = 0; r < NT; ++r) {
-                    const I row_off = b * plane_in + cy[r] * w;
-                    T row = T(0);
-#pragma unroll
-                    for (int c = 0; c < NT; ++c)
-                        row += wx[c] * ((fills && (cx[c] < 0 || cy[r] < 0)) ? cval : src[row_off + cx[c]]);
-                    acc += wy[r] * row;
-                }
-                dst[b * total + p] = acc;
-            }
+            gather_pixel<T, INTERP, MODE, I>(src, dst, ix0, iy0, wx, wy, p, nimg, h, w, total, cval);
         }
     }
 }

@@ -1,9 +1,10 @@
 """The CUDA twin of ``sample_points`` (``kernels/warp_point.cu``) executed on the CPU.
 
-The kernel source is compiled as C++20 with a small shim (one host thread walks the kernel's
-grid-stride loops) and launched through the real CuPy-twin wrapper, whose kernel arguments are
-checked for the exact types a CUDA launch needs. Every case runs on the 32-bit and on the 64-bit
-index specialisation. Results are compared with ``cv2.remap`` (every interpolation and border),
+The kernel source is compiled as C++20 with a small shim (one std::thread per CUDA thread, a
+std::barrier for ``__syncthreads`` and the warp shuffles) and launched through the real CuPy-twin
+wrapper, whose kernel arguments are checked for the exact types a CUDA launch needs. Every case
+runs on the 32-bit and on the 64-bit index specialisation, and with the taps gathered directly
+and through the shared-memory footprint. Results are compared with ``cv2.remap`` (every interpolation and border),
 with ``scipy.ndimage`` (linear and nearest, maps stored as float32 and as float64, the affine and
 perspective matrix paths, taps one and many periods outside and positions beyond 2^30 pixels)
 and with the defining Keys and Lanczos kernels summed over interior taps.
@@ -15,7 +16,7 @@ import types
 
 import numpy as np
 import pytest
-from _cuda_emulation import SERIAL_SHIM, EmulatedKernel, compile_emulated, real
+from _cuda_emulation import THREADED_SHIM, EmulatedKernel, compile_emulated, real
 
 import gpuimg._prims.warp as wp
 from gpuimg import _kernels
@@ -30,19 +31,57 @@ _COMBOS = [(t, i, m, mt, it) for t in _TYPES for i in wp.INTERPOLATIONS.values()
            for m in sorted(set(wp.TAP_MODE.values())) for mt in _TYPES for it in _INDEX]
 
 
+_SHIM = THREADED_SHIM + r"""
+#define __shared__ static
+using std::isfinite; using std::fmod;
+long long g_xor[1024];
+// a warp's lanes exchange through the block barrier (every thread of the block shuffles together)
+template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask) {
+    const int t = threadIdx.y * blockDim.x + threadIdx.x;
+    g_xor[t] = (long long)v;
+    if (g_bar) g_bar->arrive_and_wait();
+    const T r = (T)g_xor[(t & ~31) | ((t & 31) ^ mask)];
+    if (g_bar) g_bar->arrive_and_wait();
+    return r;
+}
+// the grid's blocks in turn on one set of bx threads (a barrier between blocks)
+template <typename F>
+void run_blocks(F body, int gx, int gy, int bx) {
+    blockDim = {(unsigned)bx, 1, 1};
+    gridDim = {(unsigned)gx, (unsigned)gy, 1};
+    std::barrier<> bar(bx);
+    g_bar = bx > 1 ? &bar : nullptr;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < bx; ++t) threads.emplace_back([=, &bar]() {
+        threadIdx = {(unsigned)t, 0, 0};
+        for (int y = 0; y < gy; ++y) for (int x = 0; x < gx; ++x) {
+            blockIdx = {(unsigned)x, (unsigned)y, 0};
+            body();
+            if (bx > 1) bar.arrive_and_wait();
+        }
+    });
+    for (auto& th : threads) th.join();
+    g_bar = nullptr;
+}
+"""
+
+
 def _entry(t, i, m, mt, it):
+    # the direct gathers run as one thread per block walking its 256 pixels (the kernel's
+    # block-stride loop), the staged path as the 256 threads it needs
     sizes = ", ".join(f"{it} {n}" for n in ("nimg", "h", "w", "ho", "wo"))
     return (f'extern "C" void wp_{t}_{i}_{m}_{mt}_{it.replace(" ", "")}(const {t}* src, {t}* dst, '
             + "".join(f"double m{k}, " for k in range(9))
-            + f"const {mt}* mx, const {mt}* my, int use_maps, {sizes}, {t} cval, int outside, int lanes) {{ "
+            + f"const {mt}* mx, const {mt}* my, int use_maps, {sizes}, {t} cval, int outside, int lanes, "
+            "int stage, int gx, int gy, int bx) { run_blocks([=]() { "
             f"warp_point<{t}, {i}, {m}, {mt}, {it}>(src, dst, " + "".join(f"m{k}, " for k in range(9))
-            + "mx, my, use_maps, nimg, h, w, ho, wo, cval, outside, lanes); }\n")
+            + "mx, my, use_maps, nimg, h, w, ho, wo, cval, outside, lanes, stage); }, gx, gy, stage ? bx : 1); }\n")
 
 
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory):
     return compile_emulated(tmp_path_factory.mktemp("warp_point_kernel"), "wp",
-                            SERIAL_SHIM + _kernels.source("warp_point.cu") + "".join(_entry(*c) for c in _COMBOS))
+                            _SHIM + _kernels.source("warp_point.cu") + "".join(_entry(*c) for c in _COMBOS))
 
 
 def _kernel(lib, name):
@@ -52,7 +91,9 @@ def _kernel(lib, name):
     M = np.dtype(np.float32 if mt == "float" else np.float64)
     return EmulatedKernel(getattr(lib, f"wp_{t}_{i}_{m}_{mt}_{it.replace(' ', '')}"),
                           [T, T] + [ctypes.c_double] * 9 + [M, M, ctypes.c_int] + [_INDEX[it]] * 5
-                          + [real(T), ctypes.c_int, ctypes.c_int], name=name)
+                          + [real(T), ctypes.c_int, ctypes.c_int, ctypes.c_int], name=name,
+                          launch=lambda grid, block, shared: (grid[0], grid[1], block[0]),
+                          launch_types=(ctypes.c_int,) * 3)
 
 
 @pytest.fixture(params=["int", "long long"])
@@ -63,8 +104,17 @@ def index(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["gathered", "staged"])
+def taps(request, monkeypatch):
+    """How the kernel reads its taps: directly (every thread gathers) or through the block's
+    shared-memory footprint, for every interpolation with more than one tap."""
+    monkeypatch.setattr(wp, "STAGED_INTERPOLATIONS",
+                        frozenset({"linear", "cubic", "lanczos4"} if request.param == "staged" else ()))
+    return request.param
+
+
 @pytest.fixture
-def sample(emulated, monkeypatch, index):
+def sample(emulated, monkeypatch, index, taps):
     """``sample_points``' CUDA twin on NumPy arrays, through the emulated kernel; checks that
     the launcher asked for the ``index`` specialisation."""
     def get(name):
@@ -138,6 +188,22 @@ def test_kernel_affine_matches_scipy(sample, rng, mode, order):
                                cval=0.3, output_shape=(45, 50))
     got = sample(img[None], (45, 50), inv, interpolation=["nearest", "linear"][order], mode=mode, cval=0.3)
     np.testing.assert_allclose(got[0], ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 9.0])
+def test_kernel_downscale_matches_scipy(sample, rng, scale):
+    # a 32 x 8 tile's footprint grows with the scale: 9x (about 290 x 80 source pixels) is past
+    # the shared-memory budget, so a staged tile gathers its taps directly there
+    img = rng.random((300, 330))
+    inv = np.array([[scale * 0.96, scale * 0.28, 4.2], [-scale * 0.28, scale * 0.96, 80.5], [0, 0, 1]])
+    shape = (int(260 / scale), int(300 / scale))
+    for mode in ("reflect", "constant"):
+        ref = ndi.affine_transform(img, inv[:2, :2][::-1, ::-1], offset=inv[:2, 2][::-1], order=1, mode=mode,
+                                   cval=0.3, output_shape=shape)
+        got = sample(np.stack([img, 1 - img]), shape, inv, interpolation="linear", mode=mode, cval=0.3)
+        ref2 = ndi.affine_transform(1 - img, inv[:2, :2][::-1, ::-1], offset=inv[:2, 2][::-1], order=1, mode=mode,
+                                    cval=0.3, output_shape=shape)
+        np.testing.assert_allclose(got, np.stack([ref, ref2]), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("lanes_shift", [2, 3, 4, 5])
