@@ -167,6 +167,10 @@ def test_nesterov_converges_to_normal_equations(be, rng, restart):
         assert not info["restarts"].any()
     else:
         assert info["restarts"].any()
+    if restart != "function":
+        # with nothing observed between iterations (replayed as one CUDA graph on the GPU)
+        plain = R.nesterov(be.asarray(b), be.asarray(k), weight=w, restart=restart, num_iter=600)
+        np.testing.assert_allclose(to_np(plain), ref, atol=1e-6)
 
 
 def test_nesterov_restart_speeds_up(be, rng):
@@ -198,6 +202,11 @@ def test_fista_tv_with_identity_psf_is_tv_denoising(be, rng, monotone, restart):
     assert info["objective"][-1] == pytest.approx(F(to_np(got)), rel=1e-9)
     if monotone:
         assert np.all(np.diff(info["objective"]) <= 1e-12 * info["objective"][0])
+    if not monotone and restart is None:
+        # with nothing observed between iterations (replayed as one CUDA graph on the GPU)
+        plain = to_np(R.fista_tv(be.asarray(f), be.asarray(np.ones((1, 1))), weight=w, bounds=None, num_iter=60,
+                                 inner_iter=20))
+        assert F(plain) <= F(ref) * (1 + 1e-4)
 
 
 

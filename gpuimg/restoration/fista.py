@@ -256,32 +256,46 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
     # then its result are formed in y's buffer, the prox's scratch and the forward model's
     # input live in the residual's grid buffer, which is free until the residual is formed
     lean = not monotone and restart != "gradient"
-    for k in range(num_iter):
+
+    def lean_step(k: int | None = None) -> bool:
+        """One iteration of the lean form, every buffer updated in place; with ``k`` also the
+        monitor's record and stop test (True: stop)."""
+        nonlocal f_x, x, y
+        grid, g = A.adjoint_grid(res)
+        g *= -tau
+        y += g
+        del grid, g  # freed before the prox allocates its dual momentum
+        scratch = res.reshape(-1)[: y.size].reshape(y.shape)
+        fgp(be, y, weight_value / L, p, inner_iter, iso, lo, hi, out=y, scratch=scratch)  # p in place
+        del scratch
+        z = A.x_view(res)
+        z[...] = y
+        az = A.apply_grid(res)
+        f_z = objective(az, z) if need_f else None
+        x_prev = x.copy() if k is not None and mon.due(k) else None
+        t_new, _, c2 = momentum(xp, t, restart, None, f_z, f_x, restarts, k, b.dtype)
+        # y = z + c2 (z - x), x = z, A y - b into the cleared residual buffer
+        xp.subtract(z, x, out=x)
+        x *= c2
+        y += x
+        x[...] = z
+        del z
+        res[...] = 0
+        extrapolate(xp, r_in, az, ax, c2, b)
+        del az
+        t[...] = t_new
+        f_x = f_z
+        return k is not None and mon.step(k, x, objective=f_x, x_prev=x_prev)
+
+    replay = lean and not (need_f or callback is not None or tol > 0) and num_iter > 1
+    if replay:
+        # nothing to observe between iterations: the first runs eagerly (filling every cache
+        # and plan), the rest replay it (a CUDA graph on the GPU, see gpuimg._prims.graph)
+        lean_step()
+        be.repeat(lean_step, num_iter - 1)
+    for k in range(0 if replay else num_iter):
         if lean:
-            grid, g = A.adjoint_grid(res)
-            g *= -tau
-            y += g
-            grid = g = None
-            scratch = res.reshape(-1)[: y.size].reshape(y.shape)
-            _, p = fgp(be, y, weight_value / L, p, inner_iter, iso, lo, hi, out=y, scratch=scratch)
-            scratch = None
-            z = A.x_view(res)
-            z[...] = y
-            az = A.apply_grid(res)
-            f_z = objective(az, z) if need_f else None
-            x_prev = x.copy() if mon.due(k) else None
-            t_new, _, c2 = momentum(xp, t, restart, None, f_z, f_x, restarts, k, b.dtype)
-            # y = z + c2 (z - x), x = z, A y - b into the cleared residual buffer
-            xp.subtract(z, x, out=x)
-            x *= c2
-            y += x
-            x[...] = z
-            z = None
-            res[...] = 0
-            extrapolate(xp, r_in, az, ax, c2, b)
-            az = None
-            t, f_x = t_new, f_z
-            if mon.step(k, x, objective=f_x, x_prev=x_prev):
+            if lean_step(k):
                 break
             continue
         grid, v = A.adjoint_grid(res)

@@ -202,7 +202,11 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
     xp.subtract(ax, b, out=r_in)
     t = xp.ones(batch, dtype=np.float64)
     f_x = objective(ax, x) if need_f else None
-    for k in range(num_iter):
+
+    def step(k: int | None = None) -> bool:
+        """One iteration, every buffer updated in place; with ``k`` also the monitor's record
+        and stop test (True: stop)."""
+        nonlocal f_x
         grid, g = A.adjoint_grid(res)
         if weight:
             _add_laplacian(xp, g, y, dt(-weight))
@@ -211,15 +215,25 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
         g += y
         x_new = project(xp, g, lo, hi)
         ax_new = A.apply_grid(grid)
-        grid = g = None
+        del grid, g
         f_new = objective(ax_new, x_new) if need_f else None
-        x_prev = x.copy() if mon.due(k) else None
+        x_prev = x.copy() if k is not None and mon.due(k) else None
         t_new, bb = accelerate(xp, t, restart, x, y, x_new, f_new, f_x, restarts, k, b.dtype)
         extrapolate(xp, r_in, ax_new, ax, bb, b)
-        ax_new = x_new = None
-        t, f_x = t_new, f_new
-        if mon.step(k, x, objective=f_new, x_prev=x_prev):
-            break
+        del ax_new, x_new
+        t[...] = t_new
+        f_x = f_new
+        return k is not None and mon.step(k, x, objective=f_new, x_prev=x_prev)
+
+    if not (need_f or callback is not None or tol > 0) and num_iter > 1:
+        # nothing to observe between iterations (the restart test stays on the device): the
+        # first runs eagerly, the rest replay it (a CUDA graph on the GPU, gpuimg._prims.graph)
+        step()
+        be.repeat(step, num_iter - 1)
+    else:
+        for k in range(num_iter):
+            if step(k):
+                break
     x = A.crop(x)
     if not return_info:
         return x
