@@ -60,7 +60,7 @@ $PY benchmarks/gpu_report.py --junit "$OUT/junit.xml" --bench "$OUT/bench.json" 
 # where the time goes (PROFILE=0 skips it): host vs device time of the hot steps, and per-kernel
 # duration, DRAM and SM throughput under ncu when the image has it
 if [ "${PROFILE:-1}" = "1" ] && [ "$DRY_RUN" != "1" ]; then
-    timeout ${PROFILE_TIMEOUT:-45} $PY benchmarks/gpu_profile.py rl_steps kernels_only pipeline > "$OUT/exp.txt" 2>&1
+    timeout ${PROFILE_TIMEOUT:-75} $PY benchmarks/gpu_profile.py rl_steps kernels_only pipeline > "$OUT/exp.txt" 2>&1
     # the point sampler with each warp shape forced (does the launcher pick the fastest?)
     timeout ${PROFILE_TIMEOUT:-45} $PY benchmarks/gpu_profile.py warp_shapes > "$OUT/warp-shapes.txt" 2>&1
     # the batch engine again with the driver spinning while the host waits (issue 9's slowdown)

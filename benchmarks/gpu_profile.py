@@ -230,6 +230,13 @@ def rl_steps(cp, quick):
             _row(f"RL {n} 100 it {label}, graphs {'on' if on == '1' else 'off'}",
                  lambda kern=kern: R.richardson_lucy(b, kern, num_iter=100), n=3)
         print(f"  graphs on vs off: max |diff| {float(cp.abs(out['1'] - out['0']).max()):.3g}", flush=True)
+    out = {}
+    for on in ("1", "0"):
+        os.environ["GPUIMG_CUDA_GRAPHS"] = on
+        out[on] = R.fista_tv(b, disk, num_iter=100)
+        _row(f"fista_tv {n} 100 it disk r5, graphs {'on' if on == '1' else 'off'}",
+             lambda: R.fista_tv(b, disk, num_iter=100), n=2)
+    print(f"  graphs on vs off: max |diff| {float(cp.abs(out['1'] - out['0']).max()):.3g}", flush=True)
     os.environ.pop("GPUIMG_CUDA_GRAPHS", None)
     print(f"graph replay stats: {graph.GRAPH_STATS}", flush=True)
 
