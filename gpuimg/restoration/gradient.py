@@ -164,7 +164,11 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
     margins the next forward FFT reuses (no padding copies). Buffers (image sizes, g = FFT
     grid / frame, for 2048 x 2048 and a 19 x 19 PSF 1.05 on CuPy, 1.11 with SciPy): OTF
     and adjoint OTF (2 g), ``x``, ``y``, ``A x`` (3), residual grid (g), gradient grid (g),
-    one FFT's spectrum and output (2 g).
+    one FFT's spectrum and output (2 g). On the GPU, with nothing to observe between
+    iterations (no ``callback``, ``return_info``, ``tol`` or ``restart="function"``; the
+    gradient restart test stays on the device), the first iteration is captured as a CUDA
+    graph and the others replay it (:mod:`gpuimg._prims.graph`); the call then returns after
+    the device has finished.
 
     Memory
     ------
