@@ -338,9 +338,9 @@ def pipeline(cp, quick, backend="cupy"):
 def warp_shapes(cp, quick, n=None):
     """The point sampler with each warp shape forced (``lanes_shift`` 5: rows of 32 in 256 x 1
     tiles; 4, 3, 2: 16 x 2, 8 x 4, 4 x 8 pieces of 32 x 8 tiles), with the taps gathered by
-    every thread and staged in shared memory: the cubic 4096^2 warp under a 30 degree rotation
-    (the launcher picks 3) and the linear undistortion with cached float32 maps (maps use 5
-    gathered, 4 staged); Lanczos-4 and cubic remaps both ways at the launcher's shapes."""
+    every thread and staged in shared memory (cubic, Lanczos-4): the cubic 4096^2 warp under a
+    30 degree rotation (the launcher picks 3) and the linear undistortion with cached float32
+    maps (maps use 5); Lanczos-4 and cubic remaps both ways at the launcher's shapes."""
     import gpuimg._prims.warp as wp
     from gpuimg import transform
     from gpuimg.registration import Distortion
@@ -356,21 +356,23 @@ def warp_shapes(cp, quick, n=None):
     # the launcher sees the destination-to-source matrix, the inverse of m
     picked = wp._lanes_shift(np.linalg.inv(np.vstack([m, [0, 0, 1]])).ravel(), n, n)
     lanes_shift, map_lanes, staged = wp._lanes_shift, wp._MAP_LANES, wp.STAGED_INTERPOLATIONS
-    default = {k: k in staged for k in ("linear", "cubic", "lanczos4")}
     try:
-        # taps gathered by every thread against read through the block's shared-memory
-        # footprint (a staged tile whose warps would be rows of 32 takes 16 x 2 warps instead)
+        for lanes in (5, 4, 3, 2):
+            wp._lanes_shift = lambda mat, ho, wo, v=lanes: v
+            wp._MAP_LANES = lanes
+            tag = " (default)" if lanes == map_lanes else ""
+            _row(f"remap linear (undistort maps), lanes {lanes}{tag}", lambda: transform.remap(
+                x, mx, my, interpolation="linear", mode="constant"))
+        # cubic and Lanczos-4 taps gathered by every thread against read through the block's
+        # shared-memory footprint (a staged tile whose warps would be rows takes 16 x 2 warps)
         for how in ("gathered", "staged"):
-            wp.STAGED_INTERPOLATIONS = frozenset({"linear", "cubic", "lanczos4"} if how == "staged" else ())
+            wp.STAGED_INTERPOLATIONS = frozenset({"cubic", "lanczos4"} if how == "staged" else ())
+            default = (how == "staged") == ("cubic" in staged)
             for lanes in (5, 4, 3, 2):
                 wp._lanes_shift = lambda mat, ho, wo, v=lanes: v
-                wp._MAP_LANES = lanes
-                tag = " (picked)" if lanes == picked and default["cubic"] == (how == "staged") else ""
+                tag = " (default)" if lanes == picked and default else ""
                 _row(f"warp_affine cubic, {how}, lanes {lanes}{tag}", lambda: transform.warp_affine(
                     x, m, interpolation="cubic", mode="nearest"))
-                tag = " (default)" if lanes == map_lanes and default["linear"] == (how == "staged") else ""
-                _row(f"remap linear (undistort maps), {how}, lanes {lanes}{tag}", lambda: transform.remap(
-                    x, mx, my, interpolation="linear", mode="constant"))
             wp._lanes_shift, wp._MAP_LANES = lanes_shift, map_lanes
             _row(f"warp_affine lanczos4, {how}", lambda: transform.warp_affine(
                 x, m, interpolation="lanczos4", mode="nearest"))

@@ -7,11 +7,12 @@
 // runs of the output row (an H200 ran the linear undistortion of 4096^2 in 135 us so and in
 // 170 us with 32 x 8 tiles). The tile's pixels are visited block-stride (one pass of 256
 // threads).
-// With `stage` (linear, cubic, Lanczos; 256 threads) a tile's taps come from shared memory: the
-// block reduces its pixels' tap origins to the footprint's bounding box, reads that box once
-// per image (rows by warps, columns by lanes, the boundary rule applied per element) and every
-// pixel sums its taps from there, in the same order as the direct gathers (identical results).
-// A footprint over GPUIMG_STAGE_BYTES (strong down-scales) falls back to the direct gathers.
+// With STAGE (the launcher takes it for cubic and Lanczos; 256 threads) a tile's taps come from
+// shared memory: the block reduces its pixels' tap origins to the footprint's bounding box,
+// reads that box once per image (rows by warps, columns by lanes, the boundary rule applied per
+// element) and every pixel sums its taps from there, in the same order as the direct gathers
+// (identical results). A footprint over GPUIMG_STAGE_BYTES (strong down-scales) falls back to
+// the direct gathers.
 // The source position of output pixel (i, j) is (map_x[i, j], map_y[i, j]) when use_maps (maps
 // of type M, float or double, read as they are stored and widened to double), else
 // the projective image of (j, i, 1) under the row-major 3x3 matrix m0..m8 (computed in double).
@@ -311,7 +312,7 @@ __device__ __forceinline__ I warp_min(I v) {
 // down-scale, positions far apart) reads the taps from global memory as gather_pixel does.
 // Every thread of the block calls it.
 template <typename T, int INTERP, int MODE, typename M, typename I, typename U>
-__device__ void staged_tile(const T* __restrict__ src, T* __restrict__ dst, const Matrix3& m, bool projective,
+__device__ __forceinline__ void staged_tile(const T* __restrict__ src, T* __restrict__ dst, const Matrix3& m, bool projective,
                             const M* __restrict__ map_x, const M* __restrict__ map_y, int use_maps, I nimg,
                             I h, I w, I ho, I wo, T cval, int outside_cval, const NearBox& nb, unsigned lx, U tx,
                             U ty) {
@@ -407,12 +408,18 @@ __device__ void staged_tile(const T* __restrict__ src, T* __restrict__ dst, cons
 
 }  // namespace
 
-template <typename T, int INTERP, int MODE, typename M, typename I>
-__global__ void __launch_bounds__(256)
+// Staged float cubic with 32-bit indices in the clamping modes: at most 64 registers (four
+// blocks per SM), which NVRTC for sm_90 reaches without spilling (it otherwise takes 64 to 80;
+// the periodic modes' folds would spill). 0: no bound, the compiler's own choice.
+template <typename T, int INTERP, int MODE, typename M, typename I, int STAGE>
+__global__ void __launch_bounds__(256, (STAGE && INTERP == 2 && sizeof(T) == 4 && sizeof(I) == 4 &&
+                                        (MODE == GPUIMG_MODE_NEAREST || MODE == GPUIMG_MODE_CONSTANT ||
+                                         MODE == GPUIMG_MODE_GRID_CONSTANT)) ? 4 : 0)
 warp_point(const T* __restrict__ src, T* __restrict__ dst, double m0, double m1, double m2,
            double m3, double m4, double m5, double m6, double m7, double m8,
            const M* __restrict__ map_x, const M* __restrict__ map_y, int use_maps, I nimg, I h,
-           I w, I ho, I wo, T cval, int outside_cval, int lanes_shift, int stage) {
+           I w, I ho, I wo, T cval, int outside_cval, int lanes_shift) {
+    static_assert(STAGE == 0 || INTERP >= 1, "a staged footprint needs taps");
     typedef typename Unsigned<I>::type U;
     const Matrix3 m = {m0, m1, m2, m3, m4, m5, m6, m7, m8};
     const I total = ho * wo;
@@ -432,14 +439,18 @@ warp_point(const T* __restrict__ src, T* __restrict__ dst, double m0, double m1,
     // run-time divisor costs about twenty instructions, against some 170 for a linear pixel
     const unsigned sx = lx == 5u ? 8u : 5u, sy = lx == 5u ? 0u : 3u;
     const U ntx = ((U)wo + (U(1) << sx) - 1) >> sx, nty = ((U)ho + (U(1) << sy) - 1) >> sy;
-    // the shared-memory path needs one pixel per thread (block-uniform)
-    const bool staged = INTERP != 0 && stage != 0 && blockDim.x == 256u;
+    // the shared-memory path needs one pixel per thread (block-uniform); it is compiled only
+    // into the STAGE specialisations, so the direct ones keep their registers (NVRTC for
+    // sm_90: 40 for linear float, 48 for cubic, against 64 for staged cubic)
+    const bool staged = STAGE != 0 && blockDim.x == 256u;
     for (U ty = blockIdx.y; ty < nty; ty += gridDim.y)
     for (U tx = blockIdx.x; tx < ntx; tx += gridDim.x) {
-        if (staged) {
-            staged_tile<T, INTERP, MODE, M, I, U>(src, dst, m, projective, map_x, map_y, use_maps, nimg, h, w, ho,
-                                                  wo, cval, outside_cval, nb, lx, tx, ty);
-            continue;
+        if constexpr (STAGE != 0) {
+            if (staged) {
+                staged_tile<T, INTERP, MODE, M, I, U>(src, dst, m, projective, map_x, map_y, use_maps, nimg, h, w,
+                                                      ho, wo, cval, outside_cval, nb, lx, tx, ty);
+                continue;
+            }
         }
         for (unsigned k = threadIdx.x; k < 256u; k += blockDim.x) {
             U ui, uj;

@@ -69,8 +69,8 @@ _INT32_SIDE = 2**29
 
 _POINT = KernelFamily(
     "warp_point.cu",
-    [f"warp_point<{t}, {i}, {m}, {mt}, {it}>" for t in _TYPES for i in INTERPOLATIONS.values() for m in _MODES
-     for mt in _TYPES for it in _INDEX_TYPES],
+    [f"warp_point<{t}, {i}, {m}, {mt}, {it}, {st}>" for t in _TYPES for i in INTERPOLATIONS.values() for m in _MODES
+     for mt in _TYPES for it in _INDEX_TYPES for st in ((0, 1) if i >= 2 else (0,))],
 )
 _FOOTPRINT = KernelFamily(
     "warp_footprint.cu",
@@ -353,9 +353,9 @@ def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *
     out = xp.empty((nimg, ho, wo), dtype=dt)
     index = _point_index_type(nimg, h, w, ho, wo)
     it = np.int32 if index == "int" else np.int64
+    staged = interpolation in STAGED_INTERPOLATIONS and INTERPOLATIONS[interpolation] >= 2
     kern = _POINT.get(f"warp_point<{type_name(dt)}, {INTERPOLATIONS[interpolation]}, {TAP_MODE[mode]}, "
-                      f"{type_name(mx.dtype)}, {index}>")
-    staged = interpolation in STAGED_INTERPOLATIONS
+                      f"{type_name(mx.dtype)}, {index}, {int(staged)}>")
     lanes = _MAP_LANES if matrix is None else _lanes_shift(mat, ho, wo)
     if staged and lanes == 5:
         lanes = STAGED_ROW_LANES  # squarish tiles: the smallest footprint per output pixel
@@ -363,7 +363,7 @@ def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *
     grid = (min(-(-wo // tw), (1 << 31) - 1), min(-(-ho // th), 65535))
     kern(grid, (256,), (
         x, out, *(np.float64(v) for v in mat), mx, my, np.int32(use_maps), it(nimg), it(h), it(w),
-        it(ho), it(wo), dt.type(cval), np.int32(mode == "constant"), np.int32(lanes), np.int32(staged),
+        it(ho), it(wo), dt.type(cval), np.int32(mode == "constant"), np.int32(lanes),
     ))
     return out
 
@@ -371,8 +371,9 @@ def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *
 #: interpolations whose taps the point sampler reads through shared memory: each block reads
 #: its tile's source footprint once (coalesced rows) instead of every thread gathering its
 #: 16 (cubic) or 64 (Lanczos-4) taps through L1, where an H200 profile of the cubic rotation
-#: found the gathers L1-bound with 57 % excess sectors. Linear keeps the direct gathers
-#: (4 taps; the undistortion is bound by instruction issue, not by its loads).
+#: found the gathers L1-bound with 57 % excess sectors. Linear and nearest keep the direct
+#: gathers (2 x 2 and 1 taps; the undistortion is bound by instruction issue, not by its
+#: loads) and have no staged specialisation.
 STAGED_INTERPOLATIONS = frozenset({"cubic", "lanczos4"})
 
 #: warp shape (``lanes_shift``) of a staged tile whose warps would be rows (maps, matrices near
