@@ -53,15 +53,15 @@ __global__ void reflect_margins(T* __restrict__ g, long long planes, long long g
         }
 }
 
-// The grid rows (or columns) that mirror onto frame index a: itself, the near-side margin
-// and the far-side margin where they exist. Returns how many were written to out.
-__device__ __forceinline__ int mirror_sources(long long a, long long t, long long h, long long g,
-                                              long long* out) {
-    int n = 0;
-    out[n++] = t + a;
-    if (t - 1 - a >= 0) out[n++] = t - 1 - a;
-    if (t + 2 * h - 1 - a < g) out[n++] = t + 2 * h - 1 - a;
-    return n;
+// The grid rows (or columns) that mirror onto frame index a: itself (slot 0), the near-side
+// margin (slot 1) and the far-side margin (slot 2); bit s of the result is set where slot s
+// exists. Fixed slots keep the indices in registers.
+__device__ __forceinline__ unsigned mirror_sources(long long a, long long t, long long h, long long g,
+                                                   long long (&out)[3]) {
+    out[0] = t + a;
+    out[1] = t - 1 - a;
+    out[2] = t + 2 * h - 1 - a;
+    return 1u | (out[1] >= 0 ? 2u : 0u) | (out[2] < g ? 4u : 0u);
 }
 
 template <typename T>
@@ -83,13 +83,16 @@ __global__ void fold_margins(T* __restrict__ g, long long planes, long long gh, 
             margin_item(s, k, a, c, in_mid);
             if (in_mid && c >= l) c += w - l - r;
             long long rows[3], cols[3];
-            const int nr = mirror_sources(a, t, h, gh, rows);
-            const int nc = mirror_sources(c, l, w, gw, cols);
-            if (nr == 1 && nc == 1) continue;
+            const unsigned mr = mirror_sources(a, t, h, gh, rows);
+            const unsigned mc = mirror_sources(c, l, w, gw, cols);
+            if (mr == 1u && mc == 1u) continue;
             T* base = g + p * plane;
             T acc = T(0);
-            for (int u = 0; u < nr; ++u)
-                for (int q = 0; q < nc; ++q) acc += base[rows[u] * gw + cols[q]];
+#pragma unroll
+            for (int u = 0; u < 3; ++u)
+#pragma unroll
+                for (int q = 0; q < 3; ++q)
+                    if ((mr >> u & 1u) && (mc >> q & 1u)) acc += base[rows[u] * gw + cols[q]];
             base[(t + a) * gw + l + c] = acc;
         }
 }
