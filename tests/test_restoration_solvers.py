@@ -432,3 +432,40 @@ def test_bad_weights(be):
         R.fista_tv(img, k, tv="huber")
     with pytest.raises(ValueError, match="boundary"):
         R.wiener(img, k, boundary="free")
+
+
+def test_gpu_iterations_replay_as_cuda_graphs(be, rng):
+    # on the GPU, Richardson-Lucy, Nesterov and FISTA-TV with nothing observed between
+    # iterations capture one iteration and replay it; the results still reach the references
+    if not be.is_gpu or not hasattr(getattr(be.xp.cuda, "Stream", None), "begin_capture"):
+        pytest.skip("CUDA graphs exist on the GPU only")
+    from gpuimg._prims import graph
+
+    before = graph.GRAPH_STATS["replayed"]
+    shape = (14, 17)
+    k = psfs.motion(5, 30.0)
+    A = _dense(k, shape, "reflect")
+    b = A @ (rng.random(shape[0] * shape[1]) ** 2) + rng.random(shape[0] * shape[1]) * 0.01
+    x = np.full_like(b, b.mean())
+    col = A.T @ np.ones_like(b)
+    for _ in range(20):
+        x = x * (A.T @ (b / (A @ x))) / col
+    got = R.richardson_lucy(be.asarray(b.reshape(shape)), be.asarray(k), num_iter=20, clip=False)
+    np.testing.assert_allclose(to_np(got).ravel(), x, rtol=1e-9)
+    w = 0.02
+    D = _grad_matrix(shape)
+    ref = np.linalg.solve(A.T @ A + w * D.T @ D, A.T @ b)
+    got = R.nesterov(be.asarray(b.reshape(shape)), be.asarray(k), weight=w, num_iter=600)
+    np.testing.assert_allclose(to_np(got).ravel(), ref, atol=1e-6)
+    f = _scene(40) + rng.normal(0, 0.05, (40, 40))
+    tv = denoise_tv_chambolle(f, weight=0.08, eps=1e-10, max_num_iter=3000)
+    got = to_np(R.fista_tv(be.asarray(f), be.asarray(np.ones((1, 1))), weight=0.08, bounds=None, num_iter=60,
+                           inner_iter=20))
+
+    def F(u):
+        d0 = np.diff(u, axis=0, append=u[-1:, :])
+        d1 = np.diff(u, axis=1, append=u[:, -1:])
+        return 0.5 * np.sum((u - f) ** 2) + 0.08 * np.sqrt(d0**2 + d1**2).sum()
+
+    assert F(got) <= F(tv) * (1 + 1e-4)
+    assert graph.GRAPH_STATS["replayed"] == before + 3, graph.GRAPH_STATS["last_error"]
