@@ -18,7 +18,7 @@
 // window_moments_fixed<T, W, BOX>: W taps along y and x fixed at compile time (any rz; the
 // boundary mode is an argument; rows and columns below 2^30, so positions are 32-bit). Every
 // tap loop is unrolled, so the sliding windows live in registers with no copies. A block of
-// 32 x 8 threads walks `tiles` tiles of 32 columns by TH rows (TH = 64 for float, 32 for
+// 32 x 8 threads walks `tiles` tiles of 32 columns by TH rows (TH = 48 for float, 32 for
 // double) down one column strip of one slice:
 //   for each slice z + dz of the window:
 //     1. load (a, b) pairs over the tile plus its halo into shared memory (all loads of a
@@ -334,10 +334,11 @@ struct wm_kind {
     static constexpr int nq = KIND == 2 ? 1 : (KIND == 3 ? 5 : 4);
 };
 
-// output tile height of the fixed kernels: 64 rows for float, 32 for double
+// output tile height of the fixed kernels: 48 rows for float, 32 for double (48: the 11-tap
+// float kernel's tile, halo and moment planes take 51 KB, so four blocks share an SM)
 template <typename T>
 struct wm_fixed_tile {
-    static constexpr int h = sizeof(T) == 4 ? 64 : 32;
+    static constexpr int h = sizeof(T) == 4 ? 48 : 32;
 };
 
 template <int KIND, typename T>
@@ -690,8 +691,10 @@ __device__ __forceinline__ void wm_fixed(double* smem, const T* __restrict__ a, 
 // Fixed window of W taps along y and x (see the top of the file); any rz and boundary mode.
 // Kinds 0 to 3 with BOX; without BOX (weighted taps) kinds 0 to 2 only: NCC's five moments
 // with W weights do not fit the register budget, and the caller sends it to window_moments.
+// float: at most 64 registers for weighted taps (four blocks per SM, as their shared memory
+// allows), 80 for box sums (three); NVRTC for sm_90 then keeps 8 and 40-48 bytes of local frame
 template <typename T, int W, bool BOX>
-__global__ void __launch_bounds__(256, sizeof(T) == 4 ? 3 : 1)
+__global__ void __launch_bounds__(256, sizeof(T) == 4 ? (BOX ? 3 : 4) : 1)
     window_moments_fixed(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
                          double* __restrict__ partial, const double* __restrict__ taps, long long slices,
                          long long nz, long long ny, long long nx, int rz, int tiles, int mode, int kind,

@@ -291,7 +291,7 @@ def _tol(dtype, kind):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("spec", _SPECS, ids=lambda s: f"{s[0]}{'box' if s[1] else 'w'}")
 def test_fixed_kernel_2d_matches_scipy(cuda_twin_on_cpu, rng, monkeypatch, spec, dtype, tiles):
-    # tiles of 32 x 64 (float) or 32 x 32 (double) outputs: the image has tiles whose halo lies
+    # tiles of 32 x 48 (float) or 32 x 32 (double) outputs: the image has tiles whose halo lies
     # inside it (the fast load path) and tiles touching every border; tiles=2 makes a block walk
     # down two tiles, reusing the x-filtered halo rows of the tile above (the second block of a
     # column then stops after one: the image has three rows of tiles)

@@ -33,7 +33,8 @@ class FakeXP(types.ModuleType):
 
 
 fx = FakeXP("fakecupy")
-fx.cuda = types.SimpleNamespace(Device=_Device, get_current_stream=lambda: _Stream())
+fx.cuda = types.SimpleNamespace(Device=_Device, get_current_stream=lambda: _Stream(),
+                                runtime=types.SimpleNamespace(deviceGetAttribute=lambda attr, dev: 232448))
 fx.get_default_memory_pool = lambda: _Pool()
 fx.asnumpy = np.asarray
 fx.__version__ = "fake"

@@ -68,7 +68,7 @@ _KMODE = {"reflect": 0, "mirror": 1, "nearest": 2, "constant": 3, "wrap": 4, "gr
 # SSIM and MS-SSIM; SSIM, CS and MSE). Other windows, and 1-D signals, go to the generic
 # window_moments<T, MODE>.
 _FIXED = ((7, True), (11, True), (11, False))
-_FIXED_TH = {4: 64, 8: 32}  # output tile height of the fixed kernels per itemsize
+_FIXED_TH = {4: 48, 8: 32}  # output tile height of the fixed kernels per itemsize
 
 _FAMILY = KernelFamily(
     "window_moments.cu",
