@@ -47,13 +47,15 @@ def _repeat_numpy(be: Any, step: Callable[[], Any], n: int) -> None:
 
 @primitive("repeat", "cupy")
 def _repeat_cupy(be: Any, step: Callable[[], Any], n: int) -> None:
-    """``step()`` ``n`` times: captured once on a private stream, the graph launched ``n`` times.
+    """``step()`` ``n`` times: captured once on a private stream (a capture executes nothing),
+    the graph launched ``n`` times on the current stream.
 
-    The private stream waits for the current one before the replays and the current one
-    waits for the replays, so the work stays in stream order. Buffers the step allocates
-    while it is captured come from the memory pool under the private stream; the call
-    waits for the last replay before returning, so none of them is handed out again while
-    the graph still writes it.
+    The replays run in the caller's stream order, as eager launches would, so a buffer that
+    other work on that stream frees and reuses (a cache entry dropped by another thread, say)
+    is not reused under them. Buffers the step allocates while it is captured come from the
+    memory pool under the private stream, where nothing else allocates; the call waits for
+    the last replay before returning, so none of them is handed out again while the graph
+    still writes it.
     """
     cuda = be.xp.cuda
     stream_type = getattr(cuda, "Stream", None)
@@ -66,17 +68,15 @@ def _repeat_cupy(be: Any, step: Callable[[], Any], n: int) -> None:
     if graph is None:
         _eager(step, n)
         return
-    private.wait_event(current.record())
     try:
-        graph.launch(private)  # CuPy instantiates the graph at its first launch
+        graph.launch(current)  # CuPy instantiates the graph at its first launch
     except Exception as exc:
         GRAPH_STATS["last_error"] = f"{type(exc).__name__}: {exc}"
         _eager(step, n)
         return
     for _ in range(n - 1):
-        graph.launch(private)
-    current.wait_event(private.record())
-    private.synchronize()
+        graph.launch(current)
+    current.synchronize()
     GRAPH_STATS["replayed"] += 1
 
 
