@@ -82,6 +82,21 @@ void run_grid(F body, int gx, int gy, int gz, int bx, int by, long long smem) {
 """
 
 
+#: ``__shfl_xor_sync`` for the threaded shims: a warp's lanes exchange through the block
+#: barrier ``g_bar`` (every thread of the block shuffles together, as in a block reduction).
+SHFL_XOR_SHIM = r"""
+long long g_xor[1024];
+template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask) {
+    const int t = threadIdx.y * blockDim.x + threadIdx.x;
+    g_xor[t] = (long long)v;
+    if (g_bar) g_bar->arrive_and_wait();
+    const T r = (T)g_xor[(t & ~31) | ((t & 31) ^ mask)];
+    if (g_bar) g_bar->arrive_and_wait();
+    return r;
+}
+"""
+
+
 def compile_emulated(folder: Path, name: str, cpp_source: str, *, opt: str = "-O1") -> ctypes.CDLL:
     """Compile ``cpp_source`` into ``folder/lib<name>.so`` and load it."""
     gxx = shutil.which("g++")

@@ -16,7 +16,7 @@ import types
 
 import numpy as np
 import pytest
-from _cuda_emulation import THREADED_SHIM, EmulatedKernel, compile_emulated, real
+from _cuda_emulation import SHFL_XOR_SHIM, THREADED_SHIM, EmulatedKernel, compile_emulated, real
 
 import gpuimg._prims.warp as wp
 from gpuimg import _kernels
@@ -35,16 +35,7 @@ _COMBOS = [(t, i, m, mt, it, st) for t in _TYPES for i in wp.INTERPOLATIONS.valu
 _SHIM = THREADED_SHIM + r"""
 #define __shared__ static
 using std::isfinite; using std::fmod;
-long long g_xor[1024];
-// a warp's lanes exchange through the block barrier (every thread of the block shuffles together)
-template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask) {
-    const int t = threadIdx.y * blockDim.x + threadIdx.x;
-    g_xor[t] = (long long)v;
-    if (g_bar) g_bar->arrive_and_wait();
-    const T r = (T)g_xor[(t & ~31) | ((t & 31) ^ mask)];
-    if (g_bar) g_bar->arrive_and_wait();
-    return r;
-}
+""" + SHFL_XOR_SHIM + r"""
 // the grid's blocks in turn on one set of bx threads (a barrier between blocks)
 template <typename F>
 void run_blocks(F body, int gx, int gy, int bx) {

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from gpuimg import _kernels  # noqa: E402
+from _cuda_emulation import SHFL_XOR_SHIM  # noqa: E402
 
 import tempfile  # noqa: E402
 
@@ -65,15 +67,7 @@ template <typename T> inline T __shfl_down_sync(unsigned, T v, int off) {
     g_bar->arrive_and_wait();
     return r;
 }
-long long g_xor[1024];
-template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask) {
-    const int t = threadIdx.y * blockDim.x + threadIdx.x;
-    g_xor[t] = (long long)v;
-    if (g_bar) g_bar->arrive_and_wait();
-    const T r = (T)g_xor[(t & ~31) | ((t & 31) ^ mask)];
-    if (g_bar) g_bar->arrive_and_wait();
-    return r;
-}
+''' + SHFL_XOR_SHIM + r'''
 template <typename T> inline T __ldg(const T* p) { return *p; }
 template <typename T> inline T atomicAdd(T* p, T v) { T o = *p; *p += v; return o; }
 inline double __longlong_as_double(long long v) { double d; std::memcpy(&d, &v, 8); return d; }
