@@ -130,6 +130,9 @@ def test_landweber_closed_form(be, rng, num_iter, blur_method):
     np.testing.assert_allclose(to_np(got), ref, rtol=0, atol=1e-10)
     assert info["objective"].shape == (num_iter,)
     np.testing.assert_allclose(info["objective"][-1], 0.5 * np.sum((ndi.convolve(ref, k, mode="wrap") - b) ** 2), rtol=1e-9)
+    # with nothing observed between iterations (replayed as one CUDA graph on the GPU)
+    plain = R.landweber(be.asarray(b), be.asarray(k), num_iter=num_iter, boundary="periodic")
+    np.testing.assert_allclose(to_np(plain), ref, rtol=0, atol=1e-10)
     _check_method(blur_method)
 
 
@@ -435,8 +438,9 @@ def test_bad_weights(be):
 
 
 def test_gpu_iterations_replay_as_cuda_graphs(be, rng):
-    # on the GPU, Richardson-Lucy, Nesterov and FISTA-TV with nothing observed between
-    # iterations capture one iteration and replay it; the results still reach the references
+    # on the GPU, Richardson-Lucy, Nesterov, Landweber and FISTA-TV with nothing observed
+    # between iterations capture one iteration and replay it; the results still reach the
+    # references
     if not be.is_gpu or not hasattr(getattr(be.xp.cuda, "Stream", None), "begin_capture"):
         pytest.skip("CUDA graphs exist on the GPU only")
     from gpuimg._prims import graph
@@ -457,6 +461,14 @@ def test_gpu_iterations_replay_as_cuda_graphs(be, rng):
     ref = np.linalg.solve(A.T @ A + w * D.T @ D, A.T @ b)
     got = R.nesterov(be.asarray(b.reshape(shape)), be.asarray(k), weight=w, num_iter=600)
     np.testing.assert_allclose(to_np(got).ravel(), ref, atol=1e-6)
+    # Landweber: the normal equations' solution without the smoothing term, approached slowly;
+    # its closed form is the periodic test's, here against 20 iterations of the dense model
+    tau = 1.0 / np.linalg.norm(A, 2) ** 2
+    xl = np.zeros_like(b)
+    for _ in range(20):
+        xl = xl - tau * (A.T @ (A @ xl - b))
+    got = R.landweber(be.asarray(b.reshape(shape)), be.asarray(k), num_iter=20, step=tau)
+    np.testing.assert_allclose(to_np(got).ravel(), xl, atol=1e-10)
     f = _scene(40) + rng.normal(0, 0.05, (40, 40))
     tv = denoise_tv_chambolle(f, weight=0.08, eps=1e-10, max_num_iter=3000)
     got = to_np(R.fista_tv(be.asarray(f), be.asarray(np.ones((1, 1))), weight=0.08, bounds=None, num_iter=60,
@@ -468,4 +480,4 @@ def test_gpu_iterations_replay_as_cuda_graphs(be, rng):
         return 0.5 * np.sum((u - f) ** 2) + 0.08 * np.sqrt(d0**2 + d1**2).sum()
 
     assert F(got) <= F(tv) * (1 + 1e-4)
-    assert graph.GRAPH_STATS["replayed"] == before + 3, graph.GRAPH_STATS["last_error"]
+    assert graph.GRAPH_STATS["replayed"] == before + 4, graph.GRAPH_STATS["last_error"]

@@ -69,6 +69,10 @@ def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None =
     In-place updates; buffers (image sizes, g = FFT grid / frame, for 2048 x 2048 and a
     19 x 19 PSF 1.05 on CuPy, 1.11 with SciPy's FFT lengths): OTF and adjoint OTF (2 g),
     ``x`` and the residual (2), one padded copy and one FFT's spectrum and output (3 g).
+    On the GPU, with nothing to observe between iterations (no ``callback``,
+    ``return_info`` or ``tol``), the first iteration is captured as a CUDA graph and the
+    others replay it (:mod:`gpuimg._prims.graph`); the call then returns after the device has
+    finished.
 
     Memory
     ------
@@ -88,19 +92,29 @@ def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None =
                   crop=A.crop)
     x = xp.zeros(A.x_shape, dtype=b.dtype)
     r = -b
-    for k in range(num_iter):
-        x_prev = x.copy() if mon.due(k) else None
+
+    def step(k: int | None = None) -> bool:
+        """One iteration, ``x`` and the residual ``r`` updated in place; with ``k`` also the
+        monitor's record and stop test (True: stop)."""
+        x_prev = x.copy() if k is not None and mon.due(k) else None
         g = A.adjoint(r)
-        r = None
         g *= b.dtype.type(-tau)
-        x += g
-        g = None
+        x[...] += g
+        del g
         project(xp, x, lo, hi)
-        r = A.apply(x)
-        r -= b
+        xp.subtract(A.apply(x), b, out=r)
         obj = 0.5 * sumsq(xp, r) if mon.record else None
-        if mon.step(k, x, objective=obj, x_prev=x_prev):
-            break
+        return k is not None and mon.step(k, x, objective=obj, x_prev=x_prev)
+
+    if not (return_info or callback is not None or tol > 0) and num_iter > 1:
+        # nothing to observe between iterations: the first runs eagerly, the rest replay it
+        # (a CUDA graph on the GPU, gpuimg._prims.graph)
+        step()
+        be.repeat(step, num_iter - 1)
+    else:
+        for k in range(num_iter):
+            if step(k):
+                break
     x = A.crop(x)
     return (x, mon.info(step=tau)) if return_info else x
 
