@@ -292,14 +292,20 @@ __device__ __forceinline__ void gather_pixel(const T* __restrict__ src, T* __res
     }
 }
 
+// The minimum of v over the warp's 32 lanes: one redux instruction for 32-bit values (sm_80),
+// five shuffles for 64-bit ones.
 template <typename I>
 __device__ __forceinline__ I warp_min(I v) {
+    if constexpr (sizeof(I) == 4) {
+        return __reduce_min_sync(0xffffffffu, v);
+    } else {
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-        const I o = __shfl_xor_sync(0xffffffffu, v, off);
-        v = o < v ? o : v;
+        for (int off = 16; off > 0; off >>= 1) {
+            const I o = __shfl_xor_sync(0xffffffffu, v, off);
+            v = o < v ? o : v;
+        }
+        return v;
     }
-    return v;
 }
 
 // Largest staged footprint in bytes (rows times an odd row stride, in T).
@@ -351,13 +357,11 @@ __device__ __forceinline__ void staged_tile(const T* __restrict__ src, T* __rest
         red[3][warp] = v3;
     }
     __syncthreads();
-#pragma unroll
-    for (int q = 0; q < 8; ++q) {
-        v0 = red[0][q] < v0 ? red[0][q] : v0;
-        v1 = red[1][q] < v1 ? red[1][q] : v1;
-        v2 = red[2][q] < v2 ? red[2][q] : v2;
-        v3 = red[3][q] < v3 ? red[3][q] : v3;
-    }
+    // the block's minima: lane l of every warp takes warp (l mod 8)'s partial, then the warp's
+    v0 = warp_min<I>(red[0][lane & 7u]);
+    v1 = warp_min<I>(red[1][lane & 7u]);
+    v2 = warp_min<I>(red[2][lane & 7u]);
+    v3 = warp_min<I>(red[3][lane & 7u]);
     __syncthreads();  // red is written again by the next tile
     if (v0 == BIG) return;  // no pixel of the tile reads taps (block-uniform)
     // spans in 64 bits: far-apart origins (periodic modes keep up to 2^30) overflow 32
@@ -412,9 +416,9 @@ __device__ __forceinline__ void staged_tile(const T* __restrict__ src, T* __rest
 // blocks per SM), which NVRTC for sm_90 reaches without spilling (it otherwise takes 64 to 80;
 // the periodic modes' folds would spill). 0: no bound, the compiler's own choice.
 template <typename T, int INTERP, int MODE, typename M, typename I, int STAGE>
-__global__ void __launch_bounds__(256, (STAGE && INTERP == 2 && sizeof(T) == 4 && sizeof(I) == 4 &&
+__global__ void __launch_bounds__(256, (STAGE && sizeof(T) == 4 && sizeof(I) == 4 &&
                                         (MODE == GPUIMG_MODE_NEAREST || MODE == GPUIMG_MODE_CONSTANT ||
-                                         MODE == GPUIMG_MODE_GRID_CONSTANT)) ? 4 : 0)
+                                         MODE == GPUIMG_MODE_GRID_CONSTANT)) ? (INTERP == 2 ? 4 : 3) : 0)
 warp_point(const T* __restrict__ src, T* __restrict__ dst, double m0, double m1, double m2,
            double m3, double m4, double m5, double m6, double m7, double m8,
            const M* __restrict__ map_x, const M* __restrict__ map_y, int use_maps, I nimg, I h,

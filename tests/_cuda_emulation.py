@@ -82,8 +82,9 @@ void run_grid(F body, int gx, int gy, int gz, int bx, int by, long long smem) {
 """
 
 
-#: ``__shfl_xor_sync`` for the threaded shims: a warp's lanes exchange through the block
-#: barrier ``g_bar`` (every thread of the block shuffles together, as in a block reduction).
+#: ``__shfl_xor_sync`` and ``__reduce_min_sync`` for the threaded shims: a warp's lanes exchange
+#: through the block barrier ``g_bar`` (every thread of the block calls them together, as in a
+#: block reduction).
 SHFL_XOR_SHIM = r"""
 long long g_xor[1024];
 template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask) {
@@ -91,6 +92,16 @@ template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask) {
     g_xor[t] = (long long)v;
     if (g_bar) g_bar->arrive_and_wait();
     const T r = (T)g_xor[(t & ~31) | ((t & 31) ^ mask)];
+    if (g_bar) g_bar->arrive_and_wait();
+    return r;
+}
+template <typename T> inline T __reduce_min_sync(unsigned, T v) {
+    const int t = threadIdx.y * blockDim.x + threadIdx.x;
+    const int n = (int)(blockDim.x * blockDim.y), w0 = t & ~31, w1 = w0 + 32 < n ? w0 + 32 : n;
+    g_xor[t] = (long long)v;
+    if (g_bar) g_bar->arrive_and_wait();
+    T r = v;
+    for (int u = w0; u < w1; ++u) r = (T)g_xor[u] < r ? (T)g_xor[u] : r;
     if (g_bar) g_bar->arrive_and_wait();
     return r;
 }
