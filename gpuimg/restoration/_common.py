@@ -127,6 +127,24 @@ def momentum(xp: Any, t: Any, restart: str | None, gap: Any, f_new: Any, f_old: 
     return t_new, per_image(c1).astype(dtype), per_image(c2).astype(dtype)
 
 
+def iterate(be: Any, step: Callable[..., bool], num_iter: int, observed: bool) -> None:
+    """Run a solver's ``step`` for ``num_iter`` iterations.
+
+    ``step(k)`` makes iteration ``k`` with the monitor's record and stop test (True: stop);
+    ``step()`` makes one with neither. When nothing is ``observed`` between iterations (no
+    callback, objective record or stop test), the first runs eagerly, which fills every
+    cache and FFT plan, and the others go to ``be.repeat`` (on the GPU, one CUDA graph
+    replayed: :mod:`gpuimg._prims.graph`); the step must then update its buffers in place.
+    """
+    if not observed and num_iter > 1:
+        step()
+        be.repeat(step, num_iter - 1)
+        return
+    for k in range(num_iter):
+        if step(k):
+            break
+
+
 class Monitor:
     """Per-iteration objective record kept on the device, with a stop test every ``check_every``.
 

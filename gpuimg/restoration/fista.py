@@ -14,6 +14,7 @@ from gpuimg.restoration._common import (
     accelerate,
     check_weight,
     extrapolate,
+    iterate,
     momentum,
     per_image,
     prepare,
@@ -291,17 +292,9 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
         f_x = f_z
         return k is not None and mon.step(k, x, objective=f_x, x_prev=x_prev)
 
-    replay = lean and not (need_f or callback is not None or tol > 0) and num_iter > 1
-    if replay:
-        # nothing to observe between iterations: the first runs eagerly (filling every cache
-        # and plan), the rest replay it (a CUDA graph on the GPU, see gpuimg._prims.graph)
-        lean_step()
-        be.repeat(lean_step, num_iter - 1)
-    for k in range(0 if replay else num_iter):
-        if lean:
-            if lean_step(k):
-                break
-            continue
+    if lean:
+        iterate(be, lean_step, num_iter, observed=need_f or callback is not None or tol > 0)
+    for k in range(0 if lean else num_iter):
         grid, v = A.adjoint_grid(res)
         v *= -tau
         v += y

@@ -13,6 +13,7 @@ from gpuimg.restoration._common import (
     accelerate,
     check_weight,
     extrapolate,
+    iterate,
     prepare,
     project,
     sumsq,
@@ -106,15 +107,7 @@ def landweber(image: Any, psf: Any, *, num_iter: int = 100, step: float | None =
         obj = 0.5 * sumsq(xp, r) if mon.record else None
         return k is not None and mon.step(k, x, objective=obj, x_prev=x_prev)
 
-    if not (return_info or callback is not None or tol > 0) and num_iter > 1:
-        # nothing to observe between iterations: the first runs eagerly, the rest replay it
-        # (a CUDA graph on the GPU, gpuimg._prims.graph)
-        step()
-        be.repeat(step, num_iter - 1)
-    else:
-        for k in range(num_iter):
-            if step(k):
-                break
+    iterate(be, step, num_iter, observed=return_info or callback is not None or tol > 0)
     x = A.crop(x)
     return (x, mon.info(step=tau)) if return_info else x
 
@@ -243,15 +236,8 @@ def nesterov(image: Any, psf: Any, *, weight: float = 0.0, restart: str | None =
         f_x = f_new
         return k is not None and mon.step(k, x, objective=f_new, x_prev=x_prev)
 
-    if not (need_f or callback is not None or tol > 0) and num_iter > 1:
-        # nothing to observe between iterations (the restart test stays on the device): the
-        # first runs eagerly, the rest replay it (a CUDA graph on the GPU, gpuimg._prims.graph)
-        step()
-        be.repeat(step, num_iter - 1)
-    else:
-        for k in range(num_iter):
-            if step(k):
-                break
+    # the restart test stays on the device: only the objective's record is observed
+    iterate(be, step, num_iter, observed=need_f or callback is not None or tol > 0)
     x = A.crop(x)
     if not return_info:
         return x

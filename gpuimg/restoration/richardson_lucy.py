@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from gpuimg.restoration._common import Monitor, check_weight, prepare
+from gpuimg.restoration._common import Monitor, check_weight, iterate, prepare
 
 __all__ = ["richardson_lucy"]
 
@@ -153,26 +153,17 @@ def _iterate(be: Any, A: Any, inv_norm: Any, num_iter: int, tv_weight: float, tv
         ratio = xp.zeros(b.shape[:-2] + A.grid, dtype=b.dtype)
         r_in = ratio[..., :h, :w]
 
-    def step(k: int | None = None) -> tuple[Any, Any]:
-        """One iteration; with ``k``, also the objective and the copy the monitor asks for."""
+    def step(k: int | None = None) -> bool:
+        """One iteration, in place; with ``k`` also the monitor's record and stop test."""
         ax = A.apply_lifted(xe)
         obj = _kl(xp, b, ax) if mon.record else None
         be.rl_ratio(b, ax, eps, out=r_in)
-        ax = None  # frees the forward FFT's output before the adjoint allocates its own
+        del ax  # frees the forward FFT's output before the adjoint allocates its own
         corr = A.adjoint_lifted(ratio)
         x_prev = x.copy() if k is not None and mon.due(k) else None
         be.rl_update(x, corr, inv_norm, tv_weight, tv_eps, out=x)
         A.refresh(xe)
-        return obj, x_prev
+        return k is not None and mon.step(k, x, objective=obj, x_prev=x_prev)
 
-    if not (record or callback is not None or tol > 0) and num_iter > 1:
-        # nothing to observe between iterations: the first runs eagerly (filling every cache
-        # and plan), the rest replay it (a CUDA graph on the GPU, see gpuimg._prims.graph)
-        step()
-        be.repeat(step, num_iter - 1)
-    else:
-        for k in range(num_iter):
-            obj, x_prev = step(k)
-            if mon.step(k, x, objective=obj, x_prev=x_prev):
-                break
+    iterate(be, step, num_iter, observed=record or callback is not None or tol > 0)
     return xp.ascontiguousarray(A.crop(x)) if A.boundary == "free" else x.copy(), (mon.info() if record else None)
