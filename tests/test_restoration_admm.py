@@ -35,6 +35,9 @@ def test_admm_tv_with_identity_psf_is_tv_denoising(be, rng, bounds):
     assert info["x_step"] == "dct"
     assert _tv_objective(got, f, w) <= _tv_objective(ref, f, w) * (1 + 1e-4)
     assert info["objective"][-1] == pytest.approx(_tv_objective(got, f, w), rel=1e-9)
+    # with nothing observed between iterations (replayed as one CUDA graph on the GPU)
+    plain = to_np(R.admm_tv(be.asarray(f), be.asarray(np.ones((1, 1))), weight=w, bounds=bounds, num_iter=1000))
+    assert _tv_objective(plain, f, w) <= _tv_objective(ref, f, w) * (1 + 1e-4)
 
 
 def _difference_matrix(h, w):

@@ -438,9 +438,9 @@ def test_bad_weights(be):
 
 
 def test_gpu_iterations_replay_as_cuda_graphs(be, rng):
-    # on the GPU, Richardson-Lucy, Nesterov, Landweber and FISTA-TV with nothing observed
-    # between iterations capture one iteration and replay it; the results still reach the
-    # references
+    # on the GPU, Richardson-Lucy, Nesterov, Landweber, FISTA-TV and ADMM-TV (exact x-step)
+    # with nothing observed between iterations capture one iteration and replay it; the
+    # results still reach the references
     if not be.is_gpu or not hasattr(getattr(be.xp.cuda, "Stream", None), "begin_capture"):
         pytest.skip("CUDA graphs exist on the GPU only")
     from gpuimg._prims import graph
@@ -480,4 +480,6 @@ def test_gpu_iterations_replay_as_cuda_graphs(be, rng):
         return 0.5 * np.sum((u - f) ** 2) + 0.08 * np.sqrt(d0**2 + d1**2).sum()
 
     assert F(got) <= F(tv) * (1 + 1e-4)
-    assert graph.GRAPH_STATS["replayed"] == before + 4, graph.GRAPH_STATS["last_error"]
+    got = to_np(R.admm_tv(be.asarray(f), be.asarray(np.ones((1, 1))), weight=0.08, bounds=None, num_iter=1000))
+    assert F(got) <= F(tv) * (1 + 1e-4)
+    assert graph.GRAPH_STATS["replayed"] == before + 5, graph.GRAPH_STATS["last_error"]
