@@ -292,11 +292,17 @@ __device__ __forceinline__ void gather_pixel(const T* __restrict__ src, T* __res
     }
 }
 
-// The minimum of v over the warp's 32 lanes: one redux instruction for 32-bit values (sm_80),
-// five shuffles for 64-bit ones.
+// The minimum of v over the warp's 32 lanes: one redux instruction for 32-bit values from
+// sm_80 on, five shuffles otherwise (64-bit values, older devices). The host emulation of the
+// tests (no __CUDA_ARCH__) takes the redux path.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define GPUIMG_WARP_REDUX 1
+#else
+#define GPUIMG_WARP_REDUX 0
+#endif
 template <typename I>
 __device__ __forceinline__ I warp_min(I v) {
-    if constexpr (sizeof(I) == 4) {
+    if constexpr (sizeof(I) == 4 && GPUIMG_WARP_REDUX) {
         return __reduce_min_sync(0xffffffffu, v);
     } else {
 #pragma unroll
