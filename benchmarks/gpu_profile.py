@@ -217,28 +217,29 @@ def rl_steps(cp, quick):
 
     _row(f"richardson_lucy {n} 10 it (auto: direct)", lambda: R.richardson_lucy(b, k, num_iter=10), n=5)
     # iterations 2.. replayed as one CUDA graph each, against every kernel launched from Python
-    import os
-
     from gpuimg._prims import graph
 
     disk = cp.asarray(P.disk(5.0).astype(np.float32))
     for label, kern in (("gaussian 19x19, direct", k), ("disk r5, fft", disk)):
-        out = {}
+        _graphs_on_off(cp, f"RL {n} 100 it {label}", lambda kern=kern: R.richardson_lucy(b, kern, num_iter=100), 3)
+    _graphs_on_off(cp, f"fista_tv {n} 100 it disk r5", lambda: R.fista_tv(b, disk, num_iter=100), 2)
+    print(f"graph replay stats: {graph.GRAPH_STATS}", flush=True)
+
+
+def _graphs_on_off(cp, label, fn, n):
+    """Time ``fn`` with CUDA-graph replay on and off (``GPUIMG_CUDA_GRAPHS``) and print how far
+    the two results are apart."""
+    import os
+
+    out = {}
+    try:
         for on in ("1", "0"):
             os.environ["GPUIMG_CUDA_GRAPHS"] = on
-            out[on] = R.richardson_lucy(b, kern, num_iter=100)
-            _row(f"RL {n} 100 it {label}, graphs {'on' if on == '1' else 'off'}",
-                 lambda kern=kern: R.richardson_lucy(b, kern, num_iter=100), n=3)
-        print(f"  graphs on vs off: max |diff| {float(cp.abs(out['1'] - out['0']).max()):.3g}", flush=True)
-    out = {}
-    for on in ("1", "0"):
-        os.environ["GPUIMG_CUDA_GRAPHS"] = on
-        out[on] = R.fista_tv(b, disk, num_iter=100)
-        _row(f"fista_tv {n} 100 it disk r5, graphs {'on' if on == '1' else 'off'}",
-             lambda: R.fista_tv(b, disk, num_iter=100), n=2)
+            out[on] = fn()
+            _row(f"{label}, graphs {'on' if on == '1' else 'off'}", fn, n=n)
+    finally:
+        os.environ.pop("GPUIMG_CUDA_GRAPHS", None)
     print(f"  graphs on vs off: max |diff| {float(cp.abs(out['1'] - out['0']).max()):.3g}", flush=True)
-    os.environ.pop("GPUIMG_CUDA_GRAPHS", None)
-    print(f"graph replay stats: {graph.GRAPH_STATS}", flush=True)
 
 
 def kernels_only(cp, quick):
