@@ -249,6 +249,21 @@ __device__ __forceinline__ bool source_position(I i, I j, I p, const Matrix3& m,
     return true;
 }
 
+// sum_r wy[r] sum_c wx[c] tap(r, c) over the NT x NT taps, rows in order and columns in order
+// within them: every path sums in this one order, so staged and direct results are identical.
+template <typename T, int NT, typename Tap>
+__device__ __forceinline__ T tap_sum(const T* wx, const T* wy, Tap tap) {
+    T acc = T(0);
+#pragma unroll
+    for (int r = 0; r < NT; ++r) {
+        T row = T(0);
+#pragma unroll
+        for (int c = 0; c < NT; ++c) row += wx[c] * tap(r, c);
+        acc += wy[r] * row;
+    }
+    return acc;
+}
+
 // Interpolated value of output pixel p in every image from the taps at (ix0, iy0) with weights
 // wx, wy, read from the source through the boundary rule.
 template <typename T, int INTERP, int MODE, typename I>
@@ -259,37 +274,18 @@ __device__ __forceinline__ void gather_pixel(const T* __restrict__ src, T* __res
     if (ix0 >= 0 && ix0 <= w - NT && iy0 >= 0 && iy0 <= h - NT) {
         // every tap inside the image (most pixels): no boundary rule to apply
         I off = iy0 * w + ix0;
-        for (I b = 0; b < nimg; ++b, off += plane_in) {
-            T acc = T(0);
-#pragma unroll
-            for (int r = 0; r < NT; ++r) {
-                const T* row_px = src + (off + r * w);
-                T row = T(0);
-#pragma unroll
-                for (int c = 0; c < NT; ++c) row += wx[c] * __ldg(row_px + c);
-                acc += wy[r] * row;
-            }
-            dst[b * total + p] = acc;
-        }
+        for (I b = 0; b < nimg; ++b, off += plane_in)
+            dst[b * total + p] = tap_sum<T, NT>(wx, wy, [&](int r, int c) { return __ldg(src + (off + r * w) + c); });
         return;
     }
     I cx[NT], cy[NT];
     fold_taps<MODE, NT, I>(ix0, w, cx);
     fold_taps<MODE, NT, I>(iy0, h, cy);
     const bool fills = MODE == GPUIMG_MODE_CONSTANT || MODE == GPUIMG_MODE_GRID_CONSTANT;
-    for (I b = 0; b < nimg; ++b) {
-        T acc = T(0);
-#pragma unroll
-        for (int r = 0; r < NT; ++r) {
-            const I row_off = b * plane_in + cy[r] * w;
-            T row = T(0);
-#pragma unroll
-            for (int c = 0; c < NT; ++c)
-                row += wx[c] * ((fills && (cx[c] < 0 || cy[r] < 0)) ? cval : src[row_off + cx[c]]);
-            acc += wy[r] * row;
-        }
-        dst[b * total + p] = acc;
-    }
+    for (I b = 0; b < nimg; ++b)
+        dst[b * total + p] = tap_sum<T, NT>(wx, wy, [&](int r, int c) {
+            return (fills && (cx[c] < 0 || cy[r] < 0)) ? cval : src[b * plane_in + cy[r] * w + cx[c]];
+        });
 }
 
 // The minimum of v over the warp's 32 lanes: one redux instruction for 32-bit values from
@@ -401,17 +397,7 @@ __device__ __forceinline__ void staged_tile(const T* __restrict__ src, T* __rest
             }
         }
         __syncthreads();
-        if (live) {
-            T acc = T(0);
-#pragma unroll
-            for (int r = 0; r < NT; ++r) {
-                T row = T(0);
-#pragma unroll
-                for (int c = 0; c < NT; ++c) row += wx[c] * s0[r * stride + c];
-                acc += wy[r] * row;
-            }
-            dst[b * total + p] = acc;
-        }
+        if (live) dst[b * total + p] = tap_sum<T, NT>(wx, wy, [&](int r, int c) { return s0[r * stride + c]; });
         __syncthreads();  // the next image overwrites the staged footprint
     }
 }
