@@ -85,7 +85,7 @@ void run_grid(F body, int gx, int gy, int gz, int bx, int by, long long smem) {
 #: ``__shfl_xor_sync`` and ``__reduce_min_sync`` for the threaded shims: a warp's lanes exchange
 #: through the block barrier ``g_bar`` (every thread of the block calls them together, as in a
 #: block reduction).
-SHFL_XOR_SHIM = r"""
+WARP_SHIM = r"""
 long long g_xor[1024];
 template <typename T> inline T __shfl_xor_sync(unsigned, T v, int mask) {
     const int t = threadIdx.y * blockDim.x + threadIdx.x;

@@ -16,7 +16,7 @@ import types
 
 import numpy as np
 import pytest
-from _cuda_emulation import SHFL_XOR_SHIM, THREADED_SHIM, EmulatedKernel, compile_emulated, real
+from _cuda_emulation import WARP_SHIM, THREADED_SHIM, EmulatedKernel, compile_emulated, real
 
 import gpuimg._prims.warp as wp
 from gpuimg import _kernels
@@ -35,7 +35,7 @@ _COMBOS = [(t, i, m, mt, it, st) for t in _TYPES for i in wp.INTERPOLATIONS.valu
 _SHIM = THREADED_SHIM + r"""
 #define __shared__ static
 using std::isfinite; using std::fmod;
-""" + SHFL_XOR_SHIM + r"""
+""" + WARP_SHIM + r"""
 // the grid's blocks in turn on one set of bx threads (a barrier between blocks)
 template <typename F>
 void run_blocks(F body, int gx, int gy, int bx) {

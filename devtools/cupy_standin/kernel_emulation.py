@@ -14,7 +14,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from gpuimg import _kernels  # noqa: E402
-from _cuda_emulation import SHFL_XOR_SHIM  # noqa: E402
+from _cuda_emulation import WARP_SHIM  # noqa: E402
 
 import tempfile  # noqa: E402
 
@@ -67,7 +67,7 @@ template <typename T> inline T __shfl_down_sync(unsigned, T v, int off) {
     g_bar->arrive_and_wait();
     return r;
 }
-''' + SHFL_XOR_SHIM + r'''
+''' + WARP_SHIM + r'''
 template <typename T> inline T __ldg(const T* p) { return *p; }
 template <typename T> inline T atomicAdd(T* p, T v) { T o = *p; *p += v; return o; }
 inline double __longlong_as_double(long long v) { double d; std::memcpy(&d, &v, 8); return d; }
