@@ -294,37 +294,38 @@ def fista_tv(image: Any, psf: Any, *, weight: Any = None, tv: str = "isotropic",
 
     if lean:
         iterate(be, lean_step, num_iter, observed=need_f or callback is not None or tol > 0)
-    for k in range(0 if lean else num_iter):
-        grid, v = A.adjoint_grid(res)
-        v *= -tau
-        v += y
-        z, p = fgp(be, v, weight_value / L, p, inner_iter, iso, lo, hi)
-        v[...] = z
-        v = None
-        az = A.apply_grid(grid)
-        grid = None
-        f_z = objective(az, z) if need_f else None
-        x_prev = x.copy() if mon.due(k) else None
-        if monotone:
-            t_new, c1, c2 = momentum(xp, t, restart, restart_gap(xp, y - z, z - x) if restart == "gradient" else None,
-                                     f_z, f_x, restarts, k, b.dtype)
-            take = per_image(f_z <= f_x)
-            x_new = xp.where(take, z, x)
-            ax_new = xp.where(take, az, ax)
-            f_x = xp.where(f_z <= f_x, f_z, f_x)
-            y[...] = x_new + c1 * (z - x_new) + c2 * (x_new - x)
-            r_in[...] = ax_new + c1 * (az - ax_new) + c2 * (ax_new - ax) - b
-            x[...] = x_new
-            ax[...] = ax_new
-            x_new = ax_new = None
-        else:
-            t_new, c2 = accelerate(xp, t, restart, x, y, z, f_z, f_x, restarts, k, b.dtype)
-            extrapolate(xp, r_in, az, ax, c2, b)
-            f_x = f_z
-        z = az = None
-        t = t_new
-        if mon.step(k, x, objective=f_x, x_prev=x_prev):
-            break
+    else:
+        for k in range(num_iter):
+            grid, v = A.adjoint_grid(res)
+            v *= -tau
+            v += y
+            z, p = fgp(be, v, weight_value / L, p, inner_iter, iso, lo, hi)
+            v[...] = z
+            v = None
+            az = A.apply_grid(grid)
+            grid = None
+            f_z = objective(az, z) if need_f else None
+            x_prev = x.copy() if mon.due(k) else None
+            if monotone:
+                gap = restart_gap(xp, y - z, z - x) if restart == "gradient" else None
+                t_new, c1, c2 = momentum(xp, t, restart, gap, f_z, f_x, restarts, k, b.dtype)
+                take = per_image(f_z <= f_x)
+                x_new = xp.where(take, z, x)
+                ax_new = xp.where(take, az, ax)
+                f_x = xp.where(f_z <= f_x, f_z, f_x)
+                y[...] = x_new + c1 * (z - x_new) + c2 * (x_new - x)
+                r_in[...] = ax_new + c1 * (az - ax_new) + c2 * (ax_new - ax) - b
+                x[...] = x_new
+                ax[...] = ax_new
+                x_new = ax_new = None
+            else:
+                t_new, c2 = accelerate(xp, t, restart, x, y, z, f_z, f_x, restarts, k, b.dtype)
+                extrapolate(xp, r_in, az, ax, c2, b)
+                f_x = f_z
+            z = az = None
+            t = t_new
+            if mon.step(k, x, objective=f_x, x_prev=x_prev):
+                break
     x = A.crop(x)
     if not return_info:
         return x
