@@ -17,11 +17,12 @@ import re
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from gpuimg import _backend
 
-__all__ = ["KernelFamily", "compile_all", "families", "kernel_dir", "launch_1d", "launch_rows", "source"]
+__all__ = ["KernelFamily", "KernelResources", "compile_all", "families", "kernel_dir", "launch_1d", "launch_rows",
+           "resource_usage", "source"]
 
 DEFAULT_OPTIONS: tuple[str, ...] = ("-std=c++17",)
 # what CuPy's RawModule adds to every NVRTC compile; compile_all adds them too, so the CI check
@@ -148,6 +149,62 @@ def compile_all(arch: str = "compute_80", families_: Iterable[KernelFamily] | No
                 out.append((fam.filename, ne, ptx))
         finally:
             nvrtc.destroyProgram(prog)
+    return out
+
+
+class KernelResources(NamedTuple):
+    """What ``ptxas`` reports for one kernel: registers per thread and bytes of local memory."""
+
+    registers: int
+    stack_frame: int
+    spill_stores: int
+    spill_loads: int
+
+    def blocks_per_sm(self, threads: int = 256, register_file: int = 65536) -> int:
+        """Resident blocks of ``threads`` that the register file allows (NVIDIA's 64 K
+        32-bit registers per SM since sm_50; allocation in warps of 256-register units)."""
+        per_warp = -(-self.registers * 32 // 256) * 256
+        warps = -(-threads // 32)
+        return register_file // (per_warp * warps) if per_warp else 32
+
+
+_PTXAS_ENTRY = re.compile(r"Compiling entry function '([^']+)'")
+_PTXAS_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_PTXAS_REGS = re.compile(r"Used (\d+) registers")
+
+
+def resource_usage(filename: str, specialisations: Sequence[str], arch: str = "sm_90") -> dict[str, KernelResources]:
+    """Compile ``specialisations`` of a kernel family to a cubin for ``arch`` with NVRTC and
+    return ``ptxas``'s verbose report for each (no GPU is needed).
+
+    Registers per thread bound the blocks an SM holds; spill stores and loads are local
+    memory traffic the register allocator added.
+    """
+    from cupy_backends.cuda.libs import nvrtc  # noqa: PLC0415  (loader may touch CUDA libs)
+
+    fam = next(f for f in families() if f.filename == filename)
+    prog = nvrtc.createProgram(source(filename), filename, [], [])
+    try:
+        for ne in specialisations:
+            nvrtc.addNameExpression(prog, ne)
+        nvrtc.compileProgram(prog, [f"-arch={arch}", "--ptxas-options=-v", *fam.options, *CUPY_NVRTC_OPTIONS])
+        lowered = {nvrtc.getLoweredName(prog, ne): ne for ne in specialisations}
+        log = nvrtc.getProgramLog(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+    out: dict[str, KernelResources] = {}
+    name, frame = None, (0, 0, 0)
+    for line in log.splitlines():
+        if m := _PTXAS_ENTRY.search(line):
+            name, frame = lowered.get(m.group(1)), (0, 0, 0)
+        elif m := _PTXAS_FRAME.search(line):
+            frame = tuple(int(v) for v in m.groups())
+        elif (m := _PTXAS_REGS.search(line)) and name is not None:
+            out[name] = KernelResources(int(m.group(1)), *frame)
+            name = None
+    missing = set(specialisations) - set(out)
+    if missing:
+        raise RuntimeError(f"ptxas reported no resources for {sorted(missing)}:\n{log}")
     return out
 
 

@@ -98,6 +98,11 @@ def test_admm_tv_meets_the_optimality_conditions(be, rng, boundary, kernel, x_st
         return to_np(got)
 
     assert _kkt_residual(solve(1000), A, b, w) < 1e-3
+    # with nothing observed between iterations (replayed as one CUDA graph on the GPU; the CG
+    # x-step updates its warm start in place)
+    plain = R.admm_tv(be.asarray(b), be.asarray(k), weight=w, tv="anisotropic", bounds=None, num_iter=1000,
+                      boundary=boundary)
+    assert _kkt_residual(to_np(plain), A, b, w) < 1e-3
     # an unconverged iterate fails the same certificate
     assert _kkt_residual(solve(3), A, b, w) > 1e-2
 
