@@ -107,6 +107,20 @@ def test_admm_tv_meets_the_optimality_conditions(be, rng, boundary, kernel, x_st
     assert _kkt_residual(solve(3), A, b, w) > 1e-2
 
 
+def test_admm_tv_stop_test_on_the_cg_step_sees_the_iterates_move(be, rng):
+    # the CG x-step updates x in place; the stop test must compare with a copy of the
+    # previous iterate, or it would see no change and stop at its first check
+    x0 = _scene(16)
+    k = psfs.motion(5, 30.0)
+    A = _blur_matrix(k, x0.shape, "reflect")
+    b = (A @ x0.ravel()).reshape(x0.shape) + rng.normal(0, 0.01, x0.shape)
+    got, info = R.admm_tv(be.asarray(b), be.asarray(k), weight=0.01, tv="anisotropic", bounds=None,
+                          num_iter=3000, tol=1e-7, return_info=True)
+    assert info["x_step"] == "cg+dft" and info["converged"]
+    assert 10 < info["num_iter"] < 3000
+    assert _kkt_residual(to_np(got), A, b, 0.01) < 1e-3
+
+
 def test_admm_tv_batch_equals_one_by_one(be, rng):
     x = _scene(48)
     k = psfs.motion(7, 20.0)
