@@ -1,12 +1,13 @@
 """Register and local-memory budgets of the kernels the benchmarks time, from ptxas (sm_90).
 
 NVRTC compiles each specialisation to a cubin for sm_90 and ptxas reports its registers per
-thread and its spills; no GPU is needed. An SM has 65536 registers, so a 256-thread block of
-r registers per thread leaves room for 65536 // (256 r) blocks (r rounded up to a multiple
-of 8): a kernel edit that costs occupancy, or adds spills (local-memory traffic in the
-inner loop), fails here instead of passing unnoticed until a GPU run. The budgets are the
-occupancy each kernel's source claims (its ``__launch_bounds__`` or comment) and no spills,
-except where the source documents them.
+thread, its stack frame and its spills; no GPU is needed. An SM has 65536 registers, so a
+256-thread block of r registers per thread leaves room for 65536 // (256 r) blocks (r
+rounded up to a multiple of 8). The budget of a streaming kernel is four blocks (half of
+the SM's 2048 threads, the occupancy a memory-bound kernel needs to keep enough loads in
+flight) and no local memory at all; kernels with ``__launch_bounds__`` are held to the
+occupancy those claim. A kernel edit that loses occupancy or adds local-memory traffic fails
+here instead of passing unnoticed until a GPU run.
 """
 
 import pytest
@@ -15,34 +16,36 @@ from gpuimg import _kernels
 
 pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="needs the CuPy/NVRTC wheels")
 
-# (family, specialisation, least resident 256-thread blocks per SM, most spilled bytes stored)
+# (family, specialisation, least resident 256-thread blocks per SM, most bytes of stack frame,
+# of spill stores and of spill loads)
 BUDGETS = [
-    # Richardson-Lucy and the reflect model's margins (issue benchmarks: RL 2048^2)
-    ("richardson_lucy.cu", "rl_ratio<float>", 6, 0),
-    ("richardson_lucy.cu", "rl_update<float>", 6, 0),
-    ("margins.cu", "reflect_margins<float>", 6, 0),
-    ("margins.cu", "fold_margins<float>", 5, 0),
-    ("spectrum.cu", "spectrum_multiply<float>", 8, 0),
+    # Richardson-Lucy and the reflect model's margins (issue benchmark: RL 2048^2)
+    ("richardson_lucy.cu", "rl_ratio<float>", 4, 0),
+    ("richardson_lucy.cu", "rl_update<float>", 4, 0),
+    ("margins.cu", "reflect_margins<float>", 4, 0),
+    ("margins.cu", "fold_margins<float>", 4, 0),
+    ("spectrum.cu", "spectrum_multiply<float>", 4, 0),
     # FISTA-TV's prox
-    ("tv.cu", "tv_primal<float>", 8, 0),
-    ("tv.cu", "tv_dual<float, 0>", 6, 0),
-    ("tv.cu", "tv_dual<float, 1>", 6, 0),
-    # SSIM with the 11-tap Gaussian window: four blocks by its launch bounds, which leave
-    # ptxas 24 bytes of spills (the kernel's comment); the box windows: three blocks
+    ("tv.cu", "tv_primal<float>", 4, 0),
+    ("tv.cu", "tv_dual<float, 0>", 4, 0),
+    ("tv.cu", "tv_dual<float, 1>", 4, 0),
+    # SSIM with the 11-tap Gaussian window: four blocks by its launch bounds, for which ptxas
+    # keeps an 8-byte frame and spills 24 bytes (the kernel's comment); the generic kernel:
+    # three blocks by its launch bounds
     ("window_moments.cu", "window_moments_fixed<float, 11, false>", 4, 24),
     ("window_moments.cu", "window_moments<float, 0>", 3, 0),
     # point sampler: linear and cubic, float, 32-bit indices, nearest (2) and constant (3)
-    # modes, gathered (0) and staged (1) taps; linear with float maps (undistortion)
-    ("warp_point.cu", "warp_point<float, 1, 2, float, int, 0>", 6, 0),
-    ("warp_point.cu", "warp_point<float, 1, 3, float, int, 0>", 6, 0),
-    ("warp_point.cu", "warp_point<float, 2, 2, float, int, 0>", 5, 0),
+    # modes, gathered (0) and staged (1) taps; staged Lanczos-4: three blocks by its bounds
+    ("warp_point.cu", "warp_point<float, 1, 2, float, int, 0>", 4, 0),
+    ("warp_point.cu", "warp_point<float, 1, 3, float, int, 0>", 4, 0),
+    ("warp_point.cu", "warp_point<float, 2, 2, float, int, 0>", 4, 0),
     ("warp_point.cu", "warp_point<float, 2, 2, float, int, 1>", 4, 0),
     ("warp_point.cu", "warp_point<float, 2, 3, float, int, 1>", 4, 0),
     ("warp_point.cu", "warp_point<float, 3, 2, float, int, 1>", 3, 0),
     # B-spline sampling, order 3, 2-D, mirror (1) and nearest (2); area resize
     ("spline_sample.cu", "spline_sample<float, 1, 3, 2>", 4, 0),
     ("spline_sample.cu", "spline_sample<float, 2, 3, 2>", 4, 0),
-    ("resample.cu", "resample_axis<float>", 6, 0),
+    ("resample.cu", "resample_axis<float>", 4, 0),
     # separable convolution tiles (float)
     ("convolve.cu", "correlate_tiled_k<float, 0, 5>", 4, 0),
     ("convolve.cu", "correlate_tiled_k<float, 0, 3>", 4, 0),
@@ -58,11 +61,11 @@ def usage():
     return out
 
 
-@pytest.mark.parametrize("family,name,blocks,spills", BUDGETS, ids=[ne for _, ne, *_ in BUDGETS])
-def test_hot_kernels_keep_their_occupancy_and_do_not_spill(usage, family, name, blocks, spills):
+@pytest.mark.parametrize("family,name,blocks,local", BUDGETS, ids=[ne for _, ne, *_ in BUDGETS])
+def test_hot_kernels_keep_their_occupancy_and_local_memory(usage, family, name, blocks, local):
     r = usage[name]
     assert r.blocks_per_sm() >= blocks, f"{name}: {r.registers} registers leave {r.blocks_per_sm()} blocks per SM"
-    assert r.spill_stores <= spills and r.spill_loads <= max(spills, r.spill_stores), f"{name}: {r}"
+    assert max(r.stack_frame, r.spill_stores, r.spill_loads) <= local, f"{name}: {r}"
 
 
 def test_blocks_per_sm_follows_the_register_file():
