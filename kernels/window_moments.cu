@@ -17,7 +17,9 @@
 //
 // window_moments_fixed<T, W, BOX>: W taps along y and x fixed at compile time (any rz; the
 // boundary mode is an argument; rows and columns below 2^30, so positions are 32-bit). Every
-// tap loop is unrolled, so the sliding windows live in registers with no copies. A block of
+// tap loop is unrolled, so the sliding windows live in registers with no copies; weighted
+// windows are symmetric (the launcher sends others to window_moments), so a pass holds only
+// the taps 0 .. W / 2 and reads tap k as tap W - 1 - k beyond the middle. A block of
 // 32 x 8 threads walks `tiles` tiles of 32 columns by TH rows (TH = 48 for float, 32 for
 // double) down one column strip of one slice:
 //   for each slice z + dz of the window:
@@ -582,7 +584,7 @@ __device__ __forceinline__ void wm_fixed(double* smem, const T* __restrict__ a, 
         __syncthreads();
         T wx[W];
 #pragma unroll
-        for (int k = 0; k < W; ++k) wx[k] = BOX ? T(0) : wxp[k];
+        for (int k = 0; k < W; ++k) wx[k] = BOX ? T(0) : wxp[k < W - 1 - k ? k : W - 1 - k];
         for (int i = tid; i < NR * (BX / CW); i += NT) {
             const int r = R0 + i % NR, c = (i / NR) * CW;
             const wm_pair<T>* src = tile + r * TS + c;
@@ -652,7 +654,7 @@ __device__ __forceinline__ void wm_fixed(double* smem, const T* __restrict__ a, 
             // y pass down this thread's column, then the formula
             T wy[W];
 #pragma unroll
-            for (int k = 0; k < W; ++k) wy[k] = BOX ? T(0) : wyp[k];
+            for (int k = 0; k < W; ++k) wy[k] = BOX ? T(0) : wyp[k < W - 1 - k ? k : W - 1 - k];
             T m[NQ][R];
             wm_correlate<T, NQ, R, W, BOX>(
                 [&](int k, T (&p)[NQ]) { wm_load_moments<T, NQ>(p4, p1, (ty * R + k) * PS + tx, p); }, wy, m);
@@ -692,7 +694,8 @@ __device__ __forceinline__ void wm_fixed(double* smem, const T* __restrict__ a, 
 // Kinds 0 to 3 with BOX; without BOX (weighted taps) kinds 0 to 2 only: NCC's five moments
 // with W weights do not fit the register budget, and the caller sends it to window_moments.
 // float: at most 64 registers for weighted taps (four blocks per SM, as their shared memory
-// allows), 80 for box sums (three); NVRTC for sm_90 then keeps 8 and 40-48 bytes of local frame
+// allows; the symmetric window keeps (W + 1) / 2 taps in registers, which leaves NVRTC for
+// sm_90 no spills), 80 for box sums (three; 40-48 bytes of local frame)
 template <typename T, int W, bool BOX>
 __global__ void __launch_bounds__(256, sizeof(T) == 4 ? (BOX ? 3 : 4) : 1)
     window_moments_fixed(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,

@@ -321,6 +321,19 @@ def test_fixed_kernel_2d_matches_scipy(cuda_twin_on_cpu, rng, monkeypatch, spec,
         np.testing.assert_allclose(means, ref[c:-c, c:-c].mean(), rtol=0, atol=tol / 10)
 
 
+def test_asymmetric_weighted_window_goes_to_the_generic_kernel(cuda_twin_on_cpu, rng):
+    # the weighted fixed kernel holds half of a symmetric window's taps: an 11-tap window that
+    # is not symmetric takes the generic kernel, and still matches SciPy
+    a, b = _inputs(rng, (60, 70), np.float64)
+    taps = gaussian_kernel1d(1.5, 0, 5) * np.linspace(0.8, 1.2, 11)
+    taps /= taps.sum()
+    _EmulatedKernel.launched.clear()
+    got, _ = cuda_twin_on_cpu.window_moments(a, b, "ssim", (taps, taps), "reflect", crop=5, c1=1e-4, c2=9e-4)
+    assert _EmulatedKernel.launched == ["window_moments<double, 0>"]
+    ref = _scipy_moments(a, b, "ssim", (taps, taps), "reflect", c1=1e-4, c2=9e-4)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("spec", _SPECS, ids=lambda s: f"{s[0]}{'box' if s[1] else 'w'}")
 def test_fixed_kernel_3d_and_batch_match_scipy(cuda_twin_on_cpu, rng, monkeypatch, spec, dtype):

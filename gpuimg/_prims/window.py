@@ -64,9 +64,9 @@ _NQ = {"ssim": 4, "cs": 4, "mse": 1, "ncc": 5}
 _KMODE = {"reflect": 0, "mirror": 1, "nearest": 2, "constant": 3, "wrap": 4, "grid-wrap": 4, "grid-constant": 3}
 
 # Windows that window_moments_fixed<T, W, BOX> serves: W taps along y and x (any along z),
-# uniform (BOX: the 7x7 and 11x11 means, every kind) or weighted with 11 taps (the Gaussian of
-# SSIM and MS-SSIM; SSIM, CS and MSE). Other windows, and 1-D signals, go to the generic
-# window_moments<T, MODE>.
+# uniform (BOX: the 7x7 and 11x11 means, every kind) or weighted, symmetric, with 11 taps (the
+# Gaussian of SSIM and MS-SSIM; SSIM, CS and MSE). Other windows, and 1-D signals, go to the
+# generic window_moments<T, MODE>.
 _FIXED = ((7, True), (11, True), (11, False))
 _FIXED_TH = {4: 48, 8: 32}  # output tile height of the fixed kernels per itemsize
 
@@ -339,6 +339,8 @@ def _fixed_window(taps, kind):
     box = _is_uniform(wx) and _is_uniform(wy)
     if (w, box) not in _FIXED or (kind == "ncc" and not box):
         return None
+    if not box and not (np.array_equal(wx, wx[::-1]) and np.array_equal(wy, wy[::-1])):
+        return None  # the weighted kernel keeps half of a symmetric window's taps
     return w, box
 
 
