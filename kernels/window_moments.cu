@@ -2,7 +2,7 @@
 //
 // The image stack is (slices = batch * nz, ny, nx); the window is separable with taps
 // wz (2rz+1), wy (2ry+1), wx (2rx+1), read as one array [wz | wy | wx] (rz = 0 and ry = 0
-// for 2-D and 1-D images). Two kernels share this file:
+// for 2-D and 1-D images). Two kernels share this file (the second with an NCC entry):
 //
 // window_moments<T, MODE>: any window (tap counts are run-time arguments). A block of 32 x 8
 // threads owns an output tile of 32 columns by tile_h rows (8, 16 or 32) of one slice; thread
@@ -15,9 +15,9 @@
 //     3. correlate along y the same way (rolling window over the thread's rows) and add
 //        wz[dz] times the result into registers.
 //
-// window_moments_fixed<T, W, BOX>: W taps along y and x fixed at compile time (any rz; the
-// boundary mode is an argument; rows and columns below 2^30, so positions are 32-bit). Every
-// tap loop is unrolled, so the sliding windows live in registers with no copies; weighted
+// window_moments_fixed<T, W, BOX> and window_moments_fixed_ncc<T, W>: W taps along y and x
+// fixed at compile time (any rz; the boundary mode is an argument; rows and columns below
+// 2^30, so positions are 32-bit). Every tap loop is unrolled, so the sliding windows live in registers with no copies; weighted
 // windows are symmetric (the launcher sends others to window_moments), so a pass holds only
 // the taps 0 .. W / 2 and reads tap k as tap W - 1 - k beyond the middle. A block of
 // 32 x 8 threads walks `tiles` tiles of 32 columns by TH rows (TH = 48 for float, 32 for
@@ -691,31 +691,36 @@ __device__ __forceinline__ void wm_fixed(double* smem, const T* __restrict__ a, 
 }  // namespace gpuimg
 
 // Fixed window of W taps along y and x (see the top of the file); any rz and boundary mode.
-// Kinds 0 to 3 with BOX; without BOX (weighted taps) kinds 0 to 2 only: NCC's five moments
-// with W weights do not fit the register budget, and the caller sends it to window_moments.
+// Kinds 0 to 2 (SSIM, CS, MSE); zero-mean NCC (kind 3, box windows only) has its own entry
+// below, so that neither carries the other's registers (in one kernel the box variants
+// spilled 80-116 bytes; apart, NVRTC for sm_90 spills at most 12). Weighted NCC does not fit
+// the register budget: the caller sends it to window_moments.
 // float: at most 64 registers for weighted taps (four blocks per SM, as their shared memory
-// allows; the symmetric window keeps (W + 1) / 2 taps in registers, which leaves NVRTC for
-// sm_90 no spills), 80 for box sums (three; 40-48 bytes of local frame)
+// allows; the symmetric window keeps (W + 1) / 2 taps in registers, which leaves no spills),
+// 80 for box sums (three)
+#define GPUIMG_WM_FIXED_ARGS                                                                          \
+    const T *__restrict__ a, const T *__restrict__ b, T *__restrict__ out, double *__restrict__ partial, \
+        const double *__restrict__ taps, long long slices, long long nz, long long ny, long long nx, int rz, \
+        int tiles, int mode, int kind, int write_map, int write_partial, T cov_norm, T c1, T c2, T eps,     \
+        long long cz, long long cy, long long cx
+#define GPUIMG_WM_FIXED_PASS                                                                              \
+    gpuimg_wm_smem, a, b, out, partial, taps, slices, nz, ny, nx, rz, tiles, mode, kind, write_map, write_partial, \
+        cov_norm, c1, c2, eps, cz, cy, cx
+
 template <typename T, int W, bool BOX>
 __global__ void __launch_bounds__(256, sizeof(T) == 4 ? (BOX ? 3 : 4) : 1)
-    window_moments_fixed(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
-                         double* __restrict__ partial, const double* __restrict__ taps, long long slices,
-                         long long nz, long long ny, long long nx, int rz, int tiles, int mode, int kind,
-                         int write_map, int write_partial, T cov_norm, T c1, T c2, T eps, long long cz,
-                         long long cy, long long cx) {
+    window_moments_fixed(GPUIMG_WM_FIXED_ARGS) {
     extern __shared__ double gpuimg_wm_smem[];
-    if (kind == 2) {
-        gpuimg::wm_fixed<T, W, BOX, 2>(gpuimg_wm_smem, a, b, out, partial, taps, slices, nz, ny, nx, rz, tiles, mode, kind,
-                                       write_map, write_partial, cov_norm, c1, c2, eps, cz, cy, cx);
-    } else if constexpr (BOX) {
-        if (kind == 3)
-            gpuimg::wm_fixed<T, W, BOX, 3>(gpuimg_wm_smem, a, b, out, partial, taps, slices, nz, ny, nx, rz, tiles, mode,
-                                           kind, write_map, write_partial, cov_norm, c1, c2, eps, cz, cy, cx);
-        else
-            gpuimg::wm_fixed<T, W, BOX, 0>(gpuimg_wm_smem, a, b, out, partial, taps, slices, nz, ny, nx, rz, tiles, mode,
-                                           kind, write_map, write_partial, cov_norm, c1, c2, eps, cz, cy, cx);
-    } else {
-        gpuimg::wm_fixed<T, W, BOX, 0>(gpuimg_wm_smem, a, b, out, partial, taps, slices, nz, ny, nx, rz, tiles, mode, kind,
-                                       write_map, write_partial, cov_norm, c1, c2, eps, cz, cy, cx);
-    }
+    if (kind == 2)
+        gpuimg::wm_fixed<T, W, BOX, 2>(GPUIMG_WM_FIXED_PASS);
+    else
+        gpuimg::wm_fixed<T, W, BOX, 0>(GPUIMG_WM_FIXED_PASS);
+}
+
+// Zero-mean NCC (kind 3) over a W x W box window: five moments; float: three blocks per SM.
+template <typename T, int W>
+__global__ void __launch_bounds__(256, sizeof(T) == 4 ? 3 : 1)
+    window_moments_fixed_ncc(GPUIMG_WM_FIXED_ARGS) {
+    extern __shared__ double gpuimg_wm_smem[];
+    gpuimg::wm_fixed<T, W, true, 3>(GPUIMG_WM_FIXED_PASS);
 }

@@ -29,9 +29,14 @@ BUDGETS = [
     ("tv.cu", "tv_primal<float>", 4, 0),
     ("tv.cu", "tv_dual<float, 0>", 4, 0),
     ("tv.cu", "tv_dual<float, 1>", 4, 0),
-    # SSIM with the 11-tap Gaussian window: four blocks by its launch bounds; the generic
-    # kernel: three blocks by its launch bounds
+    # SSIM with the 11-tap Gaussian window: four blocks by its launch bounds; the box windows
+    # (skimage's default 7 x 7, and NCC's entry) and the generic kernel: three blocks by
+    # theirs, with the 11 x 11 box's few spilled bytes
     ("window_moments.cu", "window_moments_fixed<float, 11, false>", 4, 0),
+    ("window_moments.cu", "window_moments_fixed<float, 7, true>", 3, 0),
+    ("window_moments.cu", "window_moments_fixed<float, 11, true>", 3, 16),
+    ("window_moments.cu", "window_moments_fixed_ncc<float, 7>", 3, 0),
+    ("window_moments.cu", "window_moments_fixed_ncc<float, 11>", 3, 16),
     ("window_moments.cu", "window_moments<float, 0>", 3, 0),
     # point sampler: linear and cubic, float, 32-bit indices, nearest (2) and constant (3)
     # modes, gathered (0) and staged (1) taps; staged Lanczos-4: three blocks by its bounds

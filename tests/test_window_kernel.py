@@ -5,7 +5,7 @@ thread, std::barrier for ``__syncthreads``, a shared array for warp shuffles) an
 through the real CuPy-twin wrapper, whose kernel arguments are checked for the exact types a
 CUDA launch needs. The results are compared with scikit-image and SciPy, so the kernels'
 indexing, tiling, boundary handling and reductions are tested on machines without a GPU: the
-generic ``window_moments<T, MODE>`` and every declared ``window_moments_fixed<T, W, BOX>``.
+generic ``window_moments<T, MODE>`` and every declared fixed-window kernel.
 """
 
 import ctypes
@@ -76,24 +76,24 @@ void run_blocks(F body, int gx, int gy, int gz, long long smem) {
     int tile_h, int kind, int wm, int wp, T cn, T c1, T c2, T eps, long long cz, long long cy, long long cx, \
     int gx, int gy, int gz, long long smem) { run_blocks([=]() { window_moments<T, MODE>(a, b, out, partial, \
     taps, slices, nz, ny, nx, rz, ry, rx, tile_h, kind, wm, wp, cn, c1, c2, eps, cz, cy, cx); }, gx, gy, gz, smem); }
-#define GPUIMG_FIXED(T, NAME, W, BOX) extern "C" void NAME(const T* a, const T* b, T* out, double* partial, \
+#define GPUIMG_FIXED(T, NAME, KERNEL) extern "C" void NAME(const T* a, const T* b, T* out, double* partial, \
     const double* taps, long long slices, long long nz, long long ny, long long nx, int rz, int tiles, int mode, \
     int kind, int wm, int wp, T cn, T c1, T c2, T eps, long long cz, long long cy, long long cx, \
-    int gx, int gy, int gz, long long smem) { run_blocks([=]() { window_moments_fixed<T, W, BOX>(a, b, out, \
+    int gx, int gy, int gz, long long smem) { run_blocks([=]() { KERNEL(a, b, out, \
     partial, taps, slices, nz, ny, nx, rz, tiles, mode, kind, wm, wp, cn, c1, c2, eps, cz, cy, cx); }, \
     gx, gy, gz, smem); }
 """
 
 _CT = {"float": ctypes.c_float, "double": ctypes.c_double}
 _GENERIC = re.compile(r"window_moments<(float|double), (\d)>")
-_FIXED = re.compile(r"window_moments_fixed<(float|double), (\d+), (true|false)>")
+_FIXED = re.compile(r"window_moments_fixed(?:_ncc)?<(float|double), (\d+)(?:, (true|false))?>")
 
 
 def _entry(name):
     m = _GENERIC.fullmatch(name)
     if m:
         return "wm_{}_{}".format(*m.groups())
-    return "wmf_{}_{}_{}".format(*_FIXED.fullmatch(name).groups())
+    return "wmf_{}_{}_{}".format(*(g or "ncc" for g in _FIXED.fullmatch(name).groups()))
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,8 @@ def emulated(tmp_path_factory):
     for name in window._FAMILY.specialisations:
         m = _FIXED.fullmatch(name)
         if m:
-            entries += f"GPUIMG_FIXED({m.group(1)}, {_entry(name)}, {m.group(2)}, {m.group(3)})\n"
+            # the template's commas would split the macro argument: wrap it in parentheses
+            entries += f"GPUIMG_FIXED({m.group(1)}, {_entry(name)}, ({name}))\n"
     return compile_emulated(tmp_path_factory.mktemp("window_kernel"), "wm", _SHIM + src + _LAUNCH + entries,
                             opt="-O1")
 
@@ -213,7 +214,7 @@ def test_kernel_local_ncc_invariance(cuda_twin_on_cpu, rng):
         flat[:flat_side, :flat_side] = True
         np.testing.assert_allclose(got[~flat], 1.0, atol=1e-9)
         assert np.all(got[flat] == 0)
-    assert _EmulatedKernel.launched == ["window_moments<double, 2>", "window_moments_fixed<double, 7, true>"]
+    assert _EmulatedKernel.launched == ["window_moments<double, 2>", "window_moments_fixed_ncc<double, 7>"]
 
 
 def test_kernel_large_window_uses_opt_in_shared_memory(cuda_twin_on_cpu, rng):
@@ -270,9 +271,16 @@ _KINDS = ("ssim", "cs", "mse", "ncc")
 
 def test_every_fixed_specialisation_is_tested():
     declared = {n for n in window._FAMILY.specialisations if _FIXED.fullmatch(n)}
-    tested = {f"window_moments_fixed<{t}, {w}, {'true' if box else 'false'}>" for t in ("float", "double")
-              for w, box in _SPECS}
+    tested = {_fixed_name(t, w, box, kind) for t in ("float", "double") for w, box in _SPECS for kind in _KINDS
+              if box or kind != "ncc"}
     assert declared == tested
+
+
+def _fixed_name(t, w, box, kind):
+    """The fixed kernel the launcher picks: NCC (box windows) has its own entry."""
+    if kind == "ncc":
+        return f"window_moments_fixed_ncc<{t}, {w}>"
+    return f"window_moments_fixed<{t}, {w}, {'true' if box else 'false'}>"
 
 
 def _inputs(rng, shape, dtype):
@@ -302,7 +310,6 @@ def test_fixed_kernel_2d_matches_scipy(cuda_twin_on_cpu, rng, monkeypatch, spec,
     a, b = _inputs(rng, shape, dtype)
     taps = _taps(w, box)
     modes = iter(["reflect", "mirror", "nearest", "constant", "wrap", "grid-wrap", "grid-constant"])
-    name = f"window_moments_fixed<{'float' if dtype == np.float32 else 'double'}, {w}, {'true' if box else 'false'}>"
     for kind in _KINDS:
         if kind == "ncc" and not box:
             continue
@@ -312,7 +319,7 @@ def test_fixed_kernel_2d_matches_scipy(cuda_twin_on_cpu, rng, monkeypatch, spec,
             kw["eps"] = 1e-6
         _EmulatedKernel.launched.clear()
         got, means = cuda_twin_on_cpu.window_moments(a, b, kind, (taps, taps), mode, crop=w // 2, **kw)
-        assert _EmulatedKernel.launched == [name]
+        assert _EmulatedKernel.launched == [_fixed_name("float" if dtype == np.float32 else "double", w, box, kind)]
         assert got.dtype == dtype and got.shape == shape
         ref = _scipy_moments(a, b, kind, (taps, taps), mode, **kw)
         tol = _tol(dtype, kind)
@@ -353,8 +360,8 @@ def test_fixed_kernel_3d_and_batch_match_scipy(cuda_twin_on_cpu, rng, monkeypatc
         tol = _tol(dtype, kind)
         np.testing.assert_allclose(got, ref, rtol=0, atol=tol, err_msg=f"{kind} {mode}")
         np.testing.assert_allclose(means, ref[:, 2:-2, 2:-2, 2:-2].mean(axis=(1, 2, 3)), rtol=0, atol=tol / 10)
-    names = set(_EmulatedKernel.launched)
-    assert len(names) == 1 and names.pop().startswith("window_moments_fixed<")
+    t = "float" if dtype == np.float32 else "double"
+    assert set(_EmulatedKernel.launched) == {_fixed_name(t, w, box, kind) for kind, _ in cases}
 
 
 @pytest.mark.parametrize("spec", _SPECS, ids=lambda s: f"{s[0]}{'box' if s[1] else 'w'}")

@@ -64,16 +64,18 @@ _NQ = {"ssim": 4, "cs": 4, "mse": 1, "ncc": 5}
 _KMODE = {"reflect": 0, "mirror": 1, "nearest": 2, "constant": 3, "wrap": 4, "grid-wrap": 4, "grid-constant": 3}
 
 # Windows that window_moments_fixed<T, W, BOX> serves: W taps along y and x (any along z),
-# uniform (BOX: the 7x7 and 11x11 means, every kind) or weighted, symmetric, with 11 taps (the
-# Gaussian of SSIM and MS-SSIM; SSIM, CS and MSE). Other windows, and 1-D signals, go to the
-# generic window_moments<T, MODE>.
+# uniform (BOX: the 7x7 and 11x11 means; SSIM, CS and MSE, and NCC through
+# window_moments_fixed_ncc<T, W>) or weighted, symmetric, with 11 taps (the Gaussian of SSIM
+# and MS-SSIM; SSIM, CS and MSE). Other windows, and 1-D signals, go to the generic
+# window_moments<T, MODE>.
 _FIXED = ((7, True), (11, True), (11, False))
 _FIXED_TH = {4: 48, 8: 32}  # output tile height of the fixed kernels per itemsize
 
 _FAMILY = KernelFamily(
     "window_moments.cu",
     [f"window_moments<{t}, {m}>" for t in ("float", "double") for m in sorted(set(_KMODE.values()))]
-    + [f"window_moments_fixed<{t}, {w}, {'true' if box else 'false'}>" for t in ("float", "double") for w, box in _FIXED],
+    + [f"window_moments_fixed<{t}, {w}, {'true' if box else 'false'}>" for t in ("float", "double") for w, box in _FIXED]
+    + [f"window_moments_fixed_ncc<{t}, {w}>" for t in ("float", "double") for w, box in _FIXED if box],
 )
 
 _BX, _BY = 32, 8
@@ -427,7 +429,10 @@ def _window_moments_cupy(be, a, b, kind, taps, mode="reflect", *, cov_norm=1.0, 
     fixed = _fixed_window(full, kind) if nsp >= 2 and max(ny, nx) <= 1 << 30 else None
     if fixed is not None:
         w, box = fixed
-        kern = _FAMILY.get(f"window_moments_fixed<{type_name(dt)}, {w}, {'true' if box else 'false'}>")
+        if kind == "ncc":  # box windows only (_fixed_window)
+            kern = _FAMILY.get(f"window_moments_fixed_ncc<{type_name(dt)}, {w}>")
+        else:
+            kern = _FAMILY.get(f"window_moments_fixed<{type_name(dt)}, {w}, {'true' if box else 'false'}>")
         smem = _fixed_smem_bytes(w, nq, dt.itemsize, int(taps_dev.size))
         _opt_in(xp, kern, smem, f"{w}x{w}")
         row_tiles = -(-ny // _FIXED_TH[dt.itemsize])
