@@ -160,12 +160,14 @@ class KernelResources(NamedTuple):
     spill_stores: int
     spill_loads: int
 
-    def blocks_per_sm(self, threads: int = 256, register_file: int = 65536) -> int:
-        """Resident blocks of ``threads`` that the register file allows (NVIDIA's 64 K
-        32-bit registers per SM since sm_50; allocation in warps of 256-register units)."""
+    def blocks_per_sm(self, threads: int = 256, register_file: int = 65536, max_threads: int = 2048) -> int:
+        """Resident blocks of ``threads`` that the register file and the SM's thread slots
+        allow (64 K 32-bit registers and 2048 threads per SM on sm_80 and sm_90; registers
+        are allocated per warp in units of 256)."""
         per_warp = -(-self.registers * 32 // 256) * 256
         warps = -(-threads // 32)
-        return register_file // (per_warp * warps) if per_warp else 32
+        by_threads = max_threads // threads
+        return min(register_file // (per_warp * warps), by_threads) if per_warp else by_threads
 
 
 _PTXAS_ENTRY = re.compile(r"Compiling entry function '([^']+)'")
@@ -187,7 +189,10 @@ def resource_usage(filename: str, specialisations: Sequence[str], arch: str = "s
     try:
         for ne in specialisations:
             nvrtc.addNameExpression(prog, ne)
-        nvrtc.compileProgram(prog, [f"-arch={arch}", "--ptxas-options=-v", *fam.options, *CUPY_NVRTC_OPTIONS])
+        try:
+            nvrtc.compileProgram(prog, [f"-arch={arch}", "--ptxas-options=-v", *fam.options, *CUPY_NVRTC_OPTIONS])
+        except Exception as exc:
+            raise RuntimeError(f"NVRTC failed on {filename}: {exc}\n{nvrtc.getProgramLog(prog)}") from exc
         lowered = {nvrtc.getLoweredName(prog, ne): ne for ne in specialisations}
         log = nvrtc.getProgramLog(prog)
     finally:

@@ -73,7 +73,10 @@ def test_hot_kernels_keep_their_occupancy_and_local_memory(usage, family, name, 
 
 
 def test_blocks_per_sm_follows_the_register_file():
-    # 65536 registers per SM, allocated per warp in units of 256 (8 per thread)
+    # 65536 registers per SM, allocated per warp in units of 256 (8 per thread); at most 2048
+    # threads per SM
+    assert _kernels.KernelResources(24, 0, 0, 0).blocks_per_sm() == 8
+    assert _kernels.KernelResources(24, 0, 0, 0).blocks_per_sm(threads=128) == 16
     assert _kernels.KernelResources(32, 0, 0, 0).blocks_per_sm() == 8
     assert _kernels.KernelResources(64, 0, 0, 0).blocks_per_sm() == 4
     assert _kernels.KernelResources(65, 0, 0, 0).blocks_per_sm() == 3  # 72 per thread
