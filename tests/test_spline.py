@@ -30,6 +30,29 @@ def test_map_coordinates_matches_scipy_every_order(be, rng, image, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_map_coordinates_of_many_points_matches_scipy_every_order(be, rng, image, mode):
+    # as many points as the NumPy twin needs to gather its taps itself instead of running
+    # SciPy's sampler: every order and mode, points far outside, a batch of two images, and
+    # float32 coefficients (accumulated in float32)
+    from gpuimg._prims import spline as prims
+
+    coords = rng.uniform(-25, 75, (2, prims._CHUNK + 4000))
+    coords[:, :8] = [[0, 39, -0.5, 39.5, 0.25, 12, -40, 100], [0, 47, 47.5, -0.5, 47.0, 0, 90, -60]]
+    pair = np.stack([image, image[::-1, ::-1]])
+    assert prims._gathers_taps(pair, coords, 3)
+    for order in range(1, 6):
+        got = be.to_numpy(spline.map_coordinates(be.asarray(pair), be.asarray(coords), order=order, mode=mode,
+                                                 cval=0.3, prefilter=False))
+        for i in range(2):
+            ref = ndi.map_coordinates(pair[i], coords, order=order, mode=mode, cval=0.3, prefilter=False)
+            np.testing.assert_allclose(got[i], ref, rtol=0, atol=1e-9, err_msg=f"order {order}")
+        got32 = spline.map_coordinates(be.asarray(image.astype(np.float32)), be.asarray(coords), order=order,
+                                       mode=mode, cval=0.3, prefilter=False)
+        ref = ndi.map_coordinates(image, coords, order=order, mode=mode, cval=0.3, prefilter=False)
+        np.testing.assert_allclose(be.to_numpy(got32), ref, rtol=0, atol=2e-6, err_msg=f"order {order}")
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_spline_filter_matches_scipy(be, image, mode):
     for order in range(2, 6):
         got = spline.spline_filter(be.asarray(image), order=order, mode=mode)

@@ -17,8 +17,11 @@
     coefficient arrays; ``mode`` in nearest, constant, grid-constant (modes that do not fold
     the coordinate, so the gradient is the derivative of the sampled function).
 
-The NumPy twins run scipy.ndimage's C sampler (which releases the GIL) on chunks of the work
-in a thread pool. Their prefilter is, along axes at least as long as the filter, the
+The NumPy twin of ``spline_sample`` gathers its taps itself for 2-D samples of orders 1-5
+with many points (:func:`_sample_taps_2d`, the point sampler's tap runs of
+:mod:`gpuimg._prims.taps`; 2048 x 2048 float32 cubic on one core: about 170 ms against
+280 ms for SciPy's sampler); the other twins run scipy.ndimage's C sampler (which releases the
+GIL) on chunks of the work in a thread pool. The prefilter is, along axes at least as long as the filter, the
 recursions' impulse response as a truncated symmetric FIR run as banded GEMMs
 (:func:`fir_taps`, :mod:`gpuimg._prims.banded`; 2048 x 2048 float32 cubic: 20 ms against
 45 ms for the recursions, 91 ms for SciPy), and the recursions on shorter axes. The CUDA twins
@@ -38,6 +41,7 @@ from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import run_chunks, splits as _splits, workers
 from gpuimg._prims import banded
+from gpuimg._prims.taps import gather_taps, tap_rows
 
 #: Poles of the direct B-spline filter per order (Unser 1999, Table I).
 POLES = {
@@ -244,6 +248,8 @@ def _sample_numpy(be, coeffs, coords, order, mode, cval=0.0, offset=0.0):
     if offset or coords.dtype.kind != "f":
         coords = coords.astype(np.float64) + offset
     batch, m = coeffs.shape[0], coords.shape[1]
+    if _gathers_taps(coeffs, coords, order):
+        return _sample_taps_2d(coeffs, coords, order, mode, cval)
     out = np.empty((batch, m), dtype=coeffs.dtype)
 
     def one(b, sl):
@@ -252,6 +258,118 @@ def _sample_numpy(be, coeffs, coords, order, mode, cval=0.0, offset=0.0):
 
     parts = max(1, min(4 * workers(), m // _CHUNK)) if workers() > 1 else 1
     run_chunks(one, [(b, sl) for b in range(batch) for sl in _splits(m, parts)])
+    return out
+
+
+#: B-spline weights of order 3 at the taps of fraction t, w_k = (A_k u_k + B_k) u_k^2 + C_k with
+#: u = (1 - t, t, 1 - t, t): (1 - t)^3 / 6, 2/3 - t^2 + t^3 / 2, 2/3 - (1 - t)^2 + (1 - t)^3 / 2,
+#: t^3 / 6 (rows A, B, C)
+_CUBIC_ABC = np.array([[1 / 6, 0.5, 0.5, 1 / 6], [0.0, -1.0, -1.0, 0.0], [0.0, 2 / 3, 2 / 3, 0.0]])
+
+
+@functools.lru_cache(maxsize=8)
+def _cubic_constants(m, dtype, conjugate):
+    """``_CUBIC_ABC``'s rows tiled for ``m`` points (odd taps negated with ``conjugate``),
+    so that the weights of all taps come from contiguous whole-array operations. Read-only."""
+    abc = _CUBIC_ABC.astype(dtype)
+    if conjugate:
+        abc[:, 1::2] *= -1
+    rows = tuple(np.tile(r, m) for r in abc)
+    for r in rows:
+        r.flags.writeable = False
+    return rows
+
+
+def _tap_weights(x, start, order, ntaps, dtype, conjugate):
+    """``(points, ntaps)`` B-spline weights in ``dtype`` of positions ``x`` whose first tap
+    is at ``start - order // 2`` (scipy.ndimage's formulas; taps past ``order + 1`` weigh 0);
+    ``conjugate`` negates the odd taps (see :func:`gpuimg._prims.taps.gather_taps`)."""
+    if order == 3:
+        t = (x - start).astype(dtype)
+        u = np.empty((t.size, 4), dtype=dtype)
+        np.subtract(1, t, out=u[:, 0])
+        u[:, 1] = t
+        u[:, 2] = u[:, 0]
+        u[:, 3] = t
+        a, b, c = _cubic_constants(t.size, np.dtype(dtype), conjugate)
+        u = u.ravel()
+        w = u * a
+        w += b
+        w *= u
+        w *= u
+        w += c
+        return w.reshape(-1, 4)
+    wts = np.zeros((x.size, ntaps), dtype=dtype)
+    wts[:, :order + 1] = _weights(x, order).T
+    if conjugate:
+        wts[:, 1::2] *= -1
+    return wts
+
+
+#: the gathered-taps sampler serves 2-D samples of orders 1-5 when there are at least this
+#: many points per coefficient (building the tap runs costs about one pass over 2 to 6 copies
+#: of the coefficients) and at least ``_CHUNK`` of them
+_TAPS_MIN_DENSITY = 0.25
+
+
+def _gathers_taps(coeffs, coords, order):
+    """Whether :func:`_sample_taps_2d` serves this call (else SciPy's sampler does)."""
+    if coeffs.ndim != 3 or not 1 <= order <= 5 or coeffs.dtype not in (np.float32, np.float64):
+        return False
+    m = coords.shape[1]
+    if m < _CHUNK or m < _TAPS_MIN_DENSITY * coeffs.shape[1] * coeffs.shape[2]:
+        return False
+    return bool(np.isfinite(coords).all())
+
+
+def _sample_taps_2d(coeffs, coords, order, mode, cval):
+    """``spline_sample`` of 2-D coefficients by gathered taps (:mod:`gpuimg._prims.taps`).
+
+    Each axis folds its coordinate as scipy.ndimage does (:func:`_fold`), takes the
+    ``order + 1`` B-spline weights of SciPy's formulas (:func:`_weights`, float64) and reads
+    its taps from the coefficients padded by the taps' boundary rule (mirror for "constant"
+    and "wrap", the fill value for "grid-constant", else the mode's own): the sum over the
+    same taps and weights as scipy.ndimage's ``map_coordinates``, accumulated in the
+    coefficients' dtype. Even tap counts pair up in the gather (odd orders have ``order + 1``
+    taps; even orders get one more tap of weight 0).
+    """
+    batch, h, w = coeffs.shape
+    m = coords.shape[1]
+    dtype = coeffs.dtype
+    ntaps = order + 1 + (order + 1) % 2
+    pad = order + 4
+    tap_mode = "mirror" if mode in ("constant", "wrap") else mode
+    padded = _boundary.pad(coeffs, ((0, 0), (pad, pad), (pad, pad)), tap_mode, cval)
+    items, wq = tap_rows(padded, ntaps)
+    plane = padded.shape[1] * wq
+    out = np.empty((batch, m), dtype=dtype)
+
+    def axis(c, n, conjugate):
+        """Tap origins (padded) and ``(points, ntaps)`` weights of one axis; the outside mask."""
+        x = _fold(c, n, mode)
+        outside = ~(x > -1.0) if mode not in ("nearest", "grid-constant") else None
+        if outside is not None:
+            x[outside] = 0.0
+        reach = order // 2 + 2  # beyond it every tap reads the same edge or fill value
+        np.clip(x, -reach, n - 1 + reach, out=x)
+        start = np.floor(x if order & 1 else x + 0.5)
+        wts = _tap_weights(x, start, order, ntaps, dtype, conjugate)
+        origin = start.astype(np.intp)
+        origin += pad - order // 2
+        return origin, wts, outside
+
+    def block(p0, p1):
+        iy, wy, out_y = axis(coords[0, p0:p1], h, False)
+        ix, wxc, out_x = axis(coords[1, p0:p1], w, True)
+        iy *= wq
+        iy += ix
+        gather_taps(items, wq, plane, iy, wxc, wy, out[:, p0:p1])
+        if out_y is not None:
+            outside = out_y | out_x
+            if outside.any():
+                out[:, p0:p1][:, outside] = dtype.type(cval)
+
+    run_chunks(block, [(p0, min(p0 + _CHUNK, m)) for p0 in range(0, m, _CHUNK)])
     return out
 
 

@@ -41,7 +41,8 @@ import numpy as np
 from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
-from gpuimg._parallel import run_chunks, workers
+from gpuimg._parallel import run_chunks
+from gpuimg._prims.taps import as_items, gather_taps, tap_rows
 
 INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos4": 3}
 #: Taps per axis and the index of the first tap relative to ``floor(x)``.
@@ -129,7 +130,7 @@ def _axis_taps(c, reach, interpolation, dtype, conjugate=False):
 
     ``c >= -reach``. For ``cubic`` and ``lanczos4`` the position is first rounded to
     ``1 / FRACTION_STEPS`` pixel and the weights are read from the table; ``linear`` uses the
-    exact fraction. ``conjugate`` negates every odd tap's weight (see :func:`_gather_taps`).
+    exact fraction. ``conjugate`` negates every odd tap's weight (see :func:`gpuimg._prims.taps.gather_taps`).
     """
     if interpolation == "linear":
         # in c's precision: a float32 map position and its fraction are exact there
@@ -169,93 +170,15 @@ _TABLE_CACHE: dict = {}
 
 
 def _table(interpolation, dtype, conjugate=False):
-    """The weight table of ``interpolation`` in ``dtype`` as gatherable rows (see `_as_items`);
+    """The weight table of ``interpolation`` in ``dtype`` as gatherable rows (see :func:`~gpuimg._prims.taps.as_items`);
     ``conjugate`` negates the odd taps."""
     key = (interpolation, np.dtype(dtype), conjugate)
     if key not in _TABLE_CACHE:
         table = _TABLES[interpolation].astype(dtype)
         if conjugate:
             table[:, 1::2] *= -1
-        _TABLE_CACHE[key] = (_as_items(table), table.shape[1])
+        _TABLE_CACHE[key] = (as_items(table), table.shape[1])
     return _TABLE_CACHE[key]
-
-
-def _as_items(rows):
-    """View the contiguous rows of a 2-D array as ``k`` elements each of a number type (the
-    widest of 16, 8 or 4 bytes that divides a row).
-
-    NumPy gathers such an item with one typed copy that releases the GIL (record dtypes do
-    not), so row gathers are cheap and scale over threads.
-    """
-    nbytes = rows.shape[1] * rows.dtype.itemsize
-    item = np.complex128 if nbytes % 16 == 0 else np.float64 if nbytes % 8 == 0 else np.float32
-    k = nbytes // np.dtype(item).itemsize
-    return np.ascontiguousarray(rows).view(item).reshape(-1, k)
-
-
-def _tap_rows(xp_pad, taps):
-    """Every run of ``taps`` horizontal neighbours of the padded batch as one gatherable item.
-
-    Returns ``(items, wq)``: row ``(b * hp + y) * wq + x`` of ``items`` holds
-    ``padded[b, y, x:x + taps]`` (see `_as_items`). The runs are built column by column (long
-    strided copies), in row blocks on the thread pool.
-    """
-    n, hp, wp = xp_pad.shape
-    wq = wp - taps + 1
-    runs = np.empty((n * hp, wq, taps), dtype=xp_pad.dtype)
-    flat = xp_pad.reshape(n * hp, wp)
-
-    sub = max(1, (1 << 15) // max(wq, 1))  # rows whose runs stay in cache while filled
-
-    def block(r0, r1):
-        for s0 in range(r0, r1, sub):
-            s1 = min(s0 + sub, r1)
-            for c in range(taps):
-                runs[s0:s1, :, c] = flat[s0:s1, c:c + wq]
-
-    step = max(1, (n * hp) // (4 * workers()) + 1)
-    run_chunks(block, [(r0, min(r0 + step, n * hp)) for r0 in range(0, n * hp, step)])
-    return _as_items(runs.reshape(-1, taps)), wq
-
-
-def _gather_taps(items, wq, plane, base, wxc, wy, dest):
-    """``dest[b, p] = sum_r wy[p, r] sum_c wx[p, c] padded[b, y_p + r, x_p + c]`` over the
-    runs ``items`` of :func:`_tap_rows` (row length ``wq``, ``plane`` rows per image).
-
-    ``base[p]`` is the run index of ``(y_p, x_p)`` in the first image (modified in place);
-    ``wxc`` holds ``wx`` with every odd tap negated and ``wy`` is as it is, both ``(P, taps)``
-    in the data dtype; ``dest`` is ``(images, P)``. One gather per tap row. The taps pair up
-    as complex numbers: the real part of ``(x0 + i x1)(w0 - i w1)`` is ``x0 w0 + x1 w1``, so
-    one complex product per pair of taps (NumPy's vectorised complex loop) replaces two
-    products and a sum over a strided column.
-    """
-    nimg, taps = dest.shape[0], wxc.shape[1]
-    dtype = dest.dtype
-    cdtype = np.result_type(dtype, np.complex64)
-    half = taps // 2
-    wc = wxc.view(cdtype)
-    if nimg > 1:
-        base = (base[None, :] + (np.arange(nimg) * plane)[:, None]).ravel()
-    # indices are in range by construction: "clip" is the cheapest bounds rule of take
-    runs = np.empty((base.size, items.shape[1]), dtype=items.dtype)
-    prod = np.empty((nimg, wc.shape[0], half), dtype=cdtype)
-    pairs = np.empty((nimg, wc.shape[0]), dtype=cdtype) if half > 1 else None
-    row = np.empty((nimg, wc.shape[0]), dtype=dtype)
-    for r in range(wy.shape[1]):
-        if r:
-            base += wq
-        run = np.take(items, base, axis=0, out=runs, mode="clip").view(cdtype).reshape(nimg, -1, half)
-        np.multiply(run, wc, out=prod)
-        s = prod[..., 0]
-        if half > 1:
-            s = np.add(s, prod[..., 1], out=pairs)
-            for c in range(2, half):
-                s += prod[..., c]
-        if r == 0:
-            np.multiply(s.real, wy[:, 0], out=dest)
-        else:
-            np.multiply(s.real, wy[:, r], out=row)
-            dest += row
 
 
 def _positions(r0, r1, wo, matrix, map_x, map_y, dtype=np.float64):
@@ -289,7 +212,7 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     padded = _boundary.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode, cval)
     hp, wp = padded.shape[1:]
     if taps > 1:
-        items, wq = _tap_rows(padded, taps)
+        items, wq = tap_rows(padded, taps)
         plane = hp * wq
     out = np.empty((nimg, ho, wo), dtype=x.dtype)
 
@@ -330,7 +253,7 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
             base = iy
             base += ix
             base += first + pad
-            _gather_taps(items, wq, plane, base, wxc, wy, dest)
+            gather_taps(items, wq, plane, base, wxc, wy, dest)
         if outside is not None and outside.any():
             dest[:, outside] = x.dtype.type(cval)
 
