@@ -60,12 +60,15 @@ def gather_taps(items, wq, plane, base, wxc, wy, dest):
 
     ``base[p]`` is the run index of ``(y_p, x_p)`` in the first image (modified in place);
     ``wxc`` holds ``wx`` with every odd tap negated and ``wy`` is as it is, both ``(P, taps)``
-    in the data dtype; ``dest`` is ``(images, P)``. One gather per tap row. The taps pair up
+    in the data dtype with an even ``taps`` (pad with a tap of weight 0); ``dest`` is
+    ``(images, P)``. One gather per tap row. The taps pair up
     as complex numbers: the real part of ``(x0 + i x1)(w0 - i w1)`` is ``x0 w0 + x1 w1``, so
     one complex product per pair of taps (NumPy's vectorised complex loop) replaces two
     products and a sum over a strided column.
     """
     nimg, taps = dest.shape[0], wxc.shape[1]
+    if taps % 2:
+        raise ValueError(f"gather_taps pairs the taps: their count must be even, got {taps}")
     dtype = dest.dtype
     cdtype = np.result_type(dtype, np.complex64)
     half = taps // 2
