@@ -310,14 +310,20 @@ def _tap_weights(x, start, order, ntaps, dtype, conjugate):
 #: many points per coefficient (building the tap runs costs about one pass over 2 to 6 copies
 #: of the coefficients) and at least ``_CHUNK`` of them
 _TAPS_MIN_DENSITY = 0.25
+#: and when its tap runs (2 to 6 copies of the padded coefficients) take at most this many bytes
+_TAPS_MAX_BYTES = 1 << 30
 
 
 def _gathers_taps(coeffs, coords, order):
     """Whether :func:`_sample_taps_2d` serves this call (else SciPy's sampler does)."""
     if coeffs.ndim != 3 or not 1 <= order <= 5 or coeffs.dtype not in (np.float32, np.float64):
         return False
+    batch, h, w = coeffs.shape
     m = coords.shape[1]
-    if m < _CHUNK or m < _TAPS_MIN_DENSITY * coeffs.shape[1] * coeffs.shape[2]:
+    if m < _CHUNK or m < _TAPS_MIN_DENSITY * h * w:
+        return False
+    ntaps, pad = order + 1 + (order + 1) % 2, order + 4
+    if ntaps * batch * (h + 2 * pad) * (w + 2 * pad) * coeffs.dtype.itemsize > _TAPS_MAX_BYTES:
         return False
     return bool(np.isfinite(coords).all())
 
