@@ -314,6 +314,12 @@ _TAPS_MIN_DENSITY = 0.25
 _TAPS_MAX_BYTES = 1 << 30
 
 
+def _tap_layout(order):
+    """Taps per axis of the gathered sampler (``order + 1`` made even) and the padding that
+    holds every tap of a position clipped to ``order // 2 + 2`` pixels beyond the edges."""
+    return order + 1 + (order + 1) % 2, order + 4
+
+
 def _gathers_taps(coeffs, coords, order):
     """Whether :func:`_sample_taps_2d` serves this call (else SciPy's sampler does)."""
     if coeffs.ndim != 3 or not 1 <= order <= 5 or coeffs.dtype not in (np.float32, np.float64):
@@ -322,7 +328,7 @@ def _gathers_taps(coeffs, coords, order):
     m = coords.shape[1]
     if m < _CHUNK or m < _TAPS_MIN_DENSITY * h * w:
         return False
-    ntaps, pad = order + 1 + (order + 1) % 2, order + 4
+    ntaps, pad = _tap_layout(order)
     if ntaps * batch * (h + 2 * pad) * (w + 2 * pad) * coeffs.dtype.itemsize > _TAPS_MAX_BYTES:
         return False
     return bool(np.isfinite(coords).all())
@@ -342,8 +348,7 @@ def _sample_taps_2d(coeffs, coords, order, mode, cval):
     batch, h, w = coeffs.shape
     m = coords.shape[1]
     dtype = coeffs.dtype
-    ntaps = order + 1 + (order + 1) % 2
-    pad = order + 4
+    ntaps, pad = _tap_layout(order)
     tap_mode = "mirror" if mode in ("constant", "wrap") else mode
     padded = _boundary.pad(coeffs, ((0, 0), (pad, pad), (pad, pad)), tap_mode, cval)
     items, wq = tap_rows(padded, ntaps)
