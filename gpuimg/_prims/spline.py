@@ -267,23 +267,25 @@ def _sample_numpy(be, coeffs, coords, order, mode, cval=0.0, offset=0.0):
 _CUBIC_ABC = np.array([[1 / 6, 0.5, 0.5, 1 / 6], [0.0, -1.0, -1.0, 0.0], [0.0, 2 / 3, 2 / 3, 0.0]])
 
 
-@functools.lru_cache(maxsize=8)
-def _cubic_constants(m, dtype, conjugate):
-    """``_CUBIC_ABC``'s rows tiled for ``m`` points (odd taps negated with ``conjugate``),
-    so that the weights of all taps come from contiguous whole-array operations. Read-only."""
+@functools.lru_cache(maxsize=4)
+def _cubic_constants(dtype, conjugate):
+    """``_CUBIC_ABC``'s rows tiled for ``_CHUNK`` points (odd taps negated with
+    ``conjugate``), so that the weights of all taps of a block come from contiguous
+    whole-array operations. Read-only."""
     abc = _CUBIC_ABC.astype(dtype)
     if conjugate:
         abc[:, 1::2] *= -1
-    rows = tuple(np.tile(r, m) for r in abc)
+    rows = tuple(np.tile(r, _CHUNK) for r in abc)
     for r in rows:
         r.flags.writeable = False
     return rows
 
 
 def _tap_weights(x, start, order, ntaps, dtype, conjugate):
-    """``(points, ntaps)`` B-spline weights in ``dtype`` of positions ``x`` whose first tap
-    is at ``start - order // 2`` (scipy.ndimage's formulas; taps past ``order + 1`` weigh 0);
-    ``conjugate`` negates the odd taps (see :func:`gpuimg._prims.taps.gather_taps`)."""
+    """``(points, ntaps)`` B-spline weights in ``dtype`` of at most ``_CHUNK`` positions ``x``
+    whose first tap is at ``start - order // 2`` (scipy.ndimage's formulas; taps past
+    ``order + 1`` weigh 0); ``conjugate`` negates the odd taps (see
+    :func:`gpuimg._prims.taps.gather_taps`)."""
     if order == 3:
         t = (x - start).astype(dtype)
         u = np.empty((t.size, 4), dtype=dtype)
@@ -291,8 +293,8 @@ def _tap_weights(x, start, order, ntaps, dtype, conjugate):
         u[:, 1] = t
         u[:, 2] = u[:, 0]
         u[:, 3] = t
-        a, b, c = _cubic_constants(t.size, np.dtype(dtype), conjugate)
         u = u.ravel()
+        a, b, c = (r[:u.size] for r in _cubic_constants(np.dtype(dtype), conjugate))
         w = u * a
         w += b
         w *= u
