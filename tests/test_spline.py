@@ -32,8 +32,8 @@ def test_map_coordinates_matches_scipy_every_order(be, rng, image, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_map_coordinates_of_many_points_matches_scipy_every_order(be, rng, image, mode):
     # as many points as the NumPy twin needs to gather its taps itself instead of running
-    # SciPy's sampler: every order and mode, points far outside, a batch of two images, and
-    # float32 coefficients (accumulated in float32)
+    # SciPy's sampler: every order and mode, points far outside, a batch of two images,
+    # float32 coefficients (accumulated in float32), and a volume
     from gpuimg._prims import spline as prims
 
     coords = rng.uniform(-25, 75, (2, prims._CHUNK + 4000))
@@ -50,6 +50,16 @@ def test_map_coordinates_of_many_points_matches_scipy_every_order(be, rng, image
                                        mode=mode, cval=0.3, prefilter=False)
         ref = ndi.map_coordinates(image, coords, order=order, mode=mode, cval=0.3, prefilter=False)
         np.testing.assert_allclose(be.to_numpy(got32), ref, rtol=0, atol=2e-6, err_msg=f"order {order}")
+    # a volume: the (z, y) taps are the gather's rows
+    vol = rng.random((12, 14, 16))
+    coords = rng.uniform(-8, 24, (3, prims._CHUNK + 4000))
+    coords[:, :3] = [[0, 11, -20], [13, 0, 30], [15.5, -0.5, 7]]
+    assert prims._gathers_taps(vol[None], coords, 3)
+    for order in range(1, 6):
+        got = spline.map_coordinates(be.asarray(vol), be.asarray(coords), order=order, mode=mode, cval=0.3,
+                                     prefilter=False)
+        ref = ndi.map_coordinates(vol, coords, order=order, mode=mode, cval=0.3, prefilter=False)
+        np.testing.assert_allclose(be.to_numpy(got), ref, rtol=0, atol=1e-9, err_msg=f"3-D order {order}")
 
 
 @pytest.mark.parametrize("mode", MODES)

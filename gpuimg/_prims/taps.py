@@ -54,14 +54,16 @@ def tap_rows(xp_pad, taps):
     return as_items(runs.reshape(-1, taps)), wq
 
 
-def gather_taps(items, wq, plane, base, wxc, wy, dest):
+def gather_taps(items, wq, plane, base, wxc, wy, dest, steps=None):
     """``dest[b, p] = sum_r wy[p, r] sum_c wx[p, c] padded[b, y_p + r, x_p + c]`` over the
-    runs ``items`` of :func:`tap_rows` (row length ``wq``, ``plane`` rows per image).
+    runs ``items`` of :func:`tap_rows` (row length ``wq``, ``plane`` runs per image).
 
     ``base[p]`` is the run index of ``(y_p, x_p)`` in the first image (modified in place);
-    ``wxc`` holds ``wx`` with every odd tap negated and ``wy`` is as it is, both ``(P, taps)``
-    in the data dtype with an even ``taps`` (pad with a tap of weight 0); ``dest`` is
-    ``(images, P)``. One gather per tap row. The taps pair up
+    ``wxc`` (``(P, taps)``) holds ``wx`` with every odd tap negated, ``taps`` even (pad with a
+    tap of weight 0); ``wy`` is ``(P, rows)``; both in the data dtype; ``dest`` is
+    ``(images, P)``. Tap row ``r`` starts ``steps[r - 1]`` runs after row ``r - 1`` (default
+    ``wq``: the next image row; a volume's rows of ``(z, y)`` taps step to the next slice
+    too). One gather per tap row. The taps pair up
     as complex numbers: the real part of ``(x0 + i x1)(w0 - i w1)`` is ``x0 w0 + x1 w1``, so
     one complex product per pair of taps (NumPy's vectorised complex loop) replaces two
     products and a sum over a strided column.
@@ -82,7 +84,7 @@ def gather_taps(items, wq, plane, base, wxc, wy, dest):
     row = np.empty((nimg, wc.shape[0]), dtype=dtype)
     for r in range(wy.shape[1]):
         if r:
-            base += wq
+            base += wq if steps is None else steps[r - 1]
         run = np.take(items, base, axis=0, out=runs, mode="clip").view(cdtype).reshape(nimg, -1, half)
         np.multiply(run, wc, out=prod)
         s = prod[..., 0]
