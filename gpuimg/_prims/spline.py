@@ -20,9 +20,9 @@
 The NumPy twin of ``spline_sample`` gathers its taps itself for 2-D and 3-D samples of orders
 1-5 with many points (:func:`_sample_taps`, the point sampler's tap runs of
 :mod:`gpuimg._prims.taps`; 2048 x 2048 float32 cubic on one core: about 170 ms against
-280 ms for SciPy's sampler); the other twins run scipy.ndimage's C sampler (which releases the
-GIL) on chunks of the work in a thread pool. The prefilter is, along axes at least as long as the filter, the
-recursions' impulse response as a truncated symmetric FIR run as banded GEMMs
+280 ms for SciPy's sampler); the other twins run scipy.ndimage's C sampler (which releases
+the GIL) on chunks of the work in a thread pool. The prefilter is, along axes at least as
+long as the filter, the recursions' impulse response as a truncated symmetric FIR run as banded GEMMs
 (:func:`fir_taps`, :mod:`gpuimg._prims.banded`; 2048 x 2048 float32 cubic: 20 ms against
 45 ms for the recursions, 91 ms for SciPy), and the recursions on shorter axes. The CUDA twins
 are ``kernels/spline_prefilter.cu`` and ``kernels/spline_sample.cu``.
