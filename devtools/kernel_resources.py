@@ -8,8 +8,10 @@ blocks of 64 registers, four of them) and so the occupancy. ``tests/test_kernel_
 holds the hot specialisations to their budgets.
 
     python devtools/kernel_resources.py warp_point.cu [SPECIALISATION ...] [--arch sm_90]
+    python devtools/kernel_resources.py --all [--arch sm_90]
 
-With no specialisation, every declared one of the family is listed.
+With no specialisation, every declared one of the family is listed; ``--all`` lists every
+family (a few minutes: the point and B-spline samplers have about 250 specialisations each).
 """
 from __future__ import annotations
 
@@ -30,12 +32,17 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__)
         return 2
-    filename, names = argv[0], argv[1:]
-    if not names:
-        names = list(next(f for f in _kernels.families() if f.filename == filename).specialisations)
-    for ne, r in _kernels.resource_usage(filename, names, arch).items():
-        print(f"{ne:60s} {r.registers:4d} registers ({r.blocks_per_sm()} blocks of 256 per SM)  "
-              f"frame {r.stack_frame} B, spills {r.spill_stores} B stored / {r.spill_loads} B loaded")
+    if argv == ["--all"]:
+        jobs = [(f.filename, list(f.specialisations)) for f in _kernels.families()]
+    else:
+        filename, names = argv[0], argv[1:]
+        if not names:
+            names = list(next(f for f in _kernels.families() if f.filename == filename).specialisations)
+        jobs = [(filename, names)]
+    for filename, names in jobs:
+        for ne, r in _kernels.resource_usage(filename, names, arch).items():
+            print(f"{ne:60s} {r.registers:4d} registers ({r.blocks_per_sm()} blocks of 256 per SM)  "
+                  f"frame {r.stack_frame} B, spills {r.spill_stores} B stored / {r.spill_loads} B loaded")
     return 0
 
 
