@@ -29,16 +29,29 @@ def test_map_coordinates_matches_scipy_every_order(be, rng, image, mode):
         np.testing.assert_allclose(be.to_numpy(got), ref, rtol=0, atol=1e-6, err_msg=f"order {order}")
 
 
+@pytest.mark.parametrize("runs", ["full", "pairs"])
 @pytest.mark.parametrize("mode", MODES)
-def test_map_coordinates_of_many_points_matches_scipy_every_order(be, rng, image, mode):
+def test_map_coordinates_of_many_points_matches_scipy_every_order(be, rng, image, mode, runs, monkeypatch):
     # as many points as the NumPy twin needs to gather its taps itself instead of running
     # SciPy's sampler: every order and mode, points far outside, a batch of two images,
     # float32 coefficients (accumulated in float32), and a volume
     from gpuimg._prims import spline as prims
+    from gpuimg._prims import taps
+
+    if runs == "pairs" and be.is_gpu:
+        pytest.skip("the tap runs are the NumPy sampler's")
+
+    def cap(coeffs):
+        """Past the memory cap the tap runs are pairs, gathered piece by piece: a cap that
+        holds pairs of the coefficients padded for order 5, but not wider runs."""
+        if runs == "pairs":
+            monkeypatch.setattr(taps, "RUNS_MAX_BYTES", 2 * coeffs.dtype.itemsize * coeffs.shape[0]
+                                * np.prod([n + 18 for n in coeffs.shape[1:]]))
 
     coords = rng.uniform(-25, 75, (2, prims._CHUNK + 4000))
     coords[:, :8] = [[0, 39, -0.5, 39.5, 0.25, 12, -40, 100], [0, 47, 47.5, -0.5, 47.0, 0, 90, -60]]
     pair = np.stack([image, image[::-1, ::-1]])
+    cap(pair)
     assert prims._gathers_taps(pair, coords, 3)
     for order in range(1, 6):
         got = be.to_numpy(spline.map_coordinates(be.asarray(pair), be.asarray(coords), order=order, mode=mode,
@@ -46,14 +59,17 @@ def test_map_coordinates_of_many_points_matches_scipy_every_order(be, rng, image
         for i in range(2):
             ref = ndi.map_coordinates(pair[i], coords, order=order, mode=mode, cval=0.3, prefilter=False)
             np.testing.assert_allclose(got[i], ref, rtol=0, atol=1e-9, err_msg=f"order {order}")
+        cap(image.astype(np.float32)[None])
         got32 = spline.map_coordinates(be.asarray(image.astype(np.float32)), be.asarray(coords), order=order,
                                        mode=mode, cval=0.3, prefilter=False)
         ref = ndi.map_coordinates(image, coords, order=order, mode=mode, cval=0.3, prefilter=False)
         np.testing.assert_allclose(be.to_numpy(got32), ref, rtol=0, atol=2e-6, err_msg=f"order {order}")
+        cap(pair)
     # a volume: the (z, y) taps are the gather's rows
     vol = rng.random((12, 14, 16))
     coords = rng.uniform(-8, 24, (3, prims._CHUNK + 4000))
     coords[:, :3] = [[0, 11, -20], [13, 0, 30], [15.5, -0.5, 7]]
+    cap(vol[None])
     assert prims._gathers_taps(vol[None], coords, 3)
     for order in range(1, 6):
         got = spline.map_coordinates(be.asarray(vol), be.asarray(coords), order=order, mode=mode, cval=0.3,

@@ -9,6 +9,7 @@ cv2 = pytest.importorskip("cv2")
 ndi = pytest.importorskip("scipy.ndimage")
 
 from gpuimg import transform  # noqa: E402
+from gpuimg._prims import taps  # noqa: E402
 
 BORDERS = {
     "grid-constant": cv2.BORDER_CONSTANT,
@@ -45,9 +46,16 @@ def smooth_maps(shape, rng):
     return mx.astype(np.float32), my.astype(np.float32)
 
 
+@pytest.mark.parametrize("runs", ["full", "pairs"])
 @pytest.mark.parametrize("mode", sorted(BORDERS))
 @pytest.mark.parametrize("interpolation", sorted(FLAGS))
-def test_remap_matches_opencv(be, rng, mode, interpolation):
+def test_remap_matches_opencv(be, rng, mode, interpolation, runs, monkeypatch):
+    if runs == "pairs":
+        # the NumPy sampler's fallback for images whose tap runs would pass its memory cap:
+        # runs of two taps, gathered piece by piece
+        if be.is_gpu:
+            pytest.skip("the tap runs are the NumPy sampler's")
+        monkeypatch.setattr(taps, "RUNS_MAX_BYTES", 1)
     img = smooth((53, 71), rng)
     mx, my = smooth_maps((47, 66), rng)
     ref = cv2.remap(img, mx, my, FLAGS[interpolation], borderMode=BORDERS[mode], borderValue=0.3)

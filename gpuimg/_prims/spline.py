@@ -40,8 +40,8 @@ from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import run_chunks, splits as _splits, workers
-from gpuimg._prims import banded
-from gpuimg._prims.taps import gather_taps, tap_rows
+from gpuimg._prims import banded, taps
+from gpuimg._prims.taps import gather_taps, run_width, tap_rows
 
 #: Poles of the direct B-spline filter per order (Unser 1999, Table I).
 POLES = {
@@ -310,10 +310,9 @@ def _tap_weights(x, start, order, ntaps, dtype, conjugate):
 
 #: the gathered-taps sampler serves 2-D and 3-D samples of orders 1-5 when there are at least this
 #: many points per coefficient (building the tap runs costs about one pass over 2 to 6 copies
-#: of the coefficients) and at least ``_CHUNK`` of them
+#: of the coefficients) and at least ``_CHUNK`` of them; runs of pairs past
+#: ``taps.RUNS_MAX_BYTES``, SciPy's sampler when even those would pass it
 _TAPS_MIN_DENSITY = 0.25
-#: and when its tap runs (2 to 6 copies of the padded coefficients) take at most this many bytes
-_TAPS_MAX_BYTES = 1 << 30
 
 
 def _tap_layout(order):
@@ -330,9 +329,9 @@ def _gathers_taps(coeffs, coords, order):
     m = coords.shape[1]
     if m < _CHUNK or m < _TAPS_MIN_DENSITY * math.prod(spatial):
         return False
-    ntaps, pad = _tap_layout(order)
-    if ntaps * batch * math.prod(n + 2 * pad for n in spatial) * coeffs.dtype.itemsize > _TAPS_MAX_BYTES:
-        return False
+    _, pad = _tap_layout(order)
+    if 2 * batch * math.prod(n + 2 * pad for n in spatial) * coeffs.dtype.itemsize > taps.RUNS_MAX_BYTES:
+        return False  # even runs of pairs would pass the cap
     return bool(np.isfinite(coords).all())
 
 
@@ -355,7 +354,7 @@ def _sample_taps(coeffs, coords, order, mode, cval):
     tap_mode = "mirror" if mode in ("constant", "wrap") else mode
     padded = _boundary.pad(coeffs, ((0, 0),) + ((pad, pad),) * d, tap_mode, cval)
     pshape = padded.shape[1:]
-    items, wq = tap_rows(padded.reshape(-1, pshape[-2], pshape[-1]), ntaps)
+    items, wq = tap_rows(padded.reshape(-1, pshape[-2], pshape[-1]), run_width(ntaps, padded.nbytes))
     # runs per padded row and per padded slice, along the axes before x
     strides = (pshape[-2] * wq, wq)[-(d - 1):]
     plane = math.prod(pshape[:-1]) * wq

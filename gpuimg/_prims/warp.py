@@ -42,7 +42,7 @@ from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import run_chunks
-from gpuimg._prims.taps import as_items, gather_taps, tap_rows
+from gpuimg._prims.taps import as_items, gather_taps, run_width, tap_rows
 
 INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos4": 3}
 #: Taps per axis and the index of the first tap relative to ``floor(x)``.
@@ -212,7 +212,7 @@ def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, 
     padded = _boundary.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode, cval)
     hp, wp = padded.shape[1:]
     if taps > 1:
-        items, wq = tap_rows(padded, taps)
+        items, wq = tap_rows(padded, run_width(taps, padded.nbytes))
         plane = hp * wq
     out = np.empty((nimg, ho, wo), dtype=x.dtype)
 
