@@ -28,7 +28,8 @@ coverage). Pixels outside the image follow the boundary mode; both constant mode
 ``cval`` there. Quads with a non-finite corner return ``cval``.
 
 The NumPy twin of ``sample_points`` pads the batch once, stores every run of horizontal taps
-as one gatherable item (16 bytes for 4 float32 taps), and works through blocks of
+as one gatherable item (16 bytes for 4 float32 taps; runs of two taps where all of them would
+take more than ``taps.RUNS_MAX_BYTES``), and works through blocks of
 ``_CHUNK`` output pixels on the thread pool, sized so that one block's temporaries stay in
 a core's cache: per block, one gather per tap row and tap-major multiply-adds. The CUDA twins
 are ``kernels/warp_point.cu`` and ``kernels/warp_footprint.cu``.
