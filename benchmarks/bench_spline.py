@@ -46,3 +46,22 @@ def test_filter_and_zoom(bench, be, impl, case, rng):
         bench(ours, *args, group=group, impl="gpuimg", be=be, **ours_kw)
     else:
         bench(peer, *args, group=group, impl="cupyx" if be.is_gpu else "scipy", be=be, **peer_kw)
+
+
+def _warp_coords_3d(n):
+    zz, yy, xx = np.mgrid[0:n, 0:n, 0:n].astype(np.float32)
+    return np.stack([zz + 1.3 * np.sin(xx / 17.0), yy + 0.7 * np.cos(zz / 13.0), xx - 0.4])
+
+
+@pytest.mark.parametrize("impl", ["gpuimg", "peer"])
+def test_map_coordinates_order3_volume(bench, be, impl, rng):
+    n = 192 if be.is_gpu else 128  # a few seconds of host set-up at most in the device run
+    vol = rng.random((n, n, n)).astype(np.float32)
+    x, c = be.asarray(vol), be.asarray(_warp_coords_3d(n))
+    group = f"map_coordinates order 3 {n}^3 float32"
+    if impl == "gpuimg":
+        bench(spline.map_coordinates, x, c, order=3, mode="mirror", coefficient_dtype=np.float32,
+              group=group, impl="gpuimg", be=be)
+    else:
+        bench(be.ndimage.map_coordinates, x, c, order=3, mode="mirror",
+              group=group, impl="cupyx" if be.is_gpu else "scipy", be=be)
