@@ -367,7 +367,7 @@ def _sample_taps(coeffs, coords, order, mode, cval):
     def axis(c, n, conjugate):
         """Tap origins (padded) and ``(points, ntaps)`` weights of one axis; the outside mask."""
         x = _fold(c, n, mode)
-        outside = ~(x > -1.0) if mode not in ("nearest", "grid-constant") else None
+        outside = ~(x > -1.0) if mode == "constant" else None  # only "constant" folds to -1
         if outside is not None:
             x[outside] = 0.0
         reach = order // 2 + 2  # beyond it every tap reads the same edge or fill value
@@ -420,6 +420,8 @@ def _fold(x, n, mode):
         return x
     if n <= 1 and mode != "constant":
         return np.zeros_like(x)
+    if x.size and x.min() >= 0 and x.max() <= n - 1:  # all inside (most maps): nothing to fold
+        return x
     lo, hi = x < 0, x > n - 1
     if mode == "constant":
         x[lo | hi] = -1.0
