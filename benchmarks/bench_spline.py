@@ -13,13 +13,22 @@ def _warp_coords(n, rng):
     return np.stack([yy + 3.0 * np.sin(xx / 97.0) + 0.25, xx + 2.0 * np.cos(yy / 83.0) - 0.4])
 
 
+def _warp_coords_3d(n):
+    zz, yy, xx = np.mgrid[0:n, 0:n, 0:n].astype(np.float32)
+    return np.stack([zz + 1.3 * np.sin(xx / 17.0), yy + 0.7 * np.cos(zz / 13.0), xx - 0.4])
+
+
+@pytest.mark.parametrize("ndim", [2, 3], ids=["image", "volume"])
 @pytest.mark.parametrize("impl", ["gpuimg", "peer"])
-def test_map_coordinates_order3(bench, be, impl, rng):
-    n = 4096 if be.is_gpu else 2048
-    img = rng.random((n, n)).astype(np.float32)
-    coords = _warp_coords(n, rng)
-    x, c = be.asarray(img), be.asarray(coords)
-    group = f"map_coordinates order 3 {n}^2 float32"
+def test_map_coordinates_order3(bench, be, impl, rng, ndim):
+    if ndim == 2:
+        n = 4096 if be.is_gpu else 2048
+        coords = _warp_coords(n, rng)
+    else:
+        n = 192 if be.is_gpu else 128  # a few seconds of host set-up at most in the device run
+        coords = _warp_coords_3d(n)
+    x, c = be.asarray(rng.random((n,) * ndim).astype(np.float32)), be.asarray(coords)
+    group = f"map_coordinates order 3 {n}^{ndim} float32"
     if impl == "gpuimg":
         bench(spline.map_coordinates, x, c, order=3, mode="mirror", coefficient_dtype=np.float32,
               group=group, impl="gpuimg", be=be)
@@ -46,22 +55,3 @@ def test_filter_and_zoom(bench, be, impl, case, rng):
         bench(ours, *args, group=group, impl="gpuimg", be=be, **ours_kw)
     else:
         bench(peer, *args, group=group, impl="cupyx" if be.is_gpu else "scipy", be=be, **peer_kw)
-
-
-def _warp_coords_3d(n):
-    zz, yy, xx = np.mgrid[0:n, 0:n, 0:n].astype(np.float32)
-    return np.stack([zz + 1.3 * np.sin(xx / 17.0), yy + 0.7 * np.cos(zz / 13.0), xx - 0.4])
-
-
-@pytest.mark.parametrize("impl", ["gpuimg", "peer"])
-def test_map_coordinates_order3_volume(bench, be, impl, rng):
-    n = 192 if be.is_gpu else 128  # a few seconds of host set-up at most in the device run
-    vol = rng.random((n, n, n)).astype(np.float32)
-    x, c = be.asarray(vol), be.asarray(_warp_coords_3d(n))
-    group = f"map_coordinates order 3 {n}^3 float32"
-    if impl == "gpuimg":
-        bench(spline.map_coordinates, x, c, order=3, mode="mirror", coefficient_dtype=np.float32,
-              group=group, impl="gpuimg", be=be)
-    else:
-        bench(be.ndimage.map_coordinates, x, c, order=3, mode="mirror",
-              group=group, impl="cupyx" if be.is_gpu else "scipy", be=be)
