@@ -1,10 +1,11 @@
 """Gathered taps: the NumPy point samplers' inner loop.
 
 A sampler that reads ``taps x taps`` source pixels around each output position (the warp
-sampler's linear, cubic and Lanczos-4 kernels, the B-spline sampler of orders 1-5) pads the
-batch once so that every tap lies inside, stores every run of ``taps`` horizontal neighbours
-as one gatherable item (:func:`tap_rows`), and per block of output pixels gathers one item
-per tap row and sums it with the weights (:func:`gather_taps`).
+sampler's linear, cubic and Lanczos-4 kernels, the B-spline sampler of orders 1-5, in 2-D
+and 3-D) pads the batch once so that every tap lies inside, stores every run of ``taps``
+horizontal neighbours as one gatherable item (:func:`tap_rows`; runs of pairs past
+``RUNS_MAX_BYTES``, :func:`run_width`), and per block of output pixels gathers one item per
+tap row and sums it with the weights (:func:`gather_taps`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from gpuimg._parallel import run_chunks, workers
 
-__all__ = ["as_items", "gather_taps", "tap_rows"]
+__all__ = ["RUNS_MAX_BYTES", "as_items", "gather_taps", "run_width", "tap_rows"]
 
 
 def as_items(rows):
