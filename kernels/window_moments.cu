@@ -17,10 +17,10 @@
 //
 // window_moments_fixed<T, W, BOX> and window_moments_fixed_ncc<T, W>: W taps along y and x
 // fixed at compile time (any rz; the boundary mode is an argument; rows and columns below
-// 2^30, so positions are 32-bit). Every tap loop is unrolled, so the sliding windows live in registers with no copies; weighted
-// windows are symmetric (the launcher sends others to window_moments), so a pass holds only
-// the taps 0 .. W / 2 and reads tap k as tap W - 1 - k beyond the middle. A block of
-// 32 x 8 threads walks `tiles` tiles of 32 columns by TH rows (TH = 48 for float, 32 for
+// 2^30, so positions are 32-bit). Every tap loop is unrolled, so the sliding windows live in
+// registers with no copies; weighted windows are symmetric (the launcher sends others to
+// window_moments), so a pass holds only the taps 0 .. W / 2 and reads tap k as tap
+// W - 1 - k beyond the middle. A block of 32 x 8 threads walks `tiles` tiles of 32 columns by TH rows (TH = 48 for float, 32 for
 // double) down one column strip of one slice:
 //   for each slice z + dz of the window:
 //     1. load (a, b) pairs over the tile plus its halo into shared memory (all loads of a
@@ -343,6 +343,14 @@ struct wm_fixed_tile {
     static constexpr int h = sizeof(T) == 4 ? 48 : 32;
 };
 
+// One pass's taps in registers: unused with BOX (plain sums), else the symmetric window's taps
+// 0 .. W / 2, tap k read as tap W - 1 - k beyond the middle (so only (W + 1) / 2 registers)
+template <typename T, int W, bool BOX>
+__device__ __forceinline__ void wm_pass_taps(const T* src, T (&w)[W]) {
+#pragma unroll
+    for (int k = 0; k < W; ++k) w[k] = BOX ? T(0) : src[k < W - 1 - k ? k : W - 1 - k];
+}
+
 template <int KIND, typename T>
 __device__ __forceinline__ void wm_products(T a, T b, T (&p)[wm_kind<KIND>::nq]) {
     if constexpr (KIND == 2) {
@@ -583,8 +591,7 @@ __device__ __forceinline__ void wm_fixed(double* smem, const T* __restrict__ a, 
         }
         __syncthreads();
         T wx[W];
-#pragma unroll
-        for (int k = 0; k < W; ++k) wx[k] = BOX ? T(0) : wxp[k < W - 1 - k ? k : W - 1 - k];
+        wm_pass_taps<T, W, BOX>(wxp, wx);
         for (int i = tid; i < NR * (BX / CW); i += NT) {
             const int r = R0 + i % NR, c = (i / NR) * CW;
             const wm_pair<T>* src = tile + r * TS + c;
@@ -653,8 +660,7 @@ __device__ __forceinline__ void wm_fixed(double* smem, const T* __restrict__ a, 
 
             // y pass down this thread's column, then the formula
             T wy[W];
-#pragma unroll
-            for (int k = 0; k < W; ++k) wy[k] = BOX ? T(0) : wyp[k < W - 1 - k ? k : W - 1 - k];
+            wm_pass_taps<T, W, BOX>(wyp, wy);
             T m[NQ][R];
             wm_correlate<T, NQ, R, W, BOX>(
                 [&](int k, T (&p)[NQ]) { wm_load_moments<T, NQ>(p4, p1, (ty * R + k) * PS + tx, p); }, wy, m);
