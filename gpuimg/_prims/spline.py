@@ -22,8 +22,8 @@ The NumPy twin of ``spline_sample`` gathers its taps itself for 2-D and 3-D samp
 :mod:`gpuimg._prims.taps`; 2048 x 2048 float32 cubic on one core: about 170 ms against
 280 ms for SciPy's sampler); the other twins run scipy.ndimage's C sampler (which releases
 the GIL) on chunks of the work in a thread pool. The prefilter is, along axes at least as
-long as the filter, the recursions' impulse response as a truncated symmetric FIR run as banded GEMMs
-(:func:`fir_taps`, :mod:`gpuimg._prims.banded`; 2048 x 2048 float32 cubic: 20 ms against
+long as the filter, the recursions' impulse response as a truncated symmetric FIR run as
+banded GEMMs (:func:`fir_taps`, :mod:`gpuimg._prims.banded`; 2048 x 2048 float32 cubic: 20 ms against
 45 ms for the recursions, 91 ms for SciPy), and the recursions on shorter axes. The CUDA twins
 are ``kernels/spline_prefilter.cu`` and ``kernels/spline_sample.cu``.
 """
@@ -316,9 +316,10 @@ _TAPS_MIN_DENSITY = 0.25
 
 
 def _tap_layout(order):
-    """Taps per axis of the gathered sampler (``order + 1`` made even) and the padding that
-    holds every tap of a position clipped to ``order // 2 + 2`` pixels beyond the edges."""
-    return order + 1 + (order + 1) % 2, order + 4
+    """Taps per axis of the gathered sampler (``order + 1`` made even), the reach beyond the
+    edges to which it clips positions (past it every tap reads the same edge or fill value)
+    and the padding that holds every tap of a clipped position."""
+    return order + 1 + (order + 1) % 2, order // 2 + 2, order + 4
 
 
 def _gathers_taps(coeffs, coords, order):
@@ -329,7 +330,7 @@ def _gathers_taps(coeffs, coords, order):
     m = coords.shape[1]
     if m < _CHUNK or m < _TAPS_MIN_DENSITY * math.prod(spatial):
         return False
-    _, pad = _tap_layout(order)
+    _, _, pad = _tap_layout(order)
     if 2 * batch * math.prod(n + 2 * pad for n in spatial) * coeffs.dtype.itemsize > taps.RUNS_MAX_BYTES:
         return False  # even runs of pairs would pass the cap
     return bool(np.isfinite(coords).all())
@@ -350,7 +351,7 @@ def _sample_taps(coeffs, coords, order, mode, cval):
     d = len(spatial)
     m = coords.shape[1]
     dtype = coeffs.dtype
-    ntaps, pad = _tap_layout(order)
+    ntaps, reach, pad = _tap_layout(order)
     tap_mode = "mirror" if mode in ("constant", "wrap") else mode
     padded = _boundary.pad(coeffs, ((0, 0),) + ((pad, pad),) * d, tap_mode, cval)
     pshape = padded.shape[1:]
@@ -370,7 +371,6 @@ def _sample_taps(coeffs, coords, order, mode, cval):
         outside = ~(x > -1.0) if mode == "constant" else None  # only "constant" folds to -1
         if outside is not None:
             x[outside] = 0.0
-        reach = order // 2 + 2  # beyond it every tap reads the same edge or fill value
         np.clip(x, -reach, n - 1 + reach, out=x)
         start = np.floor(x if order & 1 else x + 0.5)
         wts = _tap_weights(x, start, order, ntaps, dtype, conjugate)

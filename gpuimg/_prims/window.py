@@ -74,7 +74,8 @@ _FIXED_TH = {4: 48, 8: 32}  # output tile height of the fixed kernels per itemsi
 _FAMILY = KernelFamily(
     "window_moments.cu",
     [f"window_moments<{t}, {m}>" for t in ("float", "double") for m in sorted(set(_KMODE.values()))]
-    + [f"window_moments_fixed<{t}, {w}, {'true' if box else 'false'}>" for t in ("float", "double") for w, box in _FIXED]
+    + [f"window_moments_fixed<{t}, {w}, {'true' if box else 'false'}>"
+       for t in ("float", "double") for w, box in _FIXED]
     + [f"window_moments_fixed_ncc<{t}, {w}>" for t in ("float", "double") for w, box in _FIXED if box],
 )
 
