@@ -102,14 +102,22 @@ def test_undistort_4096_bandwidth_gpu(be, benchmark):
 
 
 @pytest.mark.parametrize("impl", ["gpuimg", "cv2"])
-def test_undistort_cached_maps(bench, be, impl):
+@pytest.mark.parametrize("how", ["cached maps", "plan"])
+def test_undistort_cached_maps(bench, be, impl, how):
+    """``Distortion.undistort`` with its cached maps, and the prepared ``undistort_plan``
+    (on NumPy the plan keeps every pixel's taps), against ``cv2.remap`` with OpenCV's maps."""
+    if how == "plan" and be.is_gpu:
+        pytest.skip("on CuPy a plan keeps only the maps: the cached-maps group times the same sampler")
     n = 4096 if be.is_gpu else 2048
     k = np.array([[0.8 * n, 0, n / 2], [0, 0.8 * n, n / 2], [0, 0, 1]])
     d = Distortion(k, [-0.2, 0.05, 0.001, 0.0005, 0.0])
     img = np.random.default_rng(0).random((n, n)).astype(np.float32)
-    group = f"undistort {n}^2 float32 linear, cached maps"
+    group = f"undistort {n}^2 float32 linear, {how}"
     if impl == "gpuimg":
         x = be.asarray(img)
+        if how == "plan":
+            bench(d.undistort_plan((n, n), interpolation="linear"), x, group=group, impl=impl, be=be)
+            return
         d.undistort(x, interpolation="linear")
         bench(d.undistort, x, interpolation="linear", group=group, impl=impl, be=be)
     else:

@@ -531,8 +531,15 @@ def _cmd_undistort(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CommandError(f"--camera/--coeffs: {exc}") from None
 
+        plans: dict = {}
+
         def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
-            return dist.undistort(x, interpolation=args.interpolation)
+            # one prepared remap per image size: each pixel's taps are derived once, not per batch
+            key = (tuple(x.shape[-2:]), np.dtype(x.dtype).str)
+            if key not in plans:
+                plans[key] = dist.undistort_plan(key[0], interpolation=args.interpolation, dtype=x.dtype,
+                                                 backend=be.name)
+            return plans[key](x)
 
     return _run_images(args, fn, "undistort")
 

@@ -64,17 +64,22 @@ def test_warp_matrix_and_map_match_scipy(tmp_path, rng):
 
 
 def test_undistort_matches_opencv(tmp_path, rng):
-    img = _smooth(rng, (48, 64))
-    Image.fromarray(img).save(tmp_path / "a.png")
+    # two image sizes in one folder: each size gets its own prepared remap
+    (tmp_path / "in").mkdir()
+    imgs = {"a.png": _smooth(rng, (48, 64)), "b.png": _smooth(rng, (40, 52))}
+    for name, img in imgs.items():
+        Image.fromarray(img).save(tmp_path / "in" / name)
     cam = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
     coeffs = np.array([-0.2, 0.05, 0.001, -0.002])
-    gpuimg("undistort", tmp_path / "a.png", "--out", tmp_path / "u", "--camera", "60,60,31.5,23.5",
+    gpuimg("undistort", tmp_path / "in", "--out", tmp_path / "u", "--camera", "60,60,31.5,23.5",
            "--coeffs=" + ",".join(map(str, coeffs)), "--interpolation", "linear", "-q", check=0)
-    mx, my = cv2.initUndistortRectifyMap(cam, coeffs, None, cam, (64, 48), cv2.CV_32FC1)
-    ref = ndi.map_coordinates(gio.to_float(img, np.float64), [my, mx], order=1, mode="constant")
-    got = gio.read_image(tmp_path / "u" / "a.png").astype(float)
-    inner = (slice(4, -4), slice(4, -4))
-    np.testing.assert_allclose(got[inner], gio.from_float(ref, np.uint8)[inner].astype(float), atol=2)
+    for name, img in imgs.items():
+        h, w = img.shape
+        mx, my = cv2.initUndistortRectifyMap(cam, coeffs, None, cam, (w, h), cv2.CV_32FC1)
+        ref = ndi.map_coordinates(gio.to_float(img, np.float64), [my, mx], order=1, mode="constant")
+        got = gio.read_image(tmp_path / "u" / name).astype(float)
+        inner = (slice(4, -4), slice(4, -4))
+        np.testing.assert_allclose(got[inner], gio.from_float(ref, np.uint8)[inner].astype(float), atol=2)
 
 
 def test_undistort_map_series_matches_opencv(tmp_path, rng):

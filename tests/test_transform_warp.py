@@ -46,10 +46,20 @@ def smooth_maps(shape, rng):
     return mx.astype(np.float32), my.astype(np.float32)
 
 
+def remap_by(how, be, img, mx, my, **opts):
+    """``transform.remap``, or a ``RemapPlan`` of the same maps and options applied to ``img``."""
+    img, mx, my = be.asarray(img), be.asarray(mx), be.asarray(my)
+    if how == "remap":
+        return transform.remap(img, mx, my, **opts)
+    dtype = np.float64 if img.dtype == np.float64 else np.float32
+    return transform.RemapPlan(mx, my, img.shape[-2:], dtype=dtype, **opts)(img)
+
+
+@pytest.mark.parametrize("how", ["remap", "plan"])
 @pytest.mark.parametrize("runs", ["full", "pairs"])
 @pytest.mark.parametrize("mode", sorted(BORDERS))
 @pytest.mark.parametrize("interpolation", sorted(FLAGS))
-def test_remap_matches_opencv(be, rng, mode, interpolation, runs, monkeypatch):
+def test_remap_matches_opencv(be, rng, mode, interpolation, runs, how, monkeypatch):
     if runs == "pairs":
         # the NumPy sampler's fallback for images whose tap runs would pass its memory cap:
         # runs of two taps, gathered piece by piece
@@ -59,8 +69,7 @@ def test_remap_matches_opencv(be, rng, mode, interpolation, runs, monkeypatch):
     img = smooth((53, 71), rng)
     mx, my = smooth_maps((47, 66), rng)
     ref = cv2.remap(img, mx, my, FLAGS[interpolation], borderMode=BORDERS[mode], borderValue=0.3)
-    got = be.to_numpy(transform.remap(be.asarray(img), be.asarray(mx), be.asarray(my),
-                                      interpolation=interpolation, mode=mode, cval=0.3))
+    got = be.to_numpy(remap_by(how, be, img, mx, my, interpolation=interpolation, mode=mode, cval=0.3))
     assert got.shape == ref.shape and got.dtype == np.float32
     diff = np.abs(got - ref)
     if interpolation == "nearest":
@@ -208,3 +217,67 @@ def test_nan_fill_matches_opencv(be, rng):
     np.testing.assert_allclose(got[~np.isnan(got)], ref[~np.isnan(ref)], atol=1e-6)
     with pytest.raises(ValueError, match="cval"):
         transform.warp_affine(be.asarray((x * 255).astype(np.uint8)), m, (20, 24), cval=np.nan)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("interpolation", ["nearest", "linear", "cubic", "lanczos4"])
+def test_remap_plan_batch_matches_opencv_per_image(be, rng, interpolation, dtype):
+    # one plan serves a batch, channels last and every later image; integers round like OpenCV
+    img = np.stack([smooth((40, 52), rng) for _ in range(3)])
+    cval = 0.3
+    if dtype == np.uint8:
+        img, cval = np.round(img * 255).astype(np.uint8), 77
+    mx, my = smooth_maps((36, 45), rng)
+    ref = np.stack([cv2.remap(im, mx, my, FLAGS[interpolation], borderMode=cv2.BORDER_CONSTANT, borderValue=cval)
+                    for im in img])
+    # a non-finite position returns cval (OpenCV's result there depends on its code path)
+    mx[5, 7] = np.nan
+    ref[:, 5, 7] = cval
+    plan = transform.RemapPlan(be.asarray(mx), be.asarray(my), (40, 52), interpolation=interpolation,
+                               mode="grid-constant", cval=cval)
+    for got in (be.to_numpy(plan(be.asarray(img))),
+                np.moveaxis(be.to_numpy(plan(be.asarray(np.moveaxis(img, 0, -1)), channel_axis=-1)), -1, 0)):
+        assert got.shape == ref.shape and got.dtype == dtype
+        diff = np.abs(got.astype(np.float64) - ref)
+        if interpolation == "nearest":
+            assert (diff > 1e-6).mean() < 0.01
+        elif dtype == np.uint8:
+            assert diff.max() <= 8 and diff.mean() <= 0.5  # the float bounds in 8-bit steps, plus rounding
+        else:
+            assert diff.mean() <= 2e-3 and diff.max() <= 0.03
+
+
+def test_remap_plan_area_equals_opencv_area_resize(be, rng):
+    # footprint plan of a 3x shrink: OpenCV's INTER_AREA resize
+    img = rng.random((36, 30))
+    ref = cv2.resize(img, (10, 12), interpolation=cv2.INTER_AREA)
+    yy, xx = np.mgrid[:12, :10].astype(np.float64)
+    plan = transform.RemapPlan(be.asarray(3 * xx + 1), be.asarray(3 * yy + 1), (36, 30), interpolation="area",
+                               dtype=np.float64)
+    np.testing.assert_allclose(be.to_numpy(plan(be.asarray(img))), ref, atol=1e-12)
+    assert plan.nbytes == 12 * 10 * 8 * 8  # a quad of four float64 corners per output pixel
+
+
+def test_remap_plan_bad_input(be):
+    mx = be.asarray(np.zeros((4, 5), dtype=np.float32))
+    img = be.asarray(np.zeros((6, 7), dtype=np.float32))
+    plan = transform.RemapPlan(mx, mx, (6, 7))
+    with pytest.raises(ValueError, match="image must have the spatial shape"):
+        plan(be.asarray(np.zeros((7, 6), dtype=np.float32)))
+    with pytest.raises(ValueError, match="dtype=float64"):
+        plan(be.asarray(np.zeros((6, 7))))
+    with pytest.raises(ValueError, match="cval"):
+        transform.RemapPlan(mx, mx, (6, 7), cval=np.nan)(be.asarray(np.zeros((6, 7), dtype=np.uint8)))
+    with pytest.raises(ValueError, match="image_shape"):
+        transform.RemapPlan(mx, mx, (0, 7))
+    with pytest.raises(TypeError, match="dtype"):
+        transform.RemapPlan(mx, mx, (6, 7), dtype=np.int32)
+    with pytest.raises(ValueError, match="interpolation"):
+        transform.RemapPlan(mx, mx, (6, 7), interpolation="bicubic")
+    with pytest.raises(ValueError, match="mode"):
+        transform.RemapPlan(mx, mx, (6, 7), mode="edge")
+    with pytest.raises(ValueError, match="map_x and map_y"):
+        transform.RemapPlan(mx, be.asarray(np.zeros((5, 4))), (6, 7))
+    with pytest.raises(ValueError, match="map_x"):
+        transform.RemapPlan(be.asarray(np.zeros(5)), be.asarray(np.zeros(5)), (6, 7))
+    assert plan(img).shape == (4, 5)

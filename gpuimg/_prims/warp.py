@@ -33,6 +33,12 @@ take more than ``taps.RUNS_MAX_BYTES``), and works through blocks of
 ``_CHUNK`` output pixels on the thread pool, sized so that one block's temporaries stay in
 a core's cache: per block, one gather per tap row and tap-major multiply-adds. The CUDA twins
 are ``kernels/warp_point.cu`` and ``kernels/warp_footprint.cu``.
+
+``point_tables(src_shape, dtype, out_shape, map_x, map_y, interpolation, mode, cval)`` derives
+once what the NumPy ``sample_points`` derives from the maps per call (each output pixel's
+first tap, its weights and whether it returns ``cval``: :class:`PointTables`), for
+``sample_points(..., tables=...)`` to read; on CuPy it returns None, since the kernel derives
+a pixel's taps in fewer instructions than reading stored ones would take.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from gpuimg import _boundary
 from gpuimg._backend import primitive
 from gpuimg._kernels import KernelFamily, launch_1d, type_name
 from gpuimg._parallel import run_chunks
+from gpuimg._prims import taps as taps_module
 from gpuimg._prims.taps import as_items, gather_taps, run_width, tap_rows
 
 INTERPOLATIONS = {"nearest": 0, "linear": 1, "cubic": 2, "lanczos4": 3}
@@ -201,65 +208,207 @@ def _positions(r0, r1, wo, matrix, map_x, map_y, dtype=np.float64):
     return u.ravel(), v.ravel()
 
 
-@primitive("sample_points", "numpy")
-def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *,
-                         interpolation="linear", mode="constant", cval=0.0):
-    """Point-sample the batch ``x`` (N, H, W) at the mapped positions; returns (N, Ho, Wo)."""
-    nimg, h, w = x.shape
-    ho, wo = out_shape
+class PointTables:
+    """The NumPy point sampler's taps for one source shape, one set of positions and one
+    sample dtype, kept for reuse (see :class:`gpuimg.transform.RemapPlan`).
+
+    The tap runs of a padded image are ``width`` taps wide (:func:`~gpuimg._prims.taps.run_width`
+    of one image, fixed when the tables are built; a batch is sampled in groups of images
+    whose runs stay under the cap). ``blocks`` holds, per block of ``_CHUNK`` output pixels:
+    the run index of each pixel's first tap (int32 where the padded image's runs allow;
+    for ``nearest`` the flat index of the pixel); the x weights with odd taps negated and
+    the y weights, ``(P, taps)`` in the sample dtype, or for ``linear`` only the fractional
+    parts ``(P,)`` from which both weights follow (``None`` for ``nearest``); and the flat
+    indices of the pixels that return ``cval`` (``None`` when there are none).
+    """
+
+    def __init__(self, src_shape, out_shape, dtype, interpolation, mode, cval, width, blocks):
+        self.src_shape, self.out_shape = src_shape, out_shape
+        self.dtype, self.interpolation, self.mode, self.cval = dtype, interpolation, mode, cval
+        self.width, self.blocks = width, blocks
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes for block in self.blocks for a in block if a is not None)
+
+    def matches(self, x, out_shape, interpolation, mode, cval):
+        """Whether these tables sample the batch ``x`` with these options."""
+        same_cval = cval == self.cval or (cval != cval and self.cval != self.cval)
+        return (tuple(x.shape[1:]) == self.src_shape and tuple(out_shape) == self.out_shape
+                and x.dtype == self.dtype and (interpolation, mode) == (self.interpolation, self.mode) and same_cval)
+
+
+def _tap_geometry(interpolation, h, w):
+    """``(taps, first, reach, pad, hp, wp)``: taps per axis, the first tap relative to
+    ``floor(c)``, the fold reach, the padding of each side and the padded image's shape."""
     taps, first = _TAPS[interpolation]
     reach = taps // 2 + 1
     pad = reach + taps
-    padded = _boundary.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode, cval)
-    hp, wp = padded.shape[1:]
-    if taps > 1:
-        items, wq = tap_rows(padded, run_width(taps, padded.nbytes))
-        plane = hp * wq
-    out = np.empty((nimg, ho, wo), dtype=x.dtype)
+    return taps, first, reach, pad, h + 2 * pad, w + 2 * pad
 
+
+def _block_taps(r0, r1, h, w, wo, matrix, map_x, map_y, interpolation, mode, dtype):
+    """Taps of output rows ``r0:r1``: ``(rows, cols, wxc, wy, fill)``, the padded-grid row and
+    column of each pixel's first tap (intp), the x weights with odd taps negated and the y
+    weights (``(P, taps)``, ``None`` for ``nearest``), and the flat indices of the pixels
+    that return ``cval`` (or ``None``)."""
+    taps, first, reach, pad, _, _ = _tap_geometry(interpolation, h, w)
     affine = matrix is not None and np.all(np.isfinite(matrix)) and tuple(
         np.asarray(matrix, dtype=np.float64)[2]) == (0.0, 0.0, 1.0)
-
     # float32 maps stay float32 where every step is exact in it: the clamping modes (no
     # modular folding), and for cubic / lanczos4 positions small enough that c * steps + 1/2
     # is exact (|c| < 2^23 / FRACTION_STEPS)
     exact32 = (matrix is None and map_x.dtype == np.float32 and map_y.dtype == np.float32
                and mode in ("nearest", "constant", "grid-constant")
                and (taps <= 2 or max(h, w) + reach < (1 << 23) // FRACTION_STEPS))
-    position_dtype = np.float32 if exact32 else np.float64
+    px, py = _positions(r0, r1, wo, matrix, map_x, map_y, np.float32 if exact32 else np.float64)
+    if affine:  # finite matrix, w == 1: every position is finite
+        outside = np.zeros(px.shape, dtype=bool) if mode == "constant" else None
+    else:
+        outside = ~(np.isfinite(px) & np.isfinite(py))
+        if outside.any():
+            px = np.nan_to_num(px)
+            py = np.nan_to_num(py)
+    if mode == "constant":
+        outside |= (px < -_EDGE) | (px > w - 1 + _EDGE) | (py < -_EDGE) | (py > h - 1 + _EDGE)
+    fx = _fold(px, w, mode, reach)
+    fy = _fold(py, h, mode, reach)
+    if taps == 1:
+        cols = np.floor(fx + 0.5).astype(np.intp) + pad
+        rows = np.floor(fy + 0.5).astype(np.intp) + pad
+        wxc = wy = None
+    else:
+        cols, wxc = _axis_taps(fx, reach, interpolation, dtype, conjugate=True)
+        rows, wy = _axis_taps(fy, reach, interpolation, dtype)
+        cols += first + pad
+        rows += first + pad
+    fill = np.flatnonzero(outside) if outside is not None and outside.any() else None
+    return rows, cols, wxc, wy, fill
+
+
+def _sample_block(index, wxc, wy, fill, src, wq, plane, dest, cval):
+    """``dest`` (``(N, P)``) from one block of taps: for ``nearest`` (``wxc`` None) a gather
+    of the padded batch ``src`` (``(N, hp * wp)``) at the flat ``index``, else
+    :func:`gather_taps` over its tap runs from the run ``index`` (intp, modified); then
+    ``cval`` where ``fill`` says."""
+    if wxc is None:
+        np.take(src, index, axis=1, out=dest, mode="clip")
+    else:
+        gather_taps(src, wq, plane, index, wxc, wy, dest)
+    if fill is not None:
+        dest[:, fill] = dest.dtype.type(cval)
+
+
+def _row_blocks(ho, wo, nimg):
+    step = max(1, _CHUNK // (wo * nimg))
+    return [(r0, min(r0 + step, ho)) for r0 in range(0, ho, step)]
+
+
+def _padded_runs(x, interpolation, mode, cval, width):
+    """The batch padded for ``interpolation``'s taps and, for more than one tap, its runs of
+    ``width`` taps: ``(src, wq, plane)`` as :func:`_sample_block` reads them."""
+    nimg, h, w = x.shape
+    taps, _, _, pad, hp, wp = _tap_geometry(interpolation, h, w)
+    padded = _boundary.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode, cval)
+    if taps == 1:
+        return padded.reshape(nimg, -1), wp, None
+    src, wq = tap_rows(padded, width)
+    return src, wq, hp * wq
+
+
+@primitive("point_tables", "numpy")
+def _point_tables_numpy(be, src_shape, dtype, out_shape, map_x, map_y, *, interpolation="linear",
+                        mode="constant", cval=0.0):
+    """:class:`PointTables` of ``sample_points`` with maps, for images of ``src_shape`` (H, W)
+    and samples of ``dtype``."""
+    h, w = (int(n) for n in src_shape)
+    ho, wo = (int(n) for n in out_shape)
+    dtype = np.dtype(dtype)
+    taps, _, _, _, hp, wp = _tap_geometry(interpolation, h, w)
+    width = 1 if taps == 1 else run_width(taps, hp * wp * dtype.itemsize)
+    wq = wp - width + 1
+    index_type = np.int32 if hp * wq <= _INT32_MAX else np.intp
+    spans = _row_blocks(ho, wo, 1)
+    blocks = [None] * len(spans)
+
+    def build(k, r0, r1):
+        rows, cols, wxc, wy, fill = _block_taps(r0, r1, h, w, wo, None, map_x, map_y, interpolation, mode, dtype)
+        index = rows
+        index *= wq
+        index += cols
+        if interpolation == "linear":
+            # the fractional parts: wxc = (1 - fx, -fx), wy = (1 - fy, fy)
+            wxc, wy = -wxc[:, 1], wy[:, 1].copy()
+        blocks[k] = (index.astype(index_type), wxc, wy, fill)
+
+    run_chunks(build, [(k, *span) for k, span in enumerate(spans)])
+    return PointTables((h, w), (ho, wo), dtype, interpolation, mode, cval, width, blocks)
+
+
+def _sample_tables(x, tables):
+    """``sample_points`` from stored :class:`PointTables`: each job samples one block of one
+    image, in groups of images whose tap runs stay within the cap."""
+    nimg, h, w = x.shape
+    ho, wo = tables.out_shape
+    taps, _, _, _, hp, wp = _tap_geometry(tables.interpolation, h, w)
+    linear = tables.interpolation == "linear"
+    group = nimg if taps == 1 else max(1, taps_module.RUNS_MAX_BYTES // (tables.width * hp * wp * x.itemsize))
+    spans = _row_blocks(ho, wo, 1)
+    out = np.empty((nimg, ho, wo), dtype=x.dtype)
+    for g0 in range(0, nimg, group):
+        g1 = min(g0 + group, nimg)
+        src, wq, plane = _padded_runs(x[g0:g1], tables.interpolation, tables.mode, tables.cval, tables.width)
+
+        def rows(k, r0, r1, i):
+            index, wxc, wy, fill = tables.blocks[k]
+            index = index.astype(np.intp)
+            if linear:
+                fx, fy = wxc, wy
+                wxc = np.empty((fx.size, 2), dtype=x.dtype)
+                np.subtract(1, fx, out=wxc[:, 0])
+                np.negative(fx, out=wxc[:, 1])
+                wy = np.empty((fy.size, 2), dtype=x.dtype)
+                np.subtract(1, fy, out=wy[:, 0])
+                wy[:, 1] = fy
+            part = src[i:i + 1] if plane is None else src[i * plane:(i + 1) * plane]
+            _sample_block(index, wxc, wy, fill, part, wq, plane, out[g0 + i, r0:r1].reshape(1, -1), tables.cval)
+
+        run_chunks(rows, [(k, *span, i) for k, span in enumerate(spans) for i in range(g1 - g0)])
+    return out
+
+
+@primitive("point_tables", "cupy")
+def _point_tables_cupy(be, src_shape, dtype, out_shape, map_x, map_y, *, interpolation="linear",
+                       mode="constant", cval=0.0):
+    """None: the CUDA point sampler derives its taps from the maps in the kernel, where they
+    cost less than reading stored ones would."""
+    return None
+
+
+@primitive("sample_points", "numpy")
+def _sample_points_numpy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *,
+                         interpolation="linear", mode="constant", cval=0.0, tables=None):
+    """Point-sample the batch ``x`` (N, H, W) at the mapped positions; returns (N, Ho, Wo).
+    ``tables``: the :class:`PointTables` of these positions and options, used instead of
+    deriving the taps."""
+    if tables is not None:
+        if not tables.matches(x, out_shape, interpolation, mode, cval):
+            raise ValueError("tables were built for another source shape, dtype or sampling option")
+        return _sample_tables(x, tables)
+    nimg, h, w = x.shape
+    ho, wo = out_shape
+    taps, _, _, _, hp, wp = _tap_geometry(interpolation, h, w)
+    width = 1 if taps == 1 else run_width(taps, nimg * hp * wp * x.itemsize)
+    src, wq, plane = _padded_runs(x, interpolation, mode, cval, width)
+    out = np.empty((nimg, ho, wo), dtype=x.dtype)
 
     def rows(r0, r1):
-        px, py = _positions(r0, r1, wo, matrix, map_x, map_y, position_dtype)
-        if affine:  # finite matrix, w == 1: every position is finite
-            outside = np.zeros(px.shape, dtype=bool) if mode == "constant" else None
-        else:
-            outside = ~(np.isfinite(px) & np.isfinite(py))
-            if outside.any():
-                px = np.nan_to_num(px)
-                py = np.nan_to_num(py)
-        if mode == "constant":
-            outside |= (px < -_EDGE) | (px > w - 1 + _EDGE) | (py < -_EDGE) | (py > h - 1 + _EDGE)
-        fx = _fold(px, w, mode, reach)
-        fy = _fold(py, h, mode, reach)
-        dest = out[:, r0:r1].reshape(nimg, -1)
-        if taps == 1:
-            ix = np.floor(fx + 0.5).astype(np.intp) + pad
-            iy = np.floor(fy + 0.5).astype(np.intp) + pad
-            np.take(padded.reshape(nimg, -1), iy * wp + ix, axis=1, out=dest, mode="clip")
-        else:
-            ix, wxc = _axis_taps(fx, reach, interpolation, x.dtype, conjugate=True)
-            iy, wy = _axis_taps(fy, reach, interpolation, x.dtype)
-            iy += first + pad
-            iy *= wq
-            base = iy
-            base += ix
-            base += first + pad
-            gather_taps(items, wq, plane, base, wxc, wy, dest)
-        if outside is not None and outside.any():
-            dest[:, outside] = x.dtype.type(cval)
+        r, c, wxc, wy, fill = _block_taps(r0, r1, h, w, wo, matrix, map_x, map_y, interpolation, mode, x.dtype)
+        r *= wq
+        r += c
+        _sample_block(r, wxc, wy, fill, src, wq, plane, out[:, r0:r1].reshape(nimg, -1), cval)
 
-    step = max(1, _CHUNK // (wo * nimg))
-    run_chunks(rows, [(r0, min(r0 + step, ho)) for r0 in range(0, ho, step)])
+    run_chunks(rows, _row_blocks(ho, wo, nimg))
     return out
 
 
@@ -274,7 +423,8 @@ def _point_index_type(nimg, h, w, ho, wo):
 
 @primitive("sample_points", "cupy")
 def _sample_points_cupy(be, x, out_shape, matrix=None, map_x=None, map_y=None, *,
-                        interpolation="linear", mode="constant", cval=0.0):
+                        interpolation="linear", mode="constant", cval=0.0, tables=None):
+    """The CUDA twin (``tables``, always None here, is ``point_tables``' answer on CuPy)."""
     xp = be.xp
     x = xp.ascontiguousarray(x)
     nimg, h, w = x.shape

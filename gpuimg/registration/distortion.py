@@ -197,6 +197,26 @@ class Distortion:
                                            dtype=dt, backend=be.name)
         return transform.remap(image, map_x, map_y, interpolation=interpolation, mode=mode, cval=cval)
 
+    def undistort_plan(self, shape, *, interpolation: str = "cubic", new_camera_matrix=None,
+                       mode: str = "grid-constant", cval: float = 0.0, dtype=np.float32, backend=None):
+        """:meth:`undistort` prepared once for many images of spatial shape ``shape`` (h, w):
+        a :class:`gpuimg.transform.RemapPlan` of the maps of :meth:`undistort_maps`.
+
+        ``plan(image)`` equals ``undistort(image, interpolation=..., ...)`` for images whose
+        samples are computed in ``dtype`` (float32: float32 and 8- or 16-bit images; float64:
+        float64). On NumPy the plan keeps every output pixel's taps and weights (24 bytes per
+        pixel for linear float32, 40 for cubic; ``plan.nbytes``), so a call skips deriving
+        them from the maps: about 1.5x faster for linear interpolation.
+        """
+        from gpuimg import transform
+
+        dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        map_x, map_y = self.undistort_maps(shape, new_camera_matrix=new_camera_matrix, dtype=dt, backend=backend)
+        return transform.RemapPlan(map_x, map_y, tuple(shape), interpolation=interpolation, mode=mode, cval=cval,
+                                   dtype=dt)
+
     def as_dict(self) -> dict:
         return {"camera_matrix": self.camera_matrix, "coeffs": self.coeffs}
 

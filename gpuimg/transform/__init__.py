@@ -6,11 +6,12 @@
 - :func:`warp_affine`, :func:`warp_perspective`, :func:`remap` -- OpenCV matrix and map
   conventions with SciPy boundary-mode names; ``antialias=True`` (or ``interpolation="area"``)
   integrates each output pixel's footprint in the source instead of point sampling.
+- :class:`RemapPlan` -- :func:`remap` with one pair of maps, prepared once for many images.
 
 Images are ``(..., H, W)`` (leading axes: a batch, one launch) or carry a ``channel_axis``.
 """
 
 from gpuimg.transform.resize import pyr_down, pyr_up, resize
-from gpuimg.transform.warp import remap, warp_affine, warp_perspective
+from gpuimg.transform.warp import RemapPlan, remap, warp_affine, warp_perspective
 
-__all__ = ["pyr_down", "pyr_up", "remap", "resize", "warp_affine", "warp_perspective"]
+__all__ = ["RemapPlan", "pyr_down", "pyr_up", "remap", "resize", "warp_affine", "warp_perspective"]

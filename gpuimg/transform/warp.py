@@ -30,15 +30,25 @@ from gpuimg._backend import get_backend
 from gpuimg._prims.warp import INTERPOLATIONS, TAP_MODE
 from gpuimg.transform._layout import check_cval, check_output_shape, layout, spatial_shape
 
-__all__ = ["remap", "warp_affine", "warp_perspective"]
+__all__ = ["RemapPlan", "remap", "warp_affine", "warp_perspective"]
 
 _WARP_INTERPOLATIONS = (*INTERPOLATIONS, "area")
 
 
-def _check_options(interpolation, mode, antialias, cval, image):
+def _check_maps(map_x, map_y):
+    """Two real 2-D maps of one shape, which is returned."""
+    for name, m in (("map_x", map_x), ("map_y", map_y)):
+        _validate.check_array(name, m, ndim=2)
+        if np.dtype(m.dtype).kind not in "iuf":
+            raise TypeError(f"{name} must be real, got dtype {m.dtype}")
+    _validate.check_same_shape("map_x", map_x, "map_y", map_y)
+    return tuple(int(s) for s in map_x.shape)
+
+
+def _check_options(interpolation, mode, antialias, cval, dtype):
     _validate.check_choice("interpolation", interpolation, _WARP_INTERPOLATIONS)
     _validate.check_mode(mode, allowed=tuple(TAP_MODE))
-    return check_cval(cval, image.dtype), _validate.check_bool("antialias", antialias) or interpolation == "area"
+    return check_cval(cval, dtype), _validate.check_bool("antialias", antialias) or interpolation == "area"
 
 
 def _matrix(matrix, rows, name="matrix"):
@@ -254,7 +264,7 @@ def warp_perspective(image, matrix, output_shape=None, *, interpolation="linear"
 
 def _warp_matrix(be, image, full, output_shape, interpolation, mode, cval, inverse_map,
                  antialias, channel_axis):
-    cval, footprint = _check_options(interpolation, mode, antialias, cval, image)
+    cval, footprint = _check_options(interpolation, mode, antialias, cval, image.dtype)
     layout(image, channel_axis)
     if output_shape is None:
         output_shape = spatial_shape(image, channel_axis)
@@ -309,14 +319,9 @@ def remap(image, map_x, map_y, *, interpolation="linear", mode="constant", cval=
     deformation fields): build the maps once, call :func:`remap` per image or per batch.
     """
     be = get_backend(image, map_x, map_y, names=("image", "map_x", "map_y"))
-    cval, footprint = _check_options(interpolation, mode, antialias, cval, image)
+    cval, footprint = _check_options(interpolation, mode, antialias, cval, image.dtype)
     layout(image, channel_axis)
-    for name, m in (("map_x", map_x), ("map_y", map_y)):
-        _validate.check_array(name, m, ndim=2)
-        if np.dtype(m.dtype).kind not in "iuf":
-            raise TypeError(f"{name} must be real, got dtype {m.dtype}")
-    _validate.check_same_shape("map_x", map_x, "map_y", map_y)
-    out_shape = tuple(int(s) for s in map_x.shape)
+    out_shape = _check_maps(map_x, map_y)
     if footprint:
         quads = _map_quads(be.asarray(map_x), be.asarray(map_y), be.xp)
         return _run(be, image, channel_axis, out_shape,
@@ -326,3 +331,91 @@ def remap(image, map_x, map_y, *, interpolation="linear", mode="constant", cval=
     return _run(be, image, channel_axis, out_shape,
                 lambda x: be.sample_points(x, out_shape, None, mx, my, interpolation=interpolation,
                                            mode=mode, cval=cval))
+
+
+class RemapPlan:
+    """:func:`remap` with one pair of maps, prepared once for many images (the role of
+    ``cv2.convertMaps`` before ``cv2.remap``).
+
+    ``plan(image)`` equals ``remap(image, map_x, map_y, interpolation=..., mode=..., cval=...,
+    antialias=...)`` for every image of spatial shape ``image_shape`` whose samples are
+    computed in ``dtype`` (float32 for float32, float16 and 8- or 16-bit integer images,
+    float64 for float64 and wider integers).
+
+    What a plan keeps depends on the sampler and the backend:
+
+    - point sampling on NumPy: for every output pixel the padded-grid row and column of its
+      first source tap (int32), its tap weights in ``dtype`` and whether it returns ``cval``,
+      which :func:`remap` derives from the maps on every call. A call then only pads the
+      image, gathers the taps and sums them (2048² float32 undistortion, linear: about 1.5x
+      faster than :func:`remap` on one core). That takes ``8 + 2 taps itemsize`` bytes per
+      output pixel (:attr:`nbytes`): 24 for linear float32, 40 for cubic, 72 for Lanczos-4;
+    - point sampling on CuPy: the maps alone. The CUDA sampler derives a pixel's taps in a
+      few instructions from its map entries, which costs less than reading stored taps;
+    - footprint sampling (``antialias`` or ``interpolation="area"``): the widened footprint
+      quad of every output pixel (eight float64 numbers), which :func:`remap` builds from
+      central differences of the maps on every call.
+
+    Parameters
+    ----------
+    map_x, map_y : array, shape (rows, cols)
+        Source columns and rows of each output pixel, as in :func:`remap`. The plan keeps its
+        own copy of what it derives; later changes to the maps do not reach it.
+    image_shape : (H, W)
+        Spatial shape of the images the plan samples.
+    interpolation, mode, cval, antialias
+        As in :func:`remap`.
+    dtype : {float32, float64}
+        Precision of the samples (see above).
+
+    Attributes
+    ----------
+    nbytes : int
+        Bytes the plan keeps beyond the maps.
+    """
+
+    def __init__(self, map_x, map_y, image_shape, *, interpolation="linear", mode="constant", cval=0.0,
+                 antialias=False, dtype=np.float32):
+        be = get_backend(map_x, map_y, names=("map_x", "map_y"))
+        self.out_shape = _check_maps(map_x, map_y)
+        self.image_shape = check_output_shape(image_shape, "image_shape")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.cval, self.footprint = _check_options(interpolation, mode, antialias, cval, self.dtype)
+        self.interpolation, self.mode, self.backend = interpolation, mode, be.name
+        if self.footprint:
+            self._quads = _map_quads(be.asarray(map_x), be.asarray(map_y), be.xp)
+            self._maps = self._tables = None
+            self.nbytes = int(self._quads.nbytes)
+            return
+        self._quads = None
+        self._maps = (be.asarray(map_x), be.asarray(map_y))
+        self._tables = be.point_tables(self.image_shape, self.dtype, self.out_shape, *self._maps,
+                                       interpolation=interpolation, mode=mode, cval=self.cval)
+        if self._tables is not None:
+            self._maps = None  # the tables hold everything the NumPy sampler reads
+        self.nbytes = 0 if self._tables is None else int(self._tables.nbytes)
+
+    def __call__(self, image, *, channel_axis=None):
+        """Remap ``image`` (``(..., H, W)``, or with ``channel_axis``); returns ``(..., rows, cols)``
+        in the image's dtype, as :func:`remap` does."""
+        be = get_backend(image, names=("image",))
+        if be.name != self.backend:
+            raise ValueError(f"image must be a {self.backend} array like the plan's maps, got a {be.name} array")
+        lay = layout(image, channel_axis)
+        shape = spatial_shape(image, channel_axis)
+        if shape != self.image_shape:
+            raise ValueError(f"image must have the spatial shape {self.image_shape} the plan was made for, got {shape}")
+        if lay.work != self.dtype:
+            raise ValueError(f"image: this plan samples in {self.dtype.name}, and a {lay.dtype.name} image is sampled "
+                             f"in {lay.work.name} (make the plan with dtype={lay.work.name})")
+        check_cval(self.cval, lay.dtype)
+        opts = {"mode": self.mode, "cval": self.cval}
+        if self.footprint:
+            return _run(be, image, channel_axis, self.out_shape,
+                        lambda x: be.sample_footprint(x, self._quads, **opts))
+        mx, my = self._maps if self._maps is not None else (None, None)
+        return _run(be, image, channel_axis, self.out_shape,
+                    lambda x: be.sample_points(x, self.out_shape, None, mx, my, interpolation=self.interpolation,
+                                               tables=self._tables, **opts))
