@@ -56,12 +56,19 @@ def test_resize_area_4096_to_1000(bench, be, impl, rng):
 
 
 @pytest.mark.parametrize("impl", ["gpuimg", "scipy", "cv2"])
-def test_warp_affine_cubic_2048(bench, be, impl, rng):
+@pytest.mark.parametrize("how", ["call", "plan"])
+def test_warp_affine_cubic_2048(bench, be, impl, how, rng):
+    """``warp_affine``, and a ``RemapPlan.from_matrix`` made once (the same warp of many
+    frames), against SciPy's and OpenCV's warps."""
     _need_cpu(be)
     img = rng.random((2048, 2048), dtype=np.float32)
     m = _rotation(2048)
-    group = "warp_affine cubic 2048^2 f32"
+    group = "warp_affine cubic 2048^2 f32" + (", plan" if how == "plan" else "")
     if impl == "gpuimg":
+        if how == "plan":
+            plan = transform.RemapPlan.from_matrix(m, (2048, 2048), interpolation="cubic", mode="nearest")
+            bench(plan, img, group=group, impl=impl, be=be, rounds=5)
+            return
         bench(transform.warp_affine, img, m, interpolation="cubic", mode="nearest", group=group,
               impl=impl, be=be, rounds=5)
     elif impl == "scipy":

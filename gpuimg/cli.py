@@ -492,20 +492,33 @@ def _cmd_warp(args: argparse.Namespace) -> int:
         except (OSError, ValueError, AttributeError) as exc:  # not an .npz (AttributeError: a bare .npy)
             raise CommandError(f"--map {str(args.map)!r} is not an .npz with map_x and map_y: {exc}") from None
 
-        def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
-            mx = be.asarray(map_x, dtype=x.dtype)
-            my = be.asarray(map_y, dtype=x.dtype)
-            return transform.remap(x, mx, my, **opts)
+        def make(be: Any, shape: tuple[int, int], dtype: np.dtype) -> Any:
+            return transform.RemapPlan(be.asarray(map_x, dtype=dtype), be.asarray(map_y, dtype=dtype), shape,
+                                       dtype=dtype, **opts)
     else:
         mat = _load_matrix(args)
 
-        def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
-            shape = args.size or tuple(x.shape[-2:])
-            if mat.shape == (2, 3):
-                return transform.warp_affine(x, mat, shape, inverse_map=args.inverse, **opts)
-            return transform.warp_perspective(x, mat, shape, inverse_map=args.inverse, **opts)
+        def make(be: Any, shape: tuple[int, int], dtype: np.dtype) -> Any:
+            return transform.RemapPlan.from_matrix(mat, shape, args.size or shape, inverse_map=args.inverse,
+                                                   dtype=dtype, backend=be.name, **opts)
 
-    return _run_images(args, fn, "warp")
+    return _run_images(args, _per_size(make), "warp")
+
+
+def _per_size(make: Callable[[Any, tuple[int, int], np.dtype], Any]) -> Callable[[Any, Any, np.dtype], Any]:
+    """``fn(be, x, dtype)`` for :func:`_run_images` that applies the prepared warp
+    ``make(be, (h, w), sample dtype)`` (a :class:`gpuimg.transform.RemapPlan`), made once per
+    image size and sample dtype: each output pixel's taps are derived once per run, not per
+    batch."""
+    plans: dict = {}
+
+    def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
+        key = (tuple(int(n) for n in x.shape[-2:]), np.dtype(x.dtype))
+        if key not in plans:
+            plans[key] = make(be, *key)
+        return plans[key](x)
+
+    return fn
 
 
 def _cmd_undistort(args: argparse.Namespace) -> int:
@@ -531,15 +544,10 @@ def _cmd_undistort(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CommandError(f"--camera/--coeffs: {exc}") from None
 
-        plans: dict = {}
+        def make(be: Any, shape: tuple[int, int], dtype: np.dtype) -> Any:
+            return dist.undistort_plan(shape, interpolation=args.interpolation, dtype=dtype, backend=be.name)
 
-        def fn(be: Any, x: Any, dtype: np.dtype) -> Any:
-            # one prepared remap per image size: each pixel's taps are derived once, not per batch
-            key = (tuple(x.shape[-2:]), np.dtype(x.dtype).str)
-            if key not in plans:
-                plans[key] = dist.undistort_plan(key[0], interpolation=args.interpolation, dtype=x.dtype,
-                                                 backend=be.name)
-            return plans[key](x)
+        fn = _per_size(make)
 
     return _run_images(args, fn, "undistort")
 

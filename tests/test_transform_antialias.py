@@ -34,12 +34,18 @@ def test_integer_downscale_equals_opencv_area(be, rng, k):
     np.testing.assert_allclose(be.to_numpy(got_r), ref, atol=1e-5)
 
 
-def test_rotated_integer_downscale_equals_rotated_opencv_area(be, rng):
+@pytest.mark.parametrize("how", ["warp", "plan"])
+def test_rotated_integer_downscale_equals_rotated_opencv_area(be, rng, how):
     img = rng.random((24, 18))
     ref = np.rot90(cv2.resize(img, (6, 8), interpolation=cv2.INTER_AREA))
     # destination (x, y) reads source (3 (5 - y) + 1, 3 x + 1): a quarter turn and a 3x shrink
     inv = np.array([[0.0, -3.0, 16.0], [3.0, 0.0, 1.0]])
-    got = transform.warp_affine(be.asarray(img), inv, (6, 8), antialias=True, inverse_map=True)
+    if how == "plan":
+        plan = transform.RemapPlan.from_matrix(inv, (24, 18), (6, 8), antialias=True, inverse_map=True,
+                                               dtype=np.float64, backend=be.name)
+        got = plan(be.asarray(img))
+    else:
+        got = transform.warp_affine(be.asarray(img), inv, (6, 8), antialias=True, inverse_map=True)
     np.testing.assert_allclose(be.to_numpy(got), ref, atol=1e-12)
 
 

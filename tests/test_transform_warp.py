@@ -93,32 +93,43 @@ def test_warp_affine_matches_scipy(be, rng, mode, order):
     np.testing.assert_allclose(be.to_numpy(got), ref, atol=1e-5, rtol=0)
 
 
+def warp_by(how, be, img, matrix, output_shape=None, **opts):
+    """``warp_affine`` / ``warp_perspective`` (by the matrix's shape), or
+    ``RemapPlan.from_matrix`` with the same options applied to ``img``."""
+    if how == "plan":
+        return transform.RemapPlan.from_matrix(matrix, img.shape[-2:], output_shape, backend=be.name,
+                                               **opts)(be.asarray(img))
+    warp = transform.warp_affine if np.shape(matrix)[0] == 2 else transform.warp_perspective
+    return warp(be.asarray(img), matrix, output_shape, **opts)
+
+
+@pytest.mark.parametrize("how", ["warp", "plan"])
 @pytest.mark.parametrize("interpolation", ["linear", "cubic", "lanczos4"])
-def test_warp_affine_matches_opencv(be, rng, interpolation):
+def test_warp_affine_matches_opencv(be, rng, interpolation, how):
     img = smooth((64, 80), rng)
     m = cv2.getRotationMatrix2D((40.0, 30.0), 23.0, 0.8)
     m[:, 2] += (2.5, -1.25)
     ref = cv2.warpAffine(img, m, (70, 60), flags=FLAGS[interpolation], borderMode=cv2.BORDER_REFLECT_101)
-    got = be.to_numpy(transform.warp_affine(be.asarray(img), m, (60, 70), interpolation=interpolation,
-                                            mode="mirror"))
+    got = be.to_numpy(warp_by(how, be, img, m, (60, 70), interpolation=interpolation, mode="mirror"))
     assert np.abs(got - ref).mean() <= 2e-3
     # inverse_map takes the destination -> source matrix as is
     inv = cv2.invertAffineTransform(m)
-    got2 = transform.warp_affine(be.asarray(img), inv, (60, 70), interpolation=interpolation,
-                                 mode="mirror", inverse_map=True)
-    np.testing.assert_allclose(be.to_numpy(got2), got, atol=1e-5)
+    ref2 = cv2.warpAffine(img, inv, (70, 60), flags=FLAGS[interpolation] | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT_101)
+    got2 = warp_by(how, be, img, inv, (60, 70), interpolation=interpolation, mode="mirror", inverse_map=True)
+    assert np.abs(be.to_numpy(got2) - ref2).mean() <= 2e-3
 
 
+@pytest.mark.parametrize("how", ["warp", "plan"])
 @pytest.mark.parametrize("interpolation", ["nearest", "linear", "cubic"])
-def test_warp_perspective_matches_opencv(be, rng, interpolation):
+def test_warp_perspective_matches_opencv(be, rng, interpolation, how):
     img = smooth((64, 64), rng)
     src = np.float32([[0, 0], [63, 0], [63, 63], [0, 63]])
     dst = np.float32([[4, 2], [60, 7], [58, 61], [1, 55]])
     hmat = cv2.getPerspectiveTransform(src, dst)
     ref = cv2.warpPerspective(img, hmat, (64, 64), flags=FLAGS[interpolation],
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.25)
-    got = be.to_numpy(transform.warp_perspective(be.asarray(img), hmat, interpolation=interpolation,
-                                                 mode="grid-constant", cval=0.25))
+    got = be.to_numpy(warp_by(how, be, img, hmat, interpolation=interpolation, mode="grid-constant", cval=0.25))
     diff = np.abs(got - ref)
     if interpolation == "nearest":
         assert (diff > 1e-6).mean() < 0.01
@@ -280,4 +291,13 @@ def test_remap_plan_bad_input(be):
         transform.RemapPlan(mx, be.asarray(np.zeros((5, 4))), (6, 7))
     with pytest.raises(ValueError, match="map_x"):
         transform.RemapPlan(be.asarray(np.zeros(5)), be.asarray(np.zeros(5)), (6, 7))
+    with pytest.raises(ValueError, match="matrix"):
+        transform.RemapPlan.from_matrix(np.zeros((2, 3)), (6, 7), backend=be.name)
+    with pytest.raises(ValueError, match="matrix"):
+        transform.RemapPlan.from_matrix(np.eye(4), (6, 7), backend=be.name)
+    with pytest.raises(ValueError, match="output_shape"):
+        transform.RemapPlan.from_matrix(np.eye(3), (6, 7), (0, 3), backend=be.name)
+    with pytest.raises(TypeError, match="inverse_map"):
+        transform.RemapPlan.from_matrix(np.eye(3), (6, 7), inverse_map="yes", backend=be.name)
+    assert transform.RemapPlan.from_matrix(np.eye(2, 3), (6, 7), (4, 5), backend=be.name)(img).shape == (4, 5)
     assert plan(img).shape == (4, 5)

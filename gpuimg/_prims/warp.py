@@ -34,8 +34,8 @@ take more than ``taps.RUNS_MAX_BYTES``), and works through blocks of
 a core's cache: per block, one gather per tap row and tap-major multiply-adds. The CUDA twins
 are ``kernels/warp_point.cu`` and ``kernels/warp_footprint.cu``.
 
-``point_tables(src_shape, dtype, out_shape, map_x, map_y, interpolation, mode, cval)`` derives
-once what the NumPy ``sample_points`` derives from the maps per call (each output pixel's
+``point_tables(src_shape, dtype, out_shape, matrix, map_x, map_y, interpolation, mode, cval)``
+derives once what the NumPy ``sample_points`` derives from the matrix or maps per call (each output pixel's
 first tap, its weights and whether it returns ``cval``: :class:`PointTables`), for
 ``sample_points(..., tables=...)`` to read; on CuPy it returns None, since the kernel derives
 a pixel's taps in fewer instructions than reading stored ones would take.
@@ -317,10 +317,10 @@ def _padded_runs(x, interpolation, mode, cval, width):
 
 
 @primitive("point_tables", "numpy")
-def _point_tables_numpy(be, src_shape, dtype, out_shape, map_x, map_y, *, interpolation="linear",
-                        mode="constant", cval=0.0):
-    """:class:`PointTables` of ``sample_points`` with maps, for images of ``src_shape`` (H, W)
-    and samples of ``dtype``."""
+def _point_tables_numpy(be, src_shape, dtype, out_shape, matrix=None, map_x=None, map_y=None, *,
+                        interpolation="linear", mode="constant", cval=0.0):
+    """:class:`PointTables` of ``sample_points`` with this matrix or these maps, for images of
+    ``src_shape`` (H, W) and samples of ``dtype``."""
     h, w = (int(n) for n in src_shape)
     ho, wo = (int(n) for n in out_shape)
     dtype = np.dtype(dtype)
@@ -332,7 +332,7 @@ def _point_tables_numpy(be, src_shape, dtype, out_shape, map_x, map_y, *, interp
     blocks = [None] * len(spans)
 
     def build(k, r0, r1):
-        rows, cols, wxc, wy, fill = _block_taps(r0, r1, h, w, wo, None, map_x, map_y, interpolation, mode, dtype)
+        rows, cols, wxc, wy, fill = _block_taps(r0, r1, h, w, wo, matrix, map_x, map_y, interpolation, mode, dtype)
         index = rows
         index *= wq
         index += cols
@@ -378,8 +378,8 @@ def _sample_tables(x, tables):
 
 
 @primitive("point_tables", "cupy")
-def _point_tables_cupy(be, src_shape, dtype, out_shape, map_x, map_y, *, interpolation="linear",
-                       mode="constant", cval=0.0):
+def _point_tables_cupy(be, src_shape, dtype, out_shape, matrix=None, map_x=None, map_y=None, *,
+                       interpolation="linear", mode="constant", cval=0.0):
     """None: the CUDA point sampler derives its taps from the maps in the kernel, where they
     cost less than reading stored ones would."""
     return None
