@@ -301,3 +301,59 @@ def test_remap_plan_bad_input(be):
         transform.RemapPlan.from_matrix(np.eye(3), (6, 7), inverse_map="yes", backend=be.name)
     assert transform.RemapPlan.from_matrix(np.eye(2, 3), (6, 7), (4, 5), backend=be.name)(img).shape == (4, 5)
     assert plan(img).shape == (4, 5)
+
+
+def keys_cubic_by_definition(img, mx, my, mode, a=-0.75):
+    """Keys' cubic convolution evaluated pixel by pixel: 4 x 4 taps around ``floor`` of each
+    position, each tap index folded into the image by ``mode`` (reflect: half-sample
+    symmetric, mirror: whole-sample symmetric, wrap: periodic)."""
+    h, w = img.shape
+
+    def fold(p, n):
+        if mode == "wrap":
+            return p % n
+        if mode == "reflect":
+            p %= 2 * n
+            return p if p < n else 2 * n - 1 - p
+        p %= 2 * n - 2
+        return p if p < n else 2 * n - 2 - p
+
+    def weight(t):
+        t = abs(t)
+        if t <= 1:
+            return (a + 2) * t**3 - (a + 3) * t**2 + 1
+        return a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a if t < 2 else 0.0
+
+    out = np.zeros(mx.shape)
+    for (i, j), u in np.ndenumerate(mx):
+        v = float(my[i, j])
+        x0, y0 = int(np.floor(u)), int(np.floor(v))
+        out[i, j] = sum(weight(dy - (v - y0)) * weight(dx - (float(u) - x0)) * img[fold(y0 + dy, h), fold(x0 + dx, w)]
+                        for dy in range(-1, 3) for dx in range(-1, 3))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["reflect", "mirror", "wrap"])
+@pytest.mark.parametrize("reach", [0.8, 3.5])
+def test_remap_far_outside_periodic_modes(be, rng, mode, reach):
+    # positions up to `reach` image sizes beyond the edges: one reflection or shift (0.8) and
+    # several periods (3.5) take different folding paths on the CPU
+    img = smooth((9, 11), rng)
+    yy, xx = np.mgrid[:30, :34].astype(np.float64)
+    mx = (xx / 33 * (1 + 2 * reach) - reach) * 11 + 0.3 * np.sin(yy)
+    my = (yy / 29 * (1 + 2 * reach) - reach) * 9 + 0.3 * np.cos(xx)
+    mx, my = mx.astype(np.float32), my.astype(np.float32)
+    for interpolation in ("nearest", "linear", "cubic"):
+        got = be.to_numpy(transform.remap(be.asarray(img), be.asarray(mx), be.asarray(my),
+                                          interpolation=interpolation, mode=mode))
+        if interpolation == "cubic":
+            # OpenCV's INTER_CUBIC leaves the definition more than about one period out
+            # (mean error 0.024-0.029 at 3.5 periods): the reference is the definition itself,
+            # to the sampler's 1/1024-pixel weights
+            np.testing.assert_allclose(got, keys_cubic_by_definition(img, mx, my, mode), atol=2e-4)
+            continue
+        diff = np.abs(got - cv2.remap(img, mx, my, FLAGS[interpolation], borderMode=BORDERS[mode]))
+        if interpolation == "nearest":
+            assert (diff > 1e-6).mean() < 0.02
+        else:
+            assert diff.max() <= 1e-5
