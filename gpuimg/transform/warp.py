@@ -356,11 +356,12 @@ class RemapPlan:
       the maps on every call. A call then only pads the image, gathers the taps and sums
       them (2048² float32 on one core, against the same call without a plan: a 30° rotation
       about 2x faster with linear and 1.5x with cubic interpolation; the undistortion 1.3x
-      with linear or cubic and 3x with nearest). That takes 4 bytes per output pixel for ``nearest``,
-      ``4 + 2 itemsize`` for ``linear`` and ``4 + 2 taps itemsize`` else (:attr:`nbytes`;
-      float32: 4, 12, 36 and 68 for Lanczos-4), plus 8 per pixel that returns ``cval``;
-    - point sampling on CuPy: the maps alone. The CUDA sampler derives a pixel's taps in a
-      few instructions from its map entries, which costs less than reading stored taps;
+      with linear or cubic and 3x with nearest). That takes 4 bytes per output pixel for
+      ``nearest``, ``4 + 2 itemsize`` for ``linear`` and ``4 + 2 taps itemsize`` else
+      (float32: 4, 12, 36 and 68 for Lanczos-4), plus 8 per pixel that returns ``cval``;
+    - point sampling on CuPy: a copy of the maps (or the matrix). The CUDA sampler derives a
+      pixel's taps in a few instructions from its map entries, which costs less than reading
+      stored taps;
     - footprint sampling (``antialias`` or ``interpolation="area"``): the widened footprint
       quad of every output pixel (eight float64 numbers), which :func:`remap` builds from
       central differences of the maps on every call.
@@ -368,8 +369,8 @@ class RemapPlan:
     Parameters
     ----------
     map_x, map_y : array, shape (rows, cols)
-        Source columns and rows of each output pixel, as in :func:`remap`. The plan keeps its
-        own copy of what it derives; later changes to the maps do not reach it.
+        Source columns and rows of each output pixel, as in :func:`remap`. The plan keeps
+        what it derives from them, or a copy; later changes to the maps do not reach it.
     image_shape : (H, W)
         Spatial shape of the images the plan samples.
     interpolation, mode, cval, antialias
@@ -380,7 +381,7 @@ class RemapPlan:
     Attributes
     ----------
     nbytes : int
-        Bytes the plan keeps beyond the maps.
+        Bytes of the arrays the plan keeps (tables, quads or its copy of the maps).
     """
 
     def __init__(self, map_x, map_y, image_shape, *, interpolation="linear", mode="constant", cval=0.0,
@@ -428,7 +429,11 @@ class RemapPlan:
                                        interpolation=interpolation, mode=mode, cval=self.cval)
         if self._tables is not None:
             self._maps = self._matrix = None  # the tables hold everything the NumPy sampler reads
-        self.nbytes = 0 if self._tables is None else int(self._tables.nbytes)
+            self.nbytes = int(self._tables.nbytes)
+            return
+        if maps is not None:
+            self._maps = tuple(m.copy() for m in maps)
+        self.nbytes = 0 if maps is None else sum(int(m.nbytes) for m in self._maps)
 
     def __call__(self, image, *, channel_axis=None):
         """Remap ``image`` (``(..., H, W)``, or with ``channel_axis``); returns ``(..., rows, cols)``
