@@ -163,16 +163,8 @@ def _axis_taps(c, reach, interpolation, dtype, conjugate=False):
         # in c's precision: a float32 map position and its fraction are exact there
         floor = np.floor(c)
         origin = floor.astype(np.intp)
-        weights = np.empty(c.shape + (2,), dtype=dtype)
-        if conjugate:
-            np.subtract(floor, c, out=floor)
-            weights[:, 1] = floor
-            np.add(1, weights[:, 1], out=weights[:, 0])
-        else:
-            np.subtract(c, floor, out=floor)
-            weights[:, 1] = floor
-            np.subtract(1, weights[:, 1], out=weights[:, 0])
-        return origin, weights
+        np.subtract(c, floor, out=floor)
+        return origin, _linear_weights(floor, dtype, conjugate)
     if c.dtype == np.float32:
         # floor(c * steps + 1/2) is exact in float32: scaling by a power of two is, and
         # |c * steps| < 2^23 leaves room for the half (the caller bounds c); c + reach is not
@@ -191,6 +183,20 @@ def _axis_taps(c, reach, interpolation, dtype, conjugate=False):
     q &= FRACTION_STEPS - 1
     items, taps = _table(interpolation, dtype, conjugate)
     return origin, np.take(items, q, axis=0, mode="clip").view(dtype).reshape(-1, taps)
+
+
+def _linear_weights(frac, dtype, conjugate=False):
+    """``(P, 2)`` tent weights ``(1 - f, f)`` in ``dtype`` of the fractional parts ``frac``;
+    ``conjugate`` gives ``(1 - f, -f)`` (see :func:`gpuimg._prims.taps.gather_taps`). The
+    second weight is ``frac`` rounded to ``dtype``, the first one minus it there."""
+    weights = np.empty(frac.shape + (2,), dtype=dtype)
+    if conjugate:
+        np.negative(frac, out=weights[:, 1])
+        np.add(1, weights[:, 1], out=weights[:, 0])
+    else:
+        weights[:, 1] = frac
+        np.subtract(1, weights[:, 1], out=weights[:, 0])
+    return weights
 
 
 _TABLE_CACHE: dict = {}
@@ -381,14 +387,8 @@ def _sample_tables(x, tables):
         def rows(k, r0, r1, i):
             index, wxc, wy, fill = tables.blocks[k]
             index = index.astype(np.intp)
-            if linear:
-                fx, fy = wxc, wy
-                wxc = np.empty((fx.size, 2), dtype=x.dtype)
-                np.subtract(1, fx, out=wxc[:, 0])
-                np.negative(fx, out=wxc[:, 1])
-                wy = np.empty((fy.size, 2), dtype=x.dtype)
-                np.subtract(1, fy, out=wy[:, 0])
-                wy[:, 1] = fy
+            if linear:  # the stored fractional parts
+                wxc, wy = _linear_weights(wxc, x.dtype, conjugate=True), _linear_weights(wy, x.dtype)
             part = src[i:i + 1] if plane is None else src[i * plane:(i + 1) * plane]
             _sample_block(index, wxc, wy, fill, part, wq, plane, out[g0 + i, r0:r1].reshape(1, -1), tables.cval)
 
