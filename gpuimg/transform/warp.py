@@ -388,8 +388,8 @@ class RemapPlan:
                  antialias=False, dtype=np.float32):
         be = get_backend(map_x, map_y, names=("map_x", "map_y"))
         out_shape = _check_maps(map_x, map_y)
-        self._prepare(be, image_shape, out_shape, interpolation, mode, cval, antialias, dtype,
-                      maps=(be.asarray(map_x), be.asarray(map_y)))
+        self._prepare(be, check_output_shape(image_shape, "image_shape"), out_shape, interpolation, mode, cval,
+                      antialias, dtype, maps=(be.asarray(map_x), be.asarray(map_y)))
 
     @classmethod
     def from_matrix(cls, matrix, image_shape, output_shape=None, *, inverse_map=False, interpolation="linear",
@@ -410,8 +410,8 @@ class RemapPlan:
 
     def _prepare(self, be, image_shape, out_shape, interpolation, mode, cval, antialias, dtype, *, maps=None,
                  matrix=None):
-        self.out_shape = out_shape
-        self.image_shape = check_output_shape(image_shape, "image_shape")
+        """The plan of a checked ``image_shape`` and output shape (see the class notes)."""
+        self.out_shape, self.image_shape = out_shape, image_shape
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
